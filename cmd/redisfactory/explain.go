@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/redisfactory/redisfactory/internal/suggest"
+)
+
+// runExplain prints every effective key of one profile with its value and
+// the source that set it:
+//
+//	KEY                 VALUE            ORIGIN
+//	addr                10.0.0.1:6379    redis.yaml:7 (via defaults)
+//	retry.backoff.cap   1s               built-in default
+//	timeouts.socket     5s               env APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET
+//
+// The last argument is the profile; the others are the paths.
+func runExplain(c *cli, args []string) int {
+	fs := c.flagSet("explain")
+	var lf loadFlags
+	lf.register(fs)
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	switch len(pos) {
+	case 0:
+		return c.usageError(fs, "missing PATH and PROFILE")
+	case 1:
+		return c.usageError(fs, "missing PROFILE (the last argument) or PATH: name the configuration, then the profile")
+	}
+	paths, profile := pos[:len(pos)-1], pos[len(pos)-1]
+	res, issues := c.load(paths, lf)
+	if len(issues) > 0 {
+		printIssues(c.stderr, c.stderr, issues)
+		return exitFailed
+	}
+	if _, found := res.Config.Profiles[profile]; !found {
+		names := make([]string, 0, len(res.Config.Profiles))
+		for n := range res.Config.Profiles {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		msg := fmt.Sprintf("%s explain: no profile %q", programName, profile)
+		if s := suggest.Closest(profile, names); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		fmt.Fprintf(c.stderr, "%s; the profiles are: %s\n", msg, strings.Join(names, ", "))
+		return exitFailed
+	}
+	keys, err := res.Explain(profile)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "%s explain: %v\n", programName, err)
+		return exitFailed
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tVALUE\tORIGIN")
+	for _, k := range keys {
+		v := k.Value
+		if v == "" {
+			v = `""`
+		}
+		lines := wrapList(v, maxValueWidth)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Path, lines[0], k.Origin.String())
+		for _, l := range lines[1:] {
+			fmt.Fprintf(tw, "\t%s\t\n", l)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(c.stderr, "%s explain: %v\n", programName, err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// maxValueWidth is the width beyond which a list value is wrapped over
+// several lines, so that one long list (cache.commands) does not push the
+// origin column of every row off the screen.
+const maxValueWidth = 48
+
+// wrapList splits a long "[a, b, c]" value at its commas into lines of at
+// most width characters (a single longer item stays whole). Other values are
+// returned as they are.
+func wrapList(v string, width int) []string {
+	if len(v) <= width || !strings.HasPrefix(v, "[") || !strings.HasSuffix(v, "]") {
+		return []string{v}
+	}
+	items := strings.Split(v, ", ")
+	var lines []string
+	cur := ""
+	for i, it := range items {
+		if i < len(items)-1 {
+			it += ","
+		}
+		switch {
+		case cur == "":
+			cur = it
+		case len(cur)+1+len(it) <= width:
+			cur += " " + it
+		default:
+			lines = append(lines, cur)
+			cur = it
+		}
+	}
+	return append(lines, cur)
+}
