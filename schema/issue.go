@@ -26,15 +26,18 @@ type Issue struct {
 	HasValue bool `json:"-"`
 }
 
-// Error renders the issue as one line: "source: path: message (got value)".
+// Error renders the issue as one line: "source: path: message (got value)"
+// (without the path for an issue about a whole file).
 func (i Issue) Error() string {
 	var b strings.Builder
 	if i.Source != "" {
 		b.WriteString(i.Source)
 		b.WriteString(": ")
 	}
-	b.WriteString(i.Path)
-	b.WriteString(": ")
+	if i.Path != "" {
+		b.WriteString(i.Path)
+		b.WriteString(": ")
+	}
 	b.WriteString(i.Message)
 	if i.HasValue {
 		fmt.Fprintf(&b, " (got %q)", i.Value)

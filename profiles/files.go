@@ -1,0 +1,68 @@
+package profiles
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/redisfactory/redisfactory/schema"
+)
+
+// readReferencedFiles reads password_file keys into their password and
+// checks that TLS files exist and can be read. Every file read is recorded
+// (the watcher watches them) and hashed into the digest.
+func (l *loader) readReferencedFiles(res *Result) {
+	seen := map[string]bool{}
+	read := func(name, rel, path string) ([]byte, bool) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			o, _ := lookupOrigin(res.origins[name], rel)
+			msg := "cannot be read: " + rootCause(err)
+			is := schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: msg, Value: path, HasValue: true}
+			if o.Via == "defaults" {
+				is.Path = "defaults." + rel
+			}
+			l.issues = append(l.issues, is)
+			return nil, false
+		}
+		if !seen[path] {
+			seen[path] = true
+			l.files = append(l.files, path)
+			l.hash = append(l.hash, data...)
+		}
+		return data, true
+	}
+	for _, name := range sortedProfileNames(res.Config) {
+		p := res.Config.Profiles[name]
+		if p.PasswordFile != "" {
+			if data, ok := read(name, "password_file", p.PasswordFile); ok {
+				pw := strings.TrimRight(string(data), "\r\n")
+				if pw == "" {
+					l.emptySecret(res, name, "password_file", p.PasswordFile)
+				}
+				p.Password = schema.Secret(pw)
+			}
+		}
+		if p.Sentinel.PasswordFile != "" {
+			if data, ok := read(name, "sentinel.password_file", p.Sentinel.PasswordFile); ok {
+				pw := strings.TrimRight(string(data), "\r\n")
+				if pw == "" {
+					l.emptySecret(res, name, "sentinel.password_file", p.Sentinel.PasswordFile)
+				}
+				p.Sentinel.Password = schema.Secret(pw)
+			}
+		}
+		for _, f := range []struct{ rel, path string }{
+			{"tls.ca_file", p.TLS.CAFile}, {"tls.cert_file", p.TLS.CertFile}, {"tls.key_file", p.TLS.KeyFile},
+		} {
+			if f.path != "" {
+				read(name, f.rel, f.path)
+			}
+		}
+	}
+}
+
+func (l *loader) emptySecret(res *Result, name, rel, path string) {
+	o, _ := lookupOrigin(res.origins[name], rel)
+	l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: fmt.Sprintf("the file is empty; it must hold the password"), Value: path, HasValue: true})
+}

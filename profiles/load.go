@@ -1,0 +1,433 @@
+// Package profiles loads redisfactory configurations: it reads YAML files
+// and directories, environment variables and overrides given in code,
+// merges them with koanf in a fixed order of precedence, resolves each
+// profile's defaults and extends chain, decodes strictly into schema types,
+// reads the files that keys point to (password_file, TLS files), validates,
+// and remembers which source set every effective key.
+//
+// Precedence, lowest first:
+//
+//	built-in defaults (schema/defaults.yaml)
+//	< the defaults: block
+//	< the extends chain (the profile it extends, recursively)
+//	< the profile itself
+//
+// where the file tree that holds the defaults: block and the profiles is
+// itself the merge, lowest first, of
+//
+//	the files in the order given (a directory: its *.yaml / *.yml in name order)
+//	< environment variables (<PREFIX>__PROFILES__<NAME>__<KEY>)
+//	< overrides passed in code.
+//
+// Each Load builds a fresh koanf instance, so a key deleted from a file is
+// gone after the next load.
+package profiles
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/redisfactory/redisfactory/internal/suggest"
+	"github.com/redisfactory/redisfactory/schema"
+)
+
+// BuiltinSource is the Origin.Source of a key nobody set.
+const BuiltinSource = "built-in default"
+
+// Options says where a configuration comes from.
+type Options struct {
+	// Paths are YAML files, or directories whose *.yaml and *.yml files
+	// are read in name order. Later files win.
+	Paths []string
+	// Sources are further documents (for example bytes held in memory),
+	// merged after Paths.
+	Sources []Source
+	// EnvPrefix turns on environment overrides: with "APP_REDIS", the
+	// variable APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET=5s sets
+	// profiles.sessions.timeouts.socket. Empty: the environment is ignored.
+	EnvPrefix string
+	// Environ returns the environment as "KEY=value" strings; nil means
+	// os.Environ. Tests pass their own.
+	Environ func() []string
+	// Overrides are key paths (dotted, e.g. "profiles.cache.db") and values
+	// that win over every other source.
+	Overrides map[string]any
+	// AllowEmpty accepts an empty document instead of reporting it.
+	AllowEmpty bool
+}
+
+// Origin is where an effective key's value came from.
+type Origin struct {
+	// Source is "redis.yaml:12", "env APP_REDIS__PROFILES__…",
+	// "override" or "built-in default".
+	Source string `json:"source"`
+	// Via says how the value reached the profile when it was not set on
+	// the profile itself: "defaults", "extends NAME", "url", or "".
+	Via string `json:"via,omitempty"`
+}
+
+// String renders "redis.yaml:12 (via defaults)".
+func (o Origin) String() string {
+	if o.Via == "" {
+		return o.Source
+	}
+	return o.Source + " (via " + o.Via + ")"
+}
+
+type originKind int
+
+const (
+	originBuiltin originKind = iota
+	originFile
+	originEnv
+	originOverride
+)
+
+// Result is a loaded, valid configuration.
+type Result struct {
+	// Config holds the effective profiles.
+	Config *schema.Config
+
+	origins map[string]map[string]Origin // profile -> key path -> origin
+	files   []string
+	digest  [32]byte
+}
+
+// Files returns every file the configuration was read from, including the
+// files its keys point to (password_file, TLS certificates and keys).
+func (r *Result) Files() []string { return slices.Clone(r.files) }
+
+// Digest is a hash of the effective configuration, file contents included
+// (so a rotated password file changes it). Equal digests mean nothing
+// changed.
+func (r *Result) Digest() [32]byte { return r.digest }
+
+// Origin returns where the effective key path (relative to the profile,
+// e.g. "retry.backoff.cap") of profile came from.
+func (r *Result) Origin(profile, path string) (Origin, bool) {
+	o, ok := r.origins[profile][path]
+	return o, ok
+}
+
+// Load reads, merges, resolves, decodes and validates a configuration. On
+// failure the error is a schema.Issues listing every problem, each with its
+// source (use errors.As).
+func Load(opts Options) (*Result, error) {
+	l := &loader{opts: opts}
+	res := l.load()
+	if len(l.issues) > 0 {
+		return nil, l.issues.Sort()
+	}
+	return res, nil
+}
+
+type loader struct {
+	opts    Options
+	issues  schema.Issues
+	sources []*parsed // in precedence order, lowest first (files, env, overrides)
+	files   []string
+	hash    []byte
+}
+
+func (l *loader) fail(source, path, rule, msg string) {
+	l.issues = append(l.issues, schema.Issue{Source: source, Path: path, Rule: rule, Message: msg})
+}
+
+func (l *loader) load() *Result {
+	paths, err := ExpandPaths(l.opts.Paths)
+	if err != nil {
+		l.fail(sourceOfPathErr(err), "", "read", "cannot read: "+rootCause(err))
+		return nil
+	}
+	srcs := make([]Source, 0, len(paths)+len(l.opts.Sources))
+	for _, p := range paths {
+		srcs = append(srcs, File(p))
+	}
+	srcs = append(srcs, l.opts.Sources...)
+	if len(srcs) == 0 {
+		l.fail("", "", "required", "no configuration: give at least one file or directory")
+		return nil
+	}
+	for _, s := range srcs {
+		data, err := s.Read()
+		if err != nil {
+			l.fail(s.Name(), "", "read", "cannot read: "+rootCause(err))
+			continue
+		}
+		if _, ok := s.(fileSource); ok {
+			l.files = append(l.files, s.Name())
+		}
+		l.hash = append(l.hash, data...)
+		if len(strings.TrimSpace(stripComments(data))) == 0 && !l.opts.AllowEmpty {
+			l.fail(s.Name(), "", "empty", "the file is empty; write at least one profile under profiles: (or allow empty files)")
+			continue
+		}
+		p, err := parseYAML(s.Name(), data)
+		if err != nil {
+			l.fail(s.Name(), "", "yaml", err.Error())
+			continue
+		}
+		l.sources = append(l.sources, p)
+	}
+	if len(l.issues) > 0 {
+		return nil
+	}
+
+	// Profile names the files define, so env names can match them.
+	var names []string
+	for _, s := range l.sources {
+		if ps, ok := s.tree["profiles"].(map[string]any); ok {
+			for n := range ps {
+				names = append(names, n)
+			}
+		}
+	}
+	if l.opts.EnvPrefix != "" {
+		environ := l.opts.Environ
+		if environ == nil {
+			environ = os.Environ
+		}
+		p, err := parseEnv(l.opts.EnvPrefix, environ, names)
+		if err != nil {
+			l.fail("environment", "", "env", err.Error())
+			return nil
+		}
+		for k, v := range p.envs {
+			l.hash = append(l.hash, k+"="+v+"\n"...)
+		}
+		l.sources = append(l.sources, p)
+	}
+	if len(l.opts.Overrides) > 0 {
+		tree, err := confmap.Provider(l.opts.Overrides, ".").Read()
+		if err != nil {
+			l.fail("override", "", "override", err.Error())
+			return nil
+		}
+		l.hash = append(l.hash, fmt.Sprint(l.opts.Overrides)...)
+		l.sources = append(l.sources, &parsed{name: "override", tree: normalize(tree).(map[string]any), kind: originOverride})
+	}
+
+	// Merge every source with a fresh koanf instance.
+	k := koanf.New(".")
+	for _, s := range l.sources {
+		if err := k.Load(treeProvider(s.tree), nil); err != nil {
+			l.fail(s.name, "", "merge", err.Error())
+			return nil
+		}
+	}
+	raw := k.Raw()
+
+	cfg := l.resolve(raw)
+	if cfg == nil {
+		return nil
+	}
+	res := &Result{Config: cfg.config, origins: cfg.origins}
+	// Profiles that did not decode are left out of validation (their
+	// issues are already reported); the others are still checked, so that
+	// one run reports every problem.
+	checked := &schema.Config{Defaults: cfg.config.Defaults, Profiles: map[string]*schema.Profile{}}
+	for n, p := range cfg.config.Profiles {
+		if !slices.Contains(cfg.broken, n) {
+			checked.Profiles[n] = p
+		}
+	}
+	l.afterDecode(&Result{Config: checked, origins: cfg.origins})
+	if len(checked.Profiles) > 0 || len(cfg.config.Profiles) == 0 {
+		for _, is := range schema.Validate(checked) {
+			l.issues = append(l.issues, l.locate(res, is))
+		}
+	}
+	if len(l.issues) > 0 {
+		return nil
+	}
+	l.readReferencedFiles(res)
+	if len(l.issues) > 0 {
+		return nil
+	}
+	res.files = l.files
+	res.digest = sha256.Sum256(l.hash)
+	return res
+}
+
+// treeProvider hands a parsed tree to koanf without copying it (confmap
+// deep-copies; these trees are ours and not used again).
+type treeProvider map[string]any
+
+func (t treeProvider) ReadBytes() ([]byte, error)   { return nil, errors.New("not supported") }
+func (t treeProvider) Read() (map[string]any, error) { return t, nil }
+
+// originOf returns the origin of a full key path in the merged tree: the
+// last source that set it (or a parent of it), else the built-in defaults.
+func (l *loader) originOf(path string) (Origin, bool) {
+	for i := len(l.sources) - 1; i >= 0; i-- {
+		s := l.sources[i]
+		if hasPath(s.tree, path) {
+			return s.origin(path), true
+		}
+	}
+	return Origin{Source: BuiltinSource}, false
+}
+
+// hasPath reports whether the nested map sets path (or a leaf above it).
+func hasPath(tree map[string]any, path string) bool {
+	cur := any(tree)
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return true // a leaf above path set it whole
+		}
+		cur, ok = m[part]
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// locate fills in the source of a validation issue and rewrites its path
+// to where the user wrote the key (defaults.…, or the profile extended).
+func (l *loader) locate(res *Result, is schema.Issue) schema.Issue {
+	if is.Source != "" {
+		return is
+	}
+	rest, ok := strings.CutPrefix(is.Path, "profiles.")
+	if !ok {
+		if o, ok := l.originOf(is.Path); ok {
+			is.Source = o.Source
+		} else {
+			is.Source = l.sourceNames()
+		}
+		return is
+	}
+	name, rel, _ := strings.Cut(rest, ".")
+	if rel == "" {
+		if o, ok := l.originOf("profiles." + name); ok {
+			is.Source = o.Source
+		}
+		return is
+	}
+	o, ok := lookupOrigin(res.origins[name], rel)
+	if !ok {
+		o = Origin{Source: BuiltinSource}
+	}
+	is.Source = o.Source
+	switch {
+	case o.Via == "defaults":
+		is.Path = "defaults." + rel
+	case strings.HasPrefix(o.Via, "extends "):
+		is.Path = "profiles." + strings.TrimPrefix(o.Via, "extends ") + "." + rel
+	case o.Via == "url":
+		is.Path = "profiles." + name + ".url"
+		is.Message += " (derived from url)"
+	}
+	return is
+}
+
+// lookupOrigin finds where the value behind an issue at rel was set: rel
+// itself or an ancestor, else a key below it (an issue on a whole block),
+// else a sibling (a rule such as "token_ratio needs max_tokens" is about
+// the key the user did set). User-set origins win over built-in ones.
+func lookupOrigin(m map[string]Origin, rel string) (Origin, bool) {
+	if i := strings.IndexByte(rel, '['); i >= 0 {
+		rel = rel[:i]
+	}
+	var builtin *Origin
+	for p := rel; p != ""; {
+		if o, ok := m[p]; ok {
+			if o.Source != BuiltinSource {
+				return o, true
+			}
+			if builtin == nil {
+				builtin = &o
+			}
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	under := func(prefix string) (Origin, bool) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if m[k].Source != BuiltinSource {
+				return m[k], true
+			}
+		}
+		return Origin{}, false
+	}
+	if o, ok := under(rel + "."); ok {
+		return o, true
+	}
+	if i := strings.LastIndexByte(rel, '.'); i >= 0 {
+		if o, ok := under(rel[:i+1]); ok {
+			return o, true
+		}
+	}
+	if builtin != nil {
+		return *builtin, true
+	}
+	return Origin{}, false
+}
+
+// sourceNames names the sources, for an issue about the whole configuration.
+func (l *loader) sourceNames() string {
+	names := make([]string, 0, len(l.sources))
+	for _, s := range l.sources {
+		names = append(names, s.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func sourceOfPathErr(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Path
+	}
+	return ""
+}
+
+func rootCause(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// stripComments drops YAML comment lines, to tell an empty file from one
+// with content.
+func stripComments(data []byte) string {
+	var b strings.Builder
+	for _, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") || t == "---" || t == "..." {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// suggestKey proposes the closest of the allowed keys.
+func suggestKey(got string, allowed []string) string {
+	if s := suggest.Closest(got, allowed); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return ""
+}
