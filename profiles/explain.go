@@ -74,4 +74,3 @@ func renderLeaf(v any) string {
 	}
 	return fmt.Sprint(v)
 }
-

@@ -261,7 +261,7 @@ func (l *loader) load() *Result {
 // deep-copies; these trees are ours and not used again).
 type treeProvider map[string]any
 
-func (t treeProvider) ReadBytes() ([]byte, error)   { return nil, errors.New("not supported") }
+func (t treeProvider) ReadBytes() ([]byte, error)    { return nil, errors.New("not supported") }
 func (t treeProvider) Read() (map[string]any, error) { return t, nil }
 
 // originOf returns the origin of a full key path in the merged tree: the

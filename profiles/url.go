@@ -140,16 +140,16 @@ func (l *loader) applyURL(name string, p *schema.Profile, origins map[string]Ori
 }
 
 type commonOpts struct {
-	protocol                   int
-	clientName                 string
-	maxRetries                 int
-	minBackoff, maxBackoff     time.Duration
-	dial, read, write          time.Duration
-	poolSize                   int
-	poolTimeout                time.Duration
+	protocol                    int
+	clientName                  string
+	maxRetries                  int
+	minBackoff, maxBackoff      time.Duration
+	dial, read, write           time.Duration
+	poolSize                    int
+	poolTimeout                 time.Duration
 	minIdle, maxIdle, maxActive int
-	idle, lifetime             time.Duration
-	tls                        bool
+	idle, lifetime              time.Duration
+	tls                         bool
 }
 
 // nonNeg maps go-redis's "-1 disables" to our zero.

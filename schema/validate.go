@@ -284,7 +284,6 @@ func crossCheck(prefix string, p *Profile) Issues {
 		add("tls.enabled", "mode_key", "TLS is not used over a unix socket", true)
 	}
 
-
 	// Pool.
 	pl := p.Pool
 	if pl.Size > 0 && pl.MinIdle > pl.Size {
