@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
@@ -56,7 +57,8 @@ func runExplain(c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "%s explain: %v\n", programName, err)
 		return exitFailed
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tVALUE\tORIGIN")
 	for _, k := range keys {
 		v := k.Value
@@ -72,6 +74,13 @@ func runExplain(c *cli, args []string) int {
 	if err := tw.Flush(); err != nil {
 		fmt.Fprintf(c.stderr, "%s explain: %v\n", programName, err)
 		return exitFailed
+	}
+	// The continuation lines of a wrapped value end in padding.
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		fmt.Fprintln(c.stdout, strings.TrimRight(line, " \n"))
 	}
 	return exitOK
 }

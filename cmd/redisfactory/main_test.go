@@ -250,6 +250,7 @@ func TestExplain(t *testing.T) {
 	originCol := strings.Index(lines[0], "ORIGIN")
 	for _, l := range lines[1:] {
 		require.LessOrEqual(t, len(l), 160, "explain output is too wide: %q", l)
+		require.False(t, strings.HasSuffix(l, " "), "trailing space: %q", l)
 		if strings.HasPrefix(l, " ") {
 			// The continuation of a wrapped list, in the value column.
 			require.NotEqual(t, byte(' '), l[valueCol], l)
