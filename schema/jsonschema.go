@@ -18,10 +18,11 @@ import (
 // SchemaID is the $id of the JSON Schema of the configuration file format.
 const SchemaID = "https://redisfactory.dev/schema/redisfactory.schema.json"
 
-// DurationPattern is the pattern a duration must match in a file: one or
-// more numbers, each with a unit (ns, us, µs, ms, s, m, h). A bare number
-// such as 5 is refused rather than read as nanoseconds.
-const DurationPattern = `^-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+// DurationPattern is the pattern a duration written as a string must match
+// in a file: one or more numbers, each with a unit (ns, us, µs, ms, s, m,
+// h), or a lone 0. A bare number such as 5 is refused rather than read as
+// nanoseconds. (The number 0, unquoted, is accepted too.)
+const DurationPattern = `^(0|-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 
 // ByteSizePattern is the pattern a size written as a string must match.
 const ByteSizePattern = `^[0-9]+ ?(B|KB|MB|GB|KiB|MiB|GiB)?$`
@@ -75,9 +76,11 @@ func buildJSONSchema() (*jsonschema.Schema, error) {
 
 	defs := s.Definitions
 	defs["Duration"] = &jsonschema.Schema{
-		Type:        "string",
-		Pattern:     DurationPattern,
-		Description: "A duration with a unit, e.g. 500ms, 5s, 1m30s (units: ns, us, µs, ms, s, m, h). A bare number is refused.",
+		AnyOf: []*jsonschema.Schema{
+			{Type: "string", Pattern: DurationPattern},
+			{Type: "integer", Const: 0},
+		},
+		Description: "A duration with a unit, e.g. 500ms, 5s, 1m30s (units: ns, us, µs, ms, s, m, h); 0 alone needs none. A bare number such as 5 is refused.",
 		Examples:    []any{"500ms", "5s", "1m30s"},
 	}
 	defs["ByteSize"] = &jsonschema.Schema{

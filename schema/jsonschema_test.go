@@ -154,6 +154,7 @@ func TestJSONSchemaRejects(t *testing.T) {
 		"unknown nested key":        {"profiles:\n  app:\n    retry: {backof: {base: 1s}}\n", "backof"},
 		"duration without unit":     {"profiles:\n  app:\n    timeouts: {socket: 5}\n", "socket"},
 		"duration string w/o unit":  {"profiles:\n  app:\n    timeouts: {socket: \"5\"}\n", "socket"},
+		"fraction without unit":     {"profiles:\n  app:\n    timeouts: {socket: 0.5}\n", "socket"},
 		"bad duration unit":         {"profiles:\n  app:\n    health_check_interval: 3 sec\n", "health_check_interval"},
 		"unknown error class":       {"profiles:\n  app:\n    retry: {also_on: [timeouts]}\n", "also_on"},
 		"class that cannot retry":   {"profiles:\n  app:\n    retry: {on: [nil]}\n", "on"},
