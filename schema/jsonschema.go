@@ -112,6 +112,16 @@ func buildJSONSchema() (*jsonschema.Schema, error) {
 		Description: "Profile names use letters, digits, '_' and '-' and start with a letter or digit.",
 	}
 
+	// The defaults block is a profile that cannot extend one.
+	defaults, ok := s.Properties.Get("defaults")
+	if !ok {
+		return nil, fmt.Errorf("schema: the Config schema has no defaults property")
+	}
+	defaults.Not = &jsonschema.Schema{
+		Required:    []string{"extends"},
+		Description: "The defaults block cannot extend a profile; use extends inside a profile.",
+	}
+
 	// Full descriptions (the reflector cuts a description at its first
 	// comma) for the root and every struct definition.
 	if err := fixDescriptions(s, reflect.TypeOf(Config{})); err != nil {

@@ -161,6 +161,7 @@ func TestJSONSchemaRejects(t *testing.T) {
 		"bad mode":                  {"profiles:\n  app:\n    mode: clustered\n", "mode"},
 		"bad protocol":              {"profiles:\n  app:\n    protocol: 4\n", "protocol"},
 		"bad byte size":             {"profiles:\n  app:\n    cache: {max_bytes: 64 mb}\n", "max_bytes"},
+		"extends in defaults":       {"defaults:\n  extends: base\nprofiles:\n  base: {addr: \"x:1\"}\n", "defaults"},
 		"bad profile name":          {"profiles:\n  -app:\n    addr: x:1\n", "-app"},
 		"profile is not an object":  {"profiles:\n  app: localhost:6379\n", "app"},
 		"db out of range":           {"profiles:\n  app:\n    db: 16\n", "db"},
