@@ -335,10 +335,16 @@ func IsServerReply(err error) bool {
 }
 
 // NotSent reports whether err shows that the command never reached the
-// server: the dial failed, or no pooled connection was free. Such a command
-// may be retried even when it is not idempotent.
+// server: the dial failed, no pooled connection was free, or an error in
+// the chain says so with a NotSent() bool method (the factory's failed
+// health check does). Such a command may be retried even when it is not
+// idempotent.
 func NotSent(err error) bool {
 	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) {
+		return true
+	}
+	var ns interface{ NotSent() bool }
+	if errors.As(err, &ns) && ns.NotSent() {
 		return true
 	}
 	var op *net.OpError

@@ -1,0 +1,349 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/retry"
+	"github.com/redisfactory/redisfactory/runtime"
+	"github.com/redisfactory/redisfactory/schema"
+)
+
+// BuildOptions configure Build.
+type BuildOptions struct {
+	// OnBuild is called with the new client before Build returns it.
+	OnBuild func(profile string, client redis.UniversalClient) error
+	// RetryOptions are passed to the retry policy (tests inject Sleep and
+	// Rand). Its Observer is set by Build.
+	RetryOptions retry.Options
+}
+
+// Client is one profile's go-redis client with what the factory added:
+// its profile, its retry policy and its health.
+type Client struct {
+	redis.UniversalClient
+
+	name    string
+	profile *schema.Profile
+	rt      *runtime.Runtime
+	policy  *retry.Policy
+
+	health    atomic.Pointer[Health]
+	probeMu   sync.Mutex
+	stopProbe func()
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Build builds the client of one validated profile. Most users call New,
+// which builds every profile of a configuration.
+func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOptions) (*Client, error) {
+	if p == nil {
+		return nil, fmt.Errorf("redisfactory: profile %q is nil", name)
+	}
+	if rt == nil {
+		return nil, errors.New("redisfactory: Build needs a runtime")
+	}
+	tlsCfg, err := tlsConfig(p)
+	if err != nil {
+		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
+	}
+	c := &Client{name: name, profile: p, rt: rt}
+	c.health.Store(&Health{State: StateUnknown})
+	bus := rt.Events()
+
+	ropts := opts.RetryOptions
+	userObserver := ropts.Observer
+	ropts.Observer = func(e retry.Event) {
+		bus.Publish(retryEvent(name, e))
+		if userObserver != nil {
+			userObserver(e)
+		}
+	}
+	c.policy = retry.NewPolicy(p, ropts)
+
+	read, write := p.Timeouts.EffectiveRead(), p.Timeouts.EffectiveWrite()
+	hooks := healthHooks{
+		failed: func(err error) {
+			bus.Publish(runtime.Event{Kind: runtime.HealthCheckFailed, Profile: name, Class: string(errclass.Of(err)), Err: err,
+				Message: "idle connection failed its PING; it is dropped and the command goes to another connection"})
+			bus.Publish(runtime.Event{Kind: runtime.ConnReplaced, Profile: name, Class: string(errclass.Of(err))})
+		},
+	}
+	cm := common{
+		dialer: dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks),
+		tls:    tlsCfg,
+		read:   read,
+		write:  write,
+	}
+
+	switch p.Mode {
+	case schema.Cluster:
+		cc := redis.NewClusterClient(clusterOptions(p, cm))
+		installClusterPolicy(cc, c.policy)
+		c.UniversalClient = cc
+	case schema.Sentinel:
+		fc := redis.NewFailoverClient(failoverOptions(p, cm))
+		fc.AddHook(c.policy.Hook())
+		c.UniversalClient = fc
+	default:
+		sc := redis.NewClient(standaloneOptions(p, cm))
+		sc.AddHook(c.policy.Hook())
+		c.UniversalClient = sc
+	}
+	if opts.OnBuild != nil {
+		if err := opts.OnBuild(name, c.UniversalClient); err != nil {
+			_ = c.UniversalClient.Close()
+			return nil, fmt.Errorf("redisfactory: profile %s: build callback: %w", name, err)
+		}
+	}
+	bus.Publish(runtime.Event{Kind: runtime.ClientBuilt, Profile: name, Message: string(p.Mode)})
+	return c, nil
+}
+
+// Name returns the profile's name.
+func (c *Client) Name() string { return c.name }
+
+// Profile returns the effective profile the client was built from. It must
+// not be modified.
+func (c *Client) Profile() *schema.Profile { return c.profile }
+
+// Policy returns the client's retry policy.
+func (c *Client) Policy() *retry.Policy { return c.policy }
+
+// Close stops the client's probe and closes the go-redis client, which
+// closes every connection, in use or not. It is idempotent.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.probeMu.Lock()
+		if c.stopProbe != nil {
+			c.stopProbe()
+			c.stopProbe = nil
+		}
+		c.probeMu.Unlock()
+		c.closeErr = c.UniversalClient.Close()
+		c.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: c.name})
+	})
+	return c.closeErr
+}
+
+// installClusterPolicy makes a cluster client follow the profile's retry
+// policy exactly.
+//
+// go-redis's cluster client runs its own loop around every command: it
+// follows MOVED/ASK and also retries transient errors (timeouts included,
+// so an INCR could run twice) up to MaxRedirects, with its own backoff. So
+// the policy runs on each node's client instead, where errors arrive raw,
+// and an error the policy gives up on is sealed before it reaches the
+// cluster loop, which then returns it without retrying; the outermost hook
+// on the cluster client unseals it, so callers see go-redis's own error.
+// Redirections (MOVED, ASK), READONLY after a failover and a closed node
+// client are not sealed: following them is the cluster loop's job, bounded
+// by cluster.max_redirects.
+//
+// Pipelines are split per node inside go-redis's pipeline code, which
+// retries failed sub-batches itself (up to MaxRedirects); the policy wraps
+// the whole pipeline on the cluster client.
+func installClusterPolicy(cc *redis.ClusterClient, pol *retry.Policy) {
+	h := pol.Hook()
+	cc.AddHook(clusterTopHook{pipeline: h})
+	cc.OnNewNode(func(node *redis.Client) {
+		node.AddHook(sealHook{})
+		node.AddHook(processOnly{h})
+	})
+}
+
+// sealedError hides an error from go-redis's cluster retry loop. It is
+// never returned to users.
+type sealedError struct{ err error }
+
+// The text must not start with a prefix go-redis's retry check looks for
+// (LOADING, READONLY, …): it checks error strings too.
+func (e *sealedError) Error() string { return "redisfactory: final: " + e.err.Error() }
+
+// passToCluster reports whether the cluster loop must see err as it is.
+func passToCluster(err error) bool {
+	if errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	switch errclass.Of(err) {
+	case errclass.Redirect, errclass.ReadOnly, errclass.None, errclass.Nil:
+		return true
+	}
+	return false
+}
+
+// sealHook is the outermost hook of every cluster node client.
+type sealHook struct{}
+
+func (sealHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (sealHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil || passToCluster(err) {
+			return err
+		}
+		return &sealedError{err}
+	}
+}
+func (sealHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// processOnly applies a hook's ProcessHook only.
+type processOnly struct{ h redis.Hook }
+
+func (p processOnly) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (p processOnly) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return p.h.ProcessHook(next)
+}
+func (p processOnly) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// clusterTopHook is the cluster client's own hook: it unseals errors of
+// single commands and applies the policy to pipelines.
+type clusterTopHook struct{ pipeline redis.Hook }
+
+func (clusterTopHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (clusterTopHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		var s *sealedError
+		if errors.As(err, &s) {
+			err = s.err
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+func (t clusterTopHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return t.pipeline.ProcessPipelineHook(next)
+}
+
+// State is a client's health as last observed.
+type State string
+
+// The health states.
+const (
+	StateUnknown State = "unknown" // not probed yet
+	StateUp      State = "up"      // the last probe succeeded
+	StateDown    State = "down"    // the last probe failed
+)
+
+// Health is a client's health as last observed.
+type Health struct {
+	State State
+	// Since is when State began.
+	Since time.Time
+	// Checked is when the last probe ran.
+	Checked time.Time
+	// RTT is the round trip of the last successful probe.
+	RTT time.Duration
+	// Err is the error of the last failed probe and Class its class.
+	Err   error
+	Class errclass.Class
+}
+
+// Health returns the client's health as last observed.
+func (c *Client) Health() Health { return *c.health.Load() }
+
+// record stores the outcome of a probe and publishes a change of state.
+func (c *Client) record(rtt time.Duration, err error) {
+	now := c.rt.Clock().Now()
+	old := c.health.Load()
+	h := Health{State: StateUp, Since: old.Since, Checked: now, RTT: rtt}
+	if err != nil {
+		h = Health{State: StateDown, Since: old.Since, Checked: now, Err: err, Class: errclass.Of(err)}
+	}
+	if h.State != old.State {
+		h.Since = now
+		c.rt.Events().Publish(runtime.Event{Kind: runtime.HealthChanged, Profile: c.name, Message: string(old.State) + " -> " + string(h.State), Err: err, Class: string(h.Class)})
+	}
+	c.health.Store(&h)
+}
+
+// Probe PINGs the client once (through its retry policy), records the
+// outcome in Health and returns the round-trip time.
+func (c *Client) Probe(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	if timeout <= 0 {
+		timeout = c.profile.Timeouts.EffectiveRead()
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err := c.UniversalClient.Ping(ctx).Err()
+	rtt := time.Since(start)
+	c.record(rtt, err)
+	return rtt, err
+}
+
+func (c *Client) startProbe(interval, timeout time.Duration) {
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	c.stopProbe = c.rt.Every("health-probe("+c.name+")", interval, func(ctx context.Context) {
+		_, _ = c.Probe(ctx, timeout)
+	})
+}
+
+// CheckResult is what Check learned about one profile's server.
+type CheckResult struct {
+	Profile       string         `json:"profile"`
+	Reachable     bool           `json:"reachable"`
+	ServerVersion string         `json:"server_version,omitempty"`
+	Protocol      int            `json:"protocol,omitempty"`
+	RTT           time.Duration  `json:"rtt_ns,omitempty"`
+	Err           error          `json:"-"`
+	Class         errclass.Class `json:"error_class,omitempty"`
+}
+
+// Check PINGs the client under its own policy and asks the server for its
+// version and the RESP version of the connection.
+func (c *Client) Check(ctx context.Context) CheckResult {
+	res := CheckResult{Profile: c.name}
+	rtt, err := c.Probe(ctx, 0)
+	if err != nil {
+		res.Err, res.Class = err, errclass.Of(err)
+		return res
+	}
+	res.Reachable, res.RTT = true, rtt
+	if info, err := c.UniversalClient.InfoMap(ctx, "server").Result(); err == nil {
+		for _, section := range info {
+			if v, ok := section["redis_version"]; ok {
+				res.ServerVersion = v
+			}
+		}
+	} else if s, err := c.UniversalClient.Info(ctx, "server").Result(); err == nil {
+		res.ServerVersion = field(s, "redis_version:", "\r\n")
+	}
+	if ci, err := c.UniversalClient.Do(ctx, "CLIENT", "INFO").Text(); err == nil {
+		if v := field(ci, "resp=", " "); v != "" {
+			res.Protocol, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if res.Protocol == 0 {
+		res.Protocol = c.profile.Protocol
+	}
+	return res
+}
+
+func field(s, key, end string) string {
+	i := strings.Index(s, key)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(key):]
+	if j := strings.Index(s, end); j >= 0 {
+		s = s[:j]
+	}
+	return strings.TrimSpace(s)
+}

@@ -1,0 +1,221 @@
+package factory
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redisfactory/redisfactory/internal/resp"
+)
+
+// keepAlive matches go-redis's own dialer (30s idle, 5s interval, 3 probes):
+// a custom Dialer would otherwise drop it.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}
+
+// healthHooks receives what the health check sees.
+type healthHooks struct {
+	checked func()          // a PING was sent
+	failed  func(err error) // the PING failed; the connection is dropped
+}
+
+// dialer returns the go-redis Dialer of a profile: TCP (or a unix socket)
+// with keep-alive, TLS when configured (done here, because go-redis only
+// applies TLSConfig in its own default dialer), and the health check
+// wrapper when interval > 0.
+func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingTimeout time.Duration, hooks healthHooks) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: connectTimeout, KeepAliveConfig: keepAlive}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tlsConfig != nil {
+			cfg := tlsConfig
+			if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+				cfg = cfg.Clone()
+				host, _, _ := net.SplitHostPort(addr)
+				cfg.ServerName = host
+			}
+			tc := tls.Client(conn, cfg)
+			hctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			err := tc.HandshakeContext(hctx)
+			cancel()
+			if err != nil {
+				_ = conn.Close()
+				// Report it as a dial failure: the command was never sent.
+				return nil, &net.OpError{Op: "dial", Net: network, Addr: conn.RemoteAddr(), Err: err}
+			}
+			conn = tc
+		}
+		if interval <= 0 {
+			return conn, nil
+		}
+		hc := &healthConn{Conn: conn, interval: interval, timeout: pingTimeout, hooks: hooks}
+		hc.touch()
+		return hc, nil
+	}
+}
+
+// pingCommand is PING as a RESP array; every protocol version accepts it.
+var pingCommand = []byte("*1\r\n$4\r\nPING\r\n")
+
+// ErrHealthCheck is wrapped by the error a command gets when the health
+// check of its pooled connection failed before the command was written.
+// The command never reached the server, so the retry policy may send it
+// again on another connection even when it is not idempotent.
+var ErrHealthCheck = errors.New("redisfactory: health check failed")
+
+// healthCheckError is returned by a Write whose connection failed its
+// health check. It unwraps to the cause (so its error class is the cause's,
+// e.g. connection or timeout) and to ErrHealthCheck; NotSent tells the retry
+// policy that the command was not written.
+type healthCheckError struct{ cause error }
+
+func (e *healthCheckError) Error() string {
+	return fmt.Sprintf("%s: %v", ErrHealthCheck.Error(), e.cause)
+}
+func (e *healthCheckError) Unwrap() []error { return []error{ErrHealthCheck, e.cause} }
+
+// NotSent reports that the command was not written to the server.
+func (e *healthCheckError) NotSent() bool { return true }
+
+// healthConn checks a pooled connection with PING before a command is
+// written to it, when the connection has been idle for longer than the
+// interval. It works for TLS too, because it sits above the TLS layer, and
+// it adds no round trip to connections used within the interval: the check
+// is a comparison of two integers on every Write.
+//
+// go-redis reads and writes one connection from one goroutine at a time,
+// so the check, which runs inside Write, never races a Read. A RESP3 push
+// frame that arrives before the PONG (an invalidation, a maintenance
+// notification) is kept and handed to go-redis on its next Read.
+type healthConn struct {
+	net.Conn
+	interval time.Duration
+	timeout  time.Duration
+	hooks    healthHooks
+
+	lastUsed atomic.Int64 // unix nanoseconds of the last completed Read or Write
+	subMode  atomic.Bool  // SUBSCRIBE/MONITOR seen: messages may arrive at any time, no checks
+
+	mu      sync.Mutex
+	pending []byte // bytes read during a check that belong to go-redis
+}
+
+func (c *healthConn) touch() { c.lastUsed.Store(time.Now().UnixNano()) }
+
+// Read hands out bytes kept from a health check first.
+func (c *healthConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.touch()
+	}
+	return n, err
+}
+
+// Write checks the connection first when it has been idle too long.
+func (c *healthConn) Write(b []byte) (int, error) {
+	if !c.subMode.Load() {
+		if isSubscribeMode(b) {
+			c.subMode.Store(true)
+		} else if time.Now().UnixNano()-c.lastUsed.Load() > int64(c.interval) {
+			if err := c.check(); err != nil {
+				if c.hooks.failed != nil {
+					c.hooks.failed(err)
+				}
+				return 0, &healthCheckError{cause: err}
+			}
+		}
+	}
+	n, err := c.Conn.Write(b)
+	if err == nil {
+		c.touch()
+	}
+	return n, err
+}
+
+// check sends PING and reads frames until its reply.
+func (c *healthConn) check() error {
+	if c.hooks.checked != nil {
+		c.hooks.checked()
+	}
+	deadline := time.Now().Add(c.timeout)
+	if err := c.Conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	// go-redis sets its own deadlines before every read and write; clear
+	// ours so that a later call without one is not cut short.
+	defer func() { _ = c.Conn.SetDeadline(time.Time{}) }()
+	if _, err := c.Conn.Write(pingCommand); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(c.Conn, 512)
+	var kept []byte
+	for {
+		frame, typ, err := resp.ReadFrame(r, nil)
+		if err != nil {
+			return err
+		}
+		if typ == '>' || typ == '|' { // push or attribute: not the reply
+			kept = append(kept, frame...)
+			continue
+		}
+		if typ == '-' || typ == '!' {
+			// An error reply still proves the connection works (e.g.
+			// NOAUTH after a server restart is for the command to see).
+			break
+		}
+		break
+	}
+	if n := r.Buffered(); n > 0 {
+		rest, _ := r.Peek(n)
+		kept = append(kept, rest...)
+	}
+	if len(kept) > 0 {
+		c.mu.Lock()
+		c.pending = append(c.pending, kept...)
+		c.mu.Unlock()
+	}
+	c.touch()
+	return nil
+}
+
+// isSubscribeMode reports whether a written command puts the connection in
+// a mode where the server sends messages unasked (SUBSCRIBE, PSUBSCRIBE,
+// SSUBSCRIBE, MONITOR). Such connections are not health-checked: go-redis's
+// PubSub pings them itself.
+func isSubscribeMode(b []byte) bool {
+	// "*N\r\n$L\r\nNAME\r\n…": find NAME.
+	i := bytes.Index(b, []byte("\r\n$"))
+	if i < 0 {
+		return false
+	}
+	j := bytes.Index(b[i+3:], []byte("\r\n"))
+	if j < 0 {
+		return false
+	}
+	name := b[i+3+j+2:]
+	if k := bytes.IndexByte(name, '\r'); k >= 0 {
+		name = name[:k]
+	}
+	return hasSuffixFold(name, "subscribe") || bytes.EqualFold(name, []byte("monitor"))
+}
+
+func hasSuffixFold(b []byte, s string) bool {
+	return len(b) >= len(s) && bytes.EqualFold(b[len(b)-len(s):], []byte(s))
+}

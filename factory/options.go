@@ -1,0 +1,190 @@
+package factory
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/redisfactory/redisfactory/schema"
+)
+
+// tlsConfig builds the TLS configuration of a profile, or nil without TLS.
+func tlsConfig(p *schema.Profile) (*tls.Config, error) {
+	t := p.TLS
+	if !t.Enabled {
+		return nil, nil
+	}
+	cfg := &tls.Config{
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // an explicit, documented profile choice
+		MinVersion:         tls.VersionTLS12,
+	}
+	if t.MinVersion == "1.3" {
+		cfg.MinVersion = tls.VersionTLS13
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file %s: no PEM certificate found", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// maintConfig maps the profile's sch block onto go-redis's maintenance
+// notifications. A relaxed timeout never shortens a timeout the profile
+// set longer: go-redis replaces the socket timeout with the relaxed one
+// during a maintenance, so the relaxed one is at least the configured one.
+func maintConfig(p *schema.Profile) *maintnotifications.Config {
+	mode := maintnotifications.Mode(p.SCH.Mode)
+	if p.Protocol == 2 && mode == maintnotifications.ModeAuto || p.Network == "unix" {
+		mode = maintnotifications.ModeDisabled
+	}
+	if mode == maintnotifications.ModeDisabled {
+		return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	}
+	relaxed := max(p.SCH.RelaxedTimeout, p.Timeouts.EffectiveRead(), p.Timeouts.EffectiveWrite())
+	return &maintnotifications.Config{
+		Mode:                       mode,
+		EndpointType:               maintnotifications.EndpointType(p.SCH.EndpointType),
+		RelaxedTimeout:             relaxed,
+		HandoffTimeout:             p.SCH.HandoffTimeout,
+		PostHandoffRelaxedDuration: p.SCH.PostHandoffRelaxedDuration,
+		MaxHandoffRetries:          p.SCH.MaxHandoffRetries,
+	}
+}
+
+// common holds the options every mode shares.
+type common struct {
+	dialer      func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls         *tls.Config
+	read, write time.Duration
+}
+
+// standaloneOptions maps a standalone profile onto redis.Options.
+func standaloneOptions(p *schema.Profile, c common) *redis.Options {
+	return &redis.Options{
+		Network:    p.Network,
+		Addr:       p.Addr,
+		Dialer:     c.dialer,
+		Protocol:   p.Protocol,
+		Username:   p.Username,
+		Password:   p.Password.Reveal(),
+		DB:         p.DB,
+		ClientName: p.ClientName,
+		TLSConfig:  c.tls,
+
+		// The profile's retry policy runs in a hook; go-redis's own retries
+		// and dial retries are off so that the policy is exactly what the
+		// profile says.
+		MaxRetries:    -1,
+		DialerRetries: 1,
+
+		DialTimeout:           p.Timeouts.Connect,
+		ReadTimeout:           c.read,
+		WriteTimeout:          c.write,
+		ContextTimeoutEnabled: true,
+
+		PoolSize:        p.Pool.Size,
+		MinIdleConns:    p.Pool.MinIdle,
+		MaxIdleConns:    p.Pool.MaxIdle,
+		MaxActiveConns:  p.Pool.MaxActive,
+		PoolTimeout:     p.Pool.Timeout,
+		ConnMaxIdleTime: p.Pool.ConnMaxIdleTime,
+		ConnMaxLifetime: p.Pool.ConnMaxLifetime,
+
+		MaintNotificationsConfig: maintConfig(p),
+	}
+}
+
+// failoverOptions maps a sentinel profile onto redis.FailoverOptions.
+// go-redis's failover client has no maintenance notifications (sch.mode
+// enabled is a validation error for sentinel; auto means off).
+func failoverOptions(p *schema.Profile, c common) *redis.FailoverOptions {
+	return &redis.FailoverOptions{
+		MasterName:       p.Sentinel.MasterName,
+		SentinelAddrs:    p.Sentinel.Addrs,
+		SentinelUsername: p.Sentinel.Username,
+		SentinelPassword: p.Sentinel.Password.Reveal(),
+		ReplicaOnly:      p.Sentinel.ReplicaOnly,
+
+		Dialer:     c.dialer,
+		Protocol:   p.Protocol,
+		Username:   p.Username,
+		Password:   p.Password.Reveal(),
+		DB:         p.DB,
+		ClientName: p.ClientName,
+		TLSConfig:  c.tls,
+
+		MaxRetries:    -1,
+		DialerRetries: 1,
+
+		DialTimeout:           p.Timeouts.Connect,
+		ReadTimeout:           c.read,
+		WriteTimeout:          c.write,
+		ContextTimeoutEnabled: true,
+
+		PoolSize:        p.Pool.Size,
+		MinIdleConns:    p.Pool.MinIdle,
+		MaxIdleConns:    p.Pool.MaxIdle,
+		MaxActiveConns:  p.Pool.MaxActive,
+		PoolTimeout:     p.Pool.Timeout,
+		ConnMaxIdleTime: p.Pool.ConnMaxIdleTime,
+		ConnMaxLifetime: p.Pool.ConnMaxLifetime,
+	}
+}
+
+// clusterOptions maps a cluster profile onto redis.ClusterOptions.
+func clusterOptions(p *schema.Profile, c common) *redis.ClusterOptions {
+	return &redis.ClusterOptions{
+		Addrs:          p.Addrs,
+		MaxRedirects:   p.Cluster.MaxRedirects, // 0: go-redis's default (3)
+		ReadOnly:       p.Cluster.ReadOnly,
+		RouteByLatency: p.Cluster.RouteByLatency,
+		RouteRandomly:  p.Cluster.RouteRandomly,
+
+		Dialer:     c.dialer,
+		Protocol:   p.Protocol,
+		Username:   p.Username,
+		Password:   p.Password.Reveal(),
+		ClientName: p.ClientName,
+		TLSConfig:  c.tls,
+
+		MaxRetries:    -1,
+		DialerRetries: 1,
+
+		DialTimeout:           p.Timeouts.Connect,
+		ReadTimeout:           c.read,
+		WriteTimeout:          c.write,
+		ContextTimeoutEnabled: true,
+
+		PoolSize:        p.Pool.Size,
+		MinIdleConns:    p.Pool.MinIdle,
+		MaxIdleConns:    p.Pool.MaxIdle,
+		MaxActiveConns:  p.Pool.MaxActive,
+		PoolTimeout:     p.Pool.Timeout,
+		ConnMaxIdleTime: p.Pool.ConnMaxIdleTime,
+		ConnMaxLifetime: p.Pool.ConnMaxLifetime,
+
+		MaintNotificationsConfig: maintConfig(p),
+	}
+}
