@@ -46,12 +46,17 @@ type decoder struct {
 	profile string
 	origins map[string]Origin
 	quiet   bool // decode without reporting (issues are reported elsewhere)
+	bad     map[string]bool // key paths (relative) that did not decode
 }
 
 func (d *decoder) report(rel, rule, msg string, v any) {
 	if d.quiet {
 		return
 	}
+	if d.bad == nil {
+		d.bad = map[string]bool{}
+	}
+	d.bad[rel] = true
 	o, ok := lookupOrigin(d.origins, rel)
 	if !ok {
 		o = Origin{Source: BuiltinSource}

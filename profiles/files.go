@@ -34,6 +34,10 @@ func (l *loader) readReferencedFiles(res *Result) {
 	}
 	for _, name := range sortedProfileNames(res.Config) {
 		p := res.Config.Profiles[name]
+		if l.exclusive(res, name, p.Password, p.PasswordFile, "password", "password_file") ||
+			l.exclusive(res, name, p.Sentinel.Password, p.Sentinel.PasswordFile, "sentinel.password", "sentinel.password_file") {
+			continue
+		}
 		if p.PasswordFile != "" {
 			if data, ok := read(name, "password_file", p.PasswordFile); ok {
 				pw := strings.TrimRight(string(data), "\r\n")
@@ -65,4 +69,20 @@ func (l *loader) readReferencedFiles(res *Result) {
 func (l *loader) emptySecret(res *Result, name, rel, path string) {
 	o, _ := lookupOrigin(res.origins[name], rel)
 	l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: fmt.Sprintf("the file is empty; it must hold the password"), Value: path, HasValue: true})
+}
+
+// exclusive reports (and records) a profile that sets both a password and
+// the file that should hold it.
+func (l *loader) exclusive(res *Result, name string, pw schema.Secret, file, pwKey, fileKey string) bool {
+	if pw == "" || file == "" {
+		return false
+	}
+	o, _ := lookupOrigin(res.origins[name], fileKey)
+	is := schema.Issue{Source: o.Source, Path: "profiles." + name + "." + fileKey, Rule: "exclusive",
+		Message: "set either " + pwKey + " or " + fileKey + ", not both", Value: file, HasValue: true}
+	if o.Via == "defaults" {
+		is.Path = "defaults." + fileKey
+	}
+	l.issues = append(l.issues, is)
+	return true
 }

@@ -230,20 +230,15 @@ func (l *loader) load() *Result {
 		return nil
 	}
 	res := &Result{Config: cfg.config, origins: cfg.origins}
-	// Profiles that did not decode are left out of validation (their
-	// issues are already reported); the others are still checked, so that
-	// one run reports every problem.
-	checked := &schema.Config{Defaults: cfg.config.Defaults, Profiles: map[string]*schema.Profile{}}
-	for n, p := range cfg.config.Profiles {
-		if !slices.Contains(cfg.broken, n) {
-			checked.Profiles[n] = p
+	// Every profile is validated, so that one run reports every problem;
+	// an issue about a key that already failed to decode is left out (its
+	// zero value would only add noise).
+	l.afterDecode(res)
+	for _, is := range schema.Validate(res.Config) {
+		if cfg.failedToDecode(is.Path) {
+			continue
 		}
-	}
-	l.afterDecode(&Result{Config: checked, origins: cfg.origins})
-	if len(checked.Profiles) > 0 || len(cfg.config.Profiles) == 0 {
-		for _, is := range schema.Validate(checked) {
-			l.issues = append(l.issues, l.locate(res, is))
-		}
+		l.issues = append(l.issues, l.locate(res, is))
 	}
 	if len(l.issues) > 0 {
 		return nil
@@ -255,6 +250,39 @@ func (l *loader) load() *Result {
 	res.files = l.files
 	res.digest = sha256.Sum256(l.hash)
 	return res
+}
+
+// failedToDecode reports whether a validation issue at path concerns a key
+// whose decoding already failed.
+func (r *resolved) failedToDecode(path string) bool {
+	rest, ok := strings.CutPrefix(path, "profiles.")
+	if !ok {
+		return false
+	}
+	name, rel, _ := strings.Cut(rest, ".")
+	bad := r.bad[name]
+	if len(bad) == 0 {
+		return false
+	}
+	if i := strings.IndexByte(rel, '['); i >= 0 {
+		rel = rel[:i]
+	}
+	for p := rel; p != ""; {
+		if bad[p] {
+			return true
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	for k := range bad {
+		if strings.HasPrefix(k, rel+".") || strings.HasPrefix(k, rel+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // treeProvider hands a parsed tree to koanf without copying it (confmap

@@ -45,7 +45,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	assert.Equal(t, []errclass.Class{errclass.Connection, errclass.Timeout}, p.Retry.On)
 	assert.Equal(t, 3, p.Protocol)
 	assert.Equal(t, schema.SCHAuto, p.SCH.Mode)
-	assert.Equal(t, schema.DefaultCacheCommands, p.Cache.Commands)
+	assert.Empty(t, p.Cache.Commands, "the allow list is filled only for an enabled cache")
 	assert.Equal(t, profiles.BuiltinSource, origin(t, r, "a", "timeouts.socket").Source)
 }
 
@@ -343,4 +343,26 @@ func TestMissingPath(t *testing.T) {
 	is := issuesOf(t, err)
 	assert.Equal(t, "/nonexistent/redis.yaml", is[0].Source)
 	assert.Contains(t, is[0].Message, "no such file")
+}
+
+// TestDecodeAndValidationIssuesTogether: a key that does not decode does
+// not hide the profile's other problems.
+func TestDecodeAndValidationIssuesTogether(t *testing.T) {
+	_, err := loadYAML(t, "profiles:\n  a:\n    timeouts:\n      socket: 5\n    retry:\n      on: [conection]\n      backoff:\n        base: 1s\n        cap: 1ms\n")
+	is := issuesOf(t, err)
+	var paths []string
+	for _, i := range is {
+		paths = append(paths, i.Path)
+	}
+	assert.ElementsMatch(t, []string{"profiles.a.timeouts.socket", "profiles.a.retry.on[0]", "profiles.a.retry.backoff.cap"}, paths,
+		"the zero socket timeout left by the bad value is not reported a second time")
+}
+
+// TestLoadedConfigValidatesAgain: a loaded configuration (password read
+// from its file) passes schema.Validate again, as a reload check does.
+func TestLoadedConfigValidatesAgain(t *testing.T) {
+	pw := writeFile(t, t.TempDir(), "pw", "secret\n")
+	r, err := loadYAML(t, "profiles:\n  a:\n    password_file: "+pw+"\n  b:\n    mode: cluster\n    addrs: [\"h:1\"]\n")
+	require.NoError(t, err)
+	assert.Empty(t, schema.Validate(r.Config))
 }

@@ -13,7 +13,7 @@ import (
 type resolved struct {
 	config  *schema.Config
 	origins map[string]map[string]Origin
-	broken  []string // profiles that did not resolve or decode cleanly
+	bad     map[string]map[string]bool // profile -> key paths that did not decode
 }
 
 var topLevelKeys = []string{"defaults", "profiles"}
@@ -86,7 +86,7 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 	}
 	base = mergeTrees(base, defaults)
 
-	r := &resolved{config: &schema.Config{Profiles: map[string]*schema.Profile{}}, origins: map[string]map[string]Origin{}}
+	r := &resolved{config: &schema.Config{Profiles: map[string]*schema.Profile{}}, origins: map[string]map[string]Origin{}, bad: map[string]map[string]bool{}}
 	type eff struct {
 		tree    map[string]any
 		origins map[string]Origin
@@ -139,12 +139,10 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 			continue
 		}
 		p := &schema.Profile{}
-		before := len(l.issues)
 		d := &decoder{l: l, profile: name, origins: e.origins}
 		d.decodeStruct(e.tree, p, "")
-		if len(l.issues) > before {
-			// Validating a half-decoded profile would only add noise.
-			r.broken = append(r.broken, name)
+		if len(d.bad) > 0 {
+			r.bad[name] = d.bad
 		}
 		r.config.Profiles[name] = p
 		r.origins[name] = e.origins

@@ -75,13 +75,13 @@ func IsCacheableCommand(cmd string) bool { return cacheableCommands[strings.ToUp
 
 // Finalize fills the defaults that depend on other keys, once every source
 // has been merged into p: the retry classes of the profile's mode, the cache
-// allow list, the standalone address. It also normalises command names to
+// allow list (when the cache is on), the standalone address. It also normalises command names to
 // upper case. It is idempotent.
 func Finalize(p *Profile) {
 	if len(p.Retry.On) == 0 {
 		p.Retry.On = DefaultRetryOn(p.Mode)
 	}
-	if len(p.Cache.Commands) == 0 {
+	if len(p.Cache.Commands) == 0 && p.Cache.Enabled {
 		p.Cache.Commands = slices.Clone(DefaultCacheCommands)
 	}
 	for i, c := range p.Cache.Commands {

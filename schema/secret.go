@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 )
 
 // Redacted is what every printed secret looks like.
@@ -47,33 +48,42 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) 
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // RedactString returns the redacted form of a secret value: empty stays
-// empty; a URL with a password keeps its shape with the password replaced;
-// anything else becomes <redacted>.
+// empty; a URL keeps its shape with its password and any password-bearing
+// query parameter (go-redis's failover URLs accept ?password=) replaced by
+// <redacted>; anything else becomes <redacted>. A lone user-info
+// (redis://X@host) is redacted too: go-redis v9 reads it as a user name, but
+// other clients and older go-redis read it as the password, and people
+// write it both ways.
 func RedactString(v string) string {
 	if v == "" {
 		return ""
 	}
-	if u, err := url.Parse(v); err == nil && u.Scheme != "" && (u.Host != "" || u.Path != "") {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			// url.String escapes < and >; put the marker in afterwards.
-			return replaceOnce(u.String(), "REDACTED", Redacted)
-		}
-		if u.User == nil || u.User.Username() == "" {
-			return v
-		}
-		// redis://secret@host: go-redis reads a lone user-info as the password.
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" || (u.Host == "" && u.Path == "") {
+		return Redacted
+	}
+	changed := false
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		changed = true
+	} else if u.User != nil && u.User.Username() != "" {
 		u.User = url.User("REDACTED")
-		return replaceOnce(u.String(), "REDACTED", Redacted)
+		changed = true
 	}
-	return Redacted
-}
-
-func replaceOnce(s, old, repl string) string {
-	for i := 0; i+len(old) <= len(s); i++ {
-		if s[i:i+len(old)] == old {
-			return s[:i] + repl + s[i+len(old):]
+	if q := u.Query(); len(q) > 0 {
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "pass") {
+				q[k] = []string{"REDACTED"}
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
 		}
 	}
-	return s
+	if !changed {
+		return v
+	}
+	// url.String escapes < and >; put the marker in afterwards.
+	return strings.ReplaceAll(u.String(), "REDACTED", Redacted)
 }

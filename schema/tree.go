@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"net/url"
 	"reflect"
 	"strings"
 	"time"
@@ -115,7 +114,7 @@ func renderValue(v reflect.Value) any {
 	case byteSizeType:
 		return ByteSize(v.Int()).String()
 	case secretType:
-		return redactForTree(Secret(v.String()))
+		return Secret(v.String()).String()
 	case classType:
 		return v.String()
 	}
@@ -155,38 +154,4 @@ func FormatDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
-}
-
-// redactForTree redacts a secret as Secret.String does (a URL keeps its
-// shape with the password replaced), and also redacts query parameters that
-// carry a password: go-redis's failover URLs accept ?password=.
-func redactForTree(s Secret) string {
-	r := s.String()
-	if r == "" || r == Redacted {
-		return r
-	}
-	u, err := url.Parse(s.Reveal())
-	if err != nil {
-		return Redacted
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "pass") {
-			q[k] = []string{"REDACTED"}
-			changed = true
-		}
-	}
-	if !changed {
-		return r
-	}
-	u.RawQuery = q.Encode()
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		} else if u.User.Username() != "" {
-			u.User = url.User("REDACTED")
-		}
-	}
-	return strings.ReplaceAll(u.String(), "REDACTED", Redacted)
 }

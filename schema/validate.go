@@ -260,13 +260,9 @@ func crossCheck(prefix string, p *Profile) Issues {
 		}
 	}
 
-	// Credentials.
-	if p.Password != "" && p.PasswordFile != "" {
-		add("password_file", "exclusive", "set either password or password_file, not both", p.PasswordFile)
-	}
-	if p.Sentinel.Password != "" && p.Sentinel.PasswordFile != "" {
-		add("sentinel.password_file", "exclusive", "set either sentinel.password or sentinel.password_file, not both", p.Sentinel.PasswordFile)
-	}
+	// Credentials: "password and password_file together" is checked by the
+	// loader, which reads the file into password (so a loaded profile has
+	// both, and validating it again must still pass).
 
 	// TLS.
 	t := p.TLS
