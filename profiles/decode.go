@@ -45,7 +45,7 @@ type decoder struct {
 	l       *loader
 	profile string
 	origins map[string]Origin
-	quiet   bool // decode without reporting (issues are reported elsewhere)
+	quiet   bool            // decode without reporting (issues are reported elsewhere)
 	bad     map[string]bool // key paths (relative) that did not decode
 }
 

@@ -240,7 +240,7 @@ func TestPrint(t *testing.T) {
 func TestExplain(t *testing.T) {
 	dir := t.TempDir()
 	f := write(t, dir, "redis.yaml", validYAML)
-	env := []string{"APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET=5s"}
+	env := []string{"APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET=5s", "APP_REDIS__PROFILES__SESSIONS__CACHE__ENABLED=true"}
 	r := runCLI(t, env, "explain", "--env-prefix", "APP_REDIS", f, "sessions")
 	require.Equal(t, 0, r.code, r)
 	rows := map[string][]string{}
