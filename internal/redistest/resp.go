@@ -1,0 +1,173 @@
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Limits protecting the proxy against garbage input.
+const (
+	maxLineLen  = 1 << 20
+	maxBulkLen  = 512 << 20
+	maxElements = 1 << 24
+	maxDepth    = 64
+)
+
+var errProtocol = errors.New("RESP protocol error")
+
+// readLine reads a line including its terminating "\n".
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) && len(line) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if len(line) > maxLineLen {
+			return nil, fmt.Errorf("%w: line too long", errProtocol)
+		}
+	}
+}
+
+// lineInt parses the integer of a header line such as "*3\r\n".
+func lineInt(line []byte) (int, error) {
+	s := strings.TrimRight(string(line[1:]), "\r\n")
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: bad length %q", errProtocol, s)
+	}
+	return n, nil
+}
+
+// readCommand reads one client command: a RESP array of bulk strings or an
+// inline command. It returns the arguments (empty for an empty inline line
+// or an empty array, which Redis ignores) and the raw bytes to forward.
+func readCommand(r *bufio.Reader) (args []string, raw []byte, err error) {
+	line, err := readLine(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw = line
+	if line[0] != '*' {
+		return strings.Fields(string(line)), raw, nil
+	}
+	n, err := lineInt(line)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n <= 0 {
+		return nil, raw, nil
+	}
+	if n > maxElements {
+		return nil, nil, fmt.Errorf("%w: too many arguments", errProtocol)
+	}
+	args = make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		hdr, err := readLine(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if hdr[0] != '$' {
+			return nil, nil, fmt.Errorf("%w: expected '$', got %q", errProtocol, hdr[0])
+		}
+		size, err := lineInt(hdr)
+		if err != nil {
+			return nil, nil, err
+		}
+		if size < 0 || size > maxBulkLen {
+			return nil, nil, fmt.Errorf("%w: bad bulk length %d", errProtocol, size)
+		}
+		raw = append(raw, hdr...)
+		start := len(raw)
+		raw = append(raw, make([]byte, size+2)...)
+		if _, err := io.ReadFull(r, raw[start:]); err != nil {
+			return nil, nil, err
+		}
+		if !bytes.HasSuffix(raw, []byte("\r\n")) {
+			return nil, nil, fmt.Errorf("%w: bulk string not terminated by CRLF", errProtocol)
+		}
+		args = append(args, string(raw[start:start+size]))
+	}
+	return args, raw, nil
+}
+
+// readFrame reads one complete RESP2/RESP3 frame and appends its raw bytes
+// to buf. It returns the frame's type byte. Attribute frames ('|') are
+// returned on their own at the top level (the caller attaches them to the
+// following frame); inside aggregates they are read together with the
+// element they annotate.
+func readFrame(r *bufio.Reader, buf []byte) ([]byte, byte, error) {
+	return readFrameDepth(r, buf, 0)
+}
+
+func readFrameDepth(r *bufio.Reader, buf []byte, depth int) ([]byte, byte, error) {
+	if depth > maxDepth {
+		return nil, 0, fmt.Errorf("%w: nesting too deep", errProtocol)
+	}
+	line, err := readLine(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	buf = append(buf, line...)
+	typ := line[0]
+	switch typ {
+	case '+', '-', ':', '_', ',', '(', '#':
+		return buf, typ, nil
+	case '$', '!', '=':
+		n, err := lineInt(line)
+		if err != nil {
+			return nil, 0, err
+		}
+		if n < 0 {
+			return buf, typ, nil // RESP2 null bulk string
+		}
+		if n > maxBulkLen {
+			return nil, 0, fmt.Errorf("%w: bulk too large", errProtocol)
+		}
+		start := len(buf)
+		buf = append(buf, make([]byte, n+2)...)
+		if _, err := io.ReadFull(r, buf[start:]); err != nil {
+			return nil, 0, err
+		}
+		return buf, typ, nil
+	case '*', '~', '>', '%', '|':
+		n, err := lineInt(line)
+		if err != nil {
+			return nil, 0, err
+		}
+		if n < 0 {
+			return buf, typ, nil // RESP2 null array
+		}
+		if typ == '%' || typ == '|' {
+			n *= 2
+		}
+		if n > maxElements {
+			return nil, 0, fmt.Errorf("%w: aggregate too large", errProtocol)
+		}
+		for i := 0; i < n; i++ {
+			var et byte
+			buf, et, err = readFrameDepth(r, buf, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			if et == '|' {
+				i-- // an attribute annotates the next element; it is not one
+			}
+		}
+		return buf, typ, nil
+	default:
+		return nil, 0, fmt.Errorf("%w: unknown type byte %q", errProtocol, typ)
+	}
+}
