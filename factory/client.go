@@ -38,6 +38,8 @@ type Client struct {
 	policy  *retry.Policy
 
 	health    atomic.Pointer[Health]
+	checks    atomic.Uint64 // health-check PINGs sent
+	failures  atomic.Uint64 // health-check PINGs that failed
 	probeMu   sync.Mutex
 	stopProbe func()
 	closeOnce sync.Once
@@ -73,7 +75,9 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 
 	read, write := p.Timeouts.EffectiveRead(), p.Timeouts.EffectiveWrite()
 	hooks := healthHooks{
+		checked: func() { c.checks.Add(1) },
 		failed: func(err error) {
+			c.failures.Add(1)
 			bus.Publish(runtime.Event{Kind: runtime.HealthCheckFailed, Profile: name, Class: string(errclass.Of(err)), Err: err,
 				Message: "idle connection failed its PING; it is dropped and the command goes to another connection"})
 			bus.Publish(runtime.Event{Kind: runtime.ConnReplaced, Profile: name, Class: string(errclass.Of(err))})
@@ -109,6 +113,10 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 	bus.Publish(runtime.Event{Kind: runtime.ClientBuilt, Profile: name, Message: string(p.Mode)})
 	return c, nil
 }
+
+// HealthChecks returns how many idle-connection health checks (PINGs before
+// a command) the client has made, and how many of them failed.
+func (c *Client) HealthChecks() (checks, failed uint64) { return c.checks.Load(), c.failures.Load() }
 
 // Name returns the profile's name.
 func (c *Client) Name() string { return c.name }

@@ -64,7 +64,7 @@ func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingT
 }
 
 // pingCommand is PING as a RESP array; every protocol version accepts it.
-var pingCommand = []byte("*1\r\n$4\r\nPING\r\n")
+var pingCommand = resp.Command("PING")
 
 // ErrHealthCheck is wrapped by the error a command gets when the health
 // check of its pooled connection failed before the command was written.

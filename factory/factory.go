@@ -131,6 +131,10 @@ func (f *Factory) Client(profile string) (redis.UniversalClient, error) {
 	return c.UniversalClient, nil
 }
 
+// Lookup returns the factory's Client of a profile: the go-redis client
+// with its profile, retry policy, health and checks.
+func (f *Factory) Lookup(profile string) (*Client, error) { return f.lookup(profile) }
+
 // Health returns the health of a profile's client as last seen by the
 // background probe (Options.ProbeInterval) or by Check.
 func (f *Factory) Health(profile string) (Health, error) {

@@ -85,3 +85,8 @@ func (e *events) count(k runtime.Kind) int {
 	}
 	return n
 }
+
+// fmtSscanf parses "calls=N,..." from an INFO commandstats line.
+func fmtSscanf(line string, calls *int) (int, error) {
+	return fmt.Sscanf(line, "calls=%d,", calls)
+}

@@ -1,6 +1,8 @@
 package redistest
 
 import (
+	"github.com/redisfactory/redisfactory/internal/resp"
+
 	"bufio"
 	"errors"
 	"net"
@@ -402,7 +404,7 @@ func (c *proxyConn) clientLoop() {
 	defer c.close()
 	r := bufio.NewReaderSize(c.client, 32<<10)
 	for {
-		args, raw, err := readCommand(r)
+		args, raw, err := resp.ReadCommand(r)
 		if err != nil {
 			return
 		}
@@ -479,7 +481,7 @@ func (c *proxyConn) serverLoop() {
 	r := bufio.NewReaderSize(c.server, 32<<10)
 	var attr []byte
 	for {
-		frame, typ, err := readFrame(r, nil)
+		frame, typ, err := resp.ReadFrame(r, nil)
 		if err != nil {
 			return
 		}

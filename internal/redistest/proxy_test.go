@@ -1,6 +1,8 @@
 package redistest
 
 import (
+	"github.com/redisfactory/redisfactory/internal/resp"
+
 	"bufio"
 	"context"
 	"errors"
@@ -60,10 +62,10 @@ func (c *rawConn) send(cmds ...[]string) {
 // read returns the next frame, or the error.
 func (c *rawConn) read() (string, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	f, typ, err := readFrame(c.r, nil)
+	f, typ, err := resp.ReadFrame(c.r, nil)
 	if err == nil && typ == '|' {
 		var g []byte
-		g, _, err = readFrame(c.r, f)
+		g, _, err = resp.ReadFrame(c.r, f)
 		f = g
 	}
 	return string(f), err

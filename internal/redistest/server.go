@@ -1,6 +1,8 @@
 package redistest
 
 import (
+	"github.com/redisfactory/redisfactory/internal/resp"
+
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -535,17 +537,4 @@ func quoteArgs(args []string) []string {
 
 // EncodeCommand encodes args as a RESP array of bulk strings, the way
 // clients send commands.
-func EncodeCommand(args ...string) []byte {
-	b := make([]byte, 0, 16+16*len(args))
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
-	}
-	return b
-}
+func EncodeCommand(args ...string) []byte { return resp.Command(args...) }

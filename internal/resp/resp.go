@@ -175,3 +175,19 @@ func readFrameDepth(r *bufio.Reader, buf []byte, depth int) ([]byte, byte, error
 		return nil, 0, fmt.Errorf("%w: unknown type byte %q", ErrProtocol, typ)
 	}
 }
+
+// Command encodes a command as a RESP array of bulk strings.
+func Command(args ...string) []byte {
+	b := make([]byte, 0, 16+16*len(args))
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}

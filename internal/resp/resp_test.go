@@ -1,4 +1,4 @@
-package redistest
+package resp
 
 import (
 	"bufio"
@@ -43,48 +43,48 @@ func TestReadFrame(t *testing.T) {
 	}
 	r := bufio.NewReaderSize(strings.NewReader(all.String()), 16)
 	for _, f := range frames {
-		got, typ, err := readFrame(r, nil)
+		got, typ, err := ReadFrame(r, nil)
 		require.NoError(t, err, f.raw)
 		assert.Equal(t, f.raw, string(got))
 		assert.Equal(t, string(f.typ), string(typ))
 	}
-	_, _, err := readFrame(r, nil)
+	_, _, err := ReadFrame(r, nil)
 	assert.ErrorIs(t, err, io.EOF)
 
-	_, _, err = readFrame(bufio.NewReader(strings.NewReader("?x\r\n")), nil)
-	assert.ErrorIs(t, err, errProtocol)
-	_, _, err = readFrame(bufio.NewReader(strings.NewReader("$5\r\nab")), nil)
+	_, _, err = ReadFrame(bufio.NewReader(strings.NewReader("?x\r\n")), nil)
+	assert.ErrorIs(t, err, ErrProtocol)
+	_, _, err = ReadFrame(bufio.NewReader(strings.NewReader("$5\r\nab")), nil)
 	assert.Error(t, err)
 }
 
 func TestReadCommand(t *testing.T) {
-	in := string(EncodeCommand("SET", "k", "a\r\nb")) + "PING\r\n" + "\r\n" + "*0\r\n" + "get  x\n"
+	in := string(Command("SET", "k", "a\r\nb")) + "PING\r\n" + "\r\n" + "*0\r\n" + "get  x\n"
 	r := bufio.NewReaderSize(strings.NewReader(in), 16)
 
-	args, raw, err := readCommand(r)
+	args, raw, err := ReadCommand(r)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"SET", "k", "a\r\nb"}, args)
-	assert.Equal(t, string(EncodeCommand("SET", "k", "a\r\nb")), string(raw))
+	assert.Equal(t, string(Command("SET", "k", "a\r\nb")), string(raw))
 
-	args, raw, err = readCommand(r)
+	args, raw, err = ReadCommand(r)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"PING"}, args)
 	assert.Equal(t, "PING\r\n", string(raw))
 
-	args, _, err = readCommand(r)
+	args, _, err = ReadCommand(r)
 	require.NoError(t, err)
 	assert.Empty(t, args)
-	args, _, err = readCommand(r)
+	args, _, err = ReadCommand(r)
 	require.NoError(t, err)
 	assert.Empty(t, args)
 
-	args, _, err = readCommand(r)
+	args, _, err = ReadCommand(r)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"get", "x"}, args)
 
-	_, _, err = readCommand(r)
+	_, _, err = ReadCommand(r)
 	assert.ErrorIs(t, err, io.EOF)
 
-	_, _, err = readCommand(bufio.NewReader(strings.NewReader("*1\r\n:1\r\n")))
-	assert.ErrorIs(t, err, errProtocol)
+	_, _, err = ReadCommand(bufio.NewReader(strings.NewReader("*1\r\n:1\r\n")))
+	assert.ErrorIs(t, err, ErrProtocol)
 }

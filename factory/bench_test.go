@@ -1,0 +1,217 @@
+package factory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/redisfactory/redisfactory/factory"
+	"github.com/redisfactory/redisfactory/internal/redistest"
+)
+
+// benchProfile is the factory side of the comparison: every hook the factory
+// installs is on — the retry policy (3 retries, exponential_jitter) with a
+// retry budget, the health check in the dialer (3s: connections busier than
+// that are never PINGed, the check is a clock comparison per write) and the
+// background probe (one PING a second, Options.ProbeInterval).
+const benchProfile = `profiles:
+  bench:
+    addr: %s
+    protocol: 3
+    pool:
+      size: 64
+    timeouts:
+      connect: 2s
+      socket: 5s
+    health_check_interval: 3s
+    retry:
+      retries: 3
+      backoff:
+        strategy: exponential_jitter
+        base: 10ms
+        cap: 1s
+      budget:
+        max_tokens: 10
+        token_ratio: 0.1
+`
+
+// benchClients builds, against one server, the factory's client of
+// benchProfile and a bare go-redis client with the same settings (address,
+// protocol, pool, timeouts, go-redis retries off, maintenance notifications
+// mode) but go-redis's own dialer and no hooks.
+func benchClients(b *testing.B, srv *redistest.Server) (bare, fact redis.UniversalClient) {
+	b.Helper()
+	f := newFactory(b, load(b, benchProfile, srv.Addr()), factory.Options{ProbeInterval: time.Second})
+	fact = client(b, f, "bench")
+	fo := fact.(*redis.Client).Options()
+	mode := maintnotifications.ModeDisabled
+	if fo.MaintNotificationsConfig != nil {
+		mode = fo.MaintNotificationsConfig.Mode
+	}
+	bc := redis.NewClient(&redis.Options{
+		Addr:                  fo.Addr,
+		Protocol:              fo.Protocol,
+		MaxRetries:            fo.MaxRetries,
+		DialerRetries:         fo.DialerRetries,
+		DialTimeout:           fo.DialTimeout,
+		ReadTimeout:           fo.ReadTimeout,
+		WriteTimeout:          fo.WriteTimeout,
+		ContextTimeoutEnabled: fo.ContextTimeoutEnabled,
+		PoolSize:              fo.PoolSize,
+		PoolTimeout:           fo.PoolTimeout,
+		MinIdleConns:          fo.MinIdleConns,
+		MaxIdleConns:          fo.MaxIdleConns,
+		MaxActiveConns:        fo.MaxActiveConns,
+		ConnMaxIdleTime:       fo.ConnMaxIdleTime,
+		ConnMaxLifetime:       fo.ConnMaxLifetime,
+
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: mode},
+	})
+	b.Cleanup(func() { _ = bc.Close() })
+	ctx := context.Background()
+	for _, c := range []redis.UniversalClient{bc, fact} {
+		if err := c.Ping(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return bc, fact
+}
+
+// runConcurrent runs b.N calls of op spread over exactly conc goroutines
+// (b.RunParallel cannot give 1 goroutine on a multi-CPU machine, nor
+// exactly 8 or 64 on any GOMAXPROCS) and reports the throughput in ops/s.
+// op gets its goroutine's number.
+func runConcurrent(b *testing.B, conc int, op func(ctx context.Context, g int) error) {
+	ctx := context.Background()
+	// Warm the pool: every goroutine has its connection before the clock runs.
+	var wg sync.WaitGroup
+	for g := range conc {
+		wg.Go(func() { _ = op(ctx, g) })
+	}
+	wg.Wait()
+
+	var (
+		next     atomic.Int64
+		firstErr atomic.Pointer[error]
+		n        = int64(b.N)
+	)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for g := range conc {
+		wg.Go(func() {
+			for next.Add(1) <= n {
+				if err := op(ctx, g); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if p := firstErr.Load(); p != nil {
+		b.Fatal(*p)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+var benchValue = string(make([]byte, 64))
+
+// getSetKeys are the keys of BenchmarkGetSet, one per goroutine, made
+// beforehand so that the op measures the clients only.
+var getSetKeys = func() []string {
+	keys := make([]string, 64)
+	for g := range keys {
+		keys[g] = fmt.Sprintf("bench:getset:%03d", g)
+	}
+	return keys
+}()
+
+// getSet is one op of BenchmarkGetSet: SET then GET of the goroutine's own
+// key (16 B key, 64 B value): two round trips.
+func getSet(c redis.UniversalClient) func(ctx context.Context, g int) error {
+	return func(ctx context.Context, g int) error {
+		key := getSetKeys[g]
+		if err := c.Set(ctx, key, benchValue, 0).Err(); err != nil {
+			return err
+		}
+		v, err := c.Get(ctx, key).Result()
+		if err != nil {
+			return err
+		}
+		if len(v) != len(benchValue) {
+			return errors.New("GET returned a value of the wrong length")
+		}
+		return nil
+	}
+}
+
+// BenchmarkGetSet compares the factory's client with a bare go-redis client
+// of the same settings on one local redis-server, started once per run of
+// the benchmark and shared by both clients. The two clients run one after
+// the other at each concurrency, so -count N interleaves them.
+//
+// One op is one SET plus one GET (two round trips) on the goroutine's own
+// key. Run it as
+//
+//	go test -run '^$' -bench BenchmarkGetSet -count 6 ./factory/
+//
+// and compare with benchstat -col /client.
+func BenchmarkGetSet(b *testing.B) {
+	srv := redistest.Start(b, redistest.Options{})
+	bare, fact := benchClients(b, srv)
+	for _, conc := range []int{1, 8, 64} {
+		for _, c := range []struct {
+			name string
+			c    redis.UniversalClient
+		}{{"bare", bare}, {"factory", fact}} {
+			b.Run("conc="+strconv.Itoa(conc)+"/client="+c.name, func(b *testing.B) {
+				runConcurrent(b, conc, getSet(c.c))
+			})
+		}
+	}
+}
+
+// pipelineLen is the number of commands of one BenchmarkPipeline op.
+const pipelineLen = 100
+
+// BenchmarkPipeline compares the two clients of BenchmarkGetSet on
+// pipelines of 100 commands (50 SET and 50 GET, alternating, on 50 keys
+// of the goroutine) from 8 goroutines. One op is one pipeline, one round
+// trip; cmds/s is ops/s × 100.
+func BenchmarkPipeline(b *testing.B) {
+	srv := redistest.Start(b, redistest.Options{})
+	bare, fact := benchClients(b, srv)
+	const conc = 8
+	keys := make([][]string, conc)
+	for g := range keys {
+		for i := range pipelineLen / 2 {
+			keys[g] = append(keys[g], fmt.Sprintf("bench:pipe:%03d:%03d", g, i))
+		}
+	}
+	for _, c := range []struct {
+		name string
+		c    redis.UniversalClient
+	}{{"bare", bare}, {"factory", fact}} {
+		b.Run("conc="+strconv.Itoa(conc)+"/client="+c.name, func(b *testing.B) {
+			runConcurrent(b, conc, func(ctx context.Context, g int) error {
+				pipe := c.c.Pipeline()
+				for _, k := range keys[g] {
+					pipe.Set(ctx, k, benchValue, 0)
+					pipe.Get(ctx, k)
+				}
+				_, err := pipe.Exec(ctx)
+				return err
+			})
+			b.ReportMetric(float64(b.N)*pipelineLen/b.Elapsed().Seconds(), "cmds/s")
+		})
+	}
+}
