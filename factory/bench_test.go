@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,9 +20,10 @@ import (
 
 // benchProfile is the factory side of the comparison: every hook the factory
 // installs is on — the retry policy (3 retries, exponential_jitter) with a
-// retry budget, the health check in the dialer (3s: connections busier than
-// that are never PINGed, the check is a clock comparison per write) and the
-// background probe (one PING a second, Options.ProbeInterval).
+// retry budget, the health check in the dialer (health_check_interval, the
+// second argument: 3s, so connections busier than that are never PINGed and
+// the check is a clock comparison per write) and the background probe (one
+// PING a second, Options.ProbeInterval).
 const benchProfile = `profiles:
   bench:
     addr: %s
@@ -31,7 +33,7 @@ const benchProfile = `profiles:
     timeouts:
       connect: 2s
       socket: 5s
-    health_check_interval: 3s
+    health_check_interval: %s
     retry:
       retries: 3
       backoff:
@@ -43,20 +45,35 @@ const benchProfile = `profiles:
         token_ratio: 0.1
 `
 
-// benchClients builds, against one server, the factory's client of
-// benchProfile and a bare go-redis client with the same settings (address,
-// protocol, pool, timeouts, go-redis retries off, maintenance notifications
-// mode) but go-redis's own dialer and no hooks.
-func benchClients(b *testing.B, srv *redistest.Server) (bare, fact redis.UniversalClient) {
+type namedClient struct {
+	name string
+	c    redis.UniversalClient
+}
+
+// benchClients builds, against one server, the clients the comparison
+// benchmarks run side by side:
+//
+//   - bare: a go-redis client with the settings of benchProfile (address,
+//     protocol, pool, timeouts, go-redis retries off, maintenance
+//     notifications mode), go-redis's own dialer and no hooks;
+//   - factory: the factory's client of benchProfile, every hook on;
+//   - factory_nohc: the same with health_check_interval 0s. The factory's
+//     dialer then hands go-redis the *net.TCPConn itself, as bare does, so
+//     go-redis's own check of a pooled connection at checkout (a
+//     non-blocking MSG_PEEK recvfrom) runs again; the health check wrapper
+//     hides the socket from it. This client isolates what the retry hook and
+//     the dialer cost from that difference.
+func benchClients(b *testing.B, srv *redistest.Server) []namedClient {
 	b.Helper()
-	f := newFactory(b, load(b, benchProfile, srv.Addr()), factory.Options{ProbeInterval: time.Second})
-	fact = client(b, f, "bench")
+	opts := factory.Options{ProbeInterval: time.Second}
+	fact := client(b, newFactory(b, load(b, benchProfile, srv.Addr(), "3s"), opts), "bench")
+	nohc := client(b, newFactory(b, load(b, benchProfile, srv.Addr(), "0s"), opts), "bench")
 	fo := fact.(*redis.Client).Options()
 	mode := maintnotifications.ModeDisabled
 	if fo.MaintNotificationsConfig != nil {
 		mode = fo.MaintNotificationsConfig.Mode
 	}
-	bc := redis.NewClient(&redis.Options{
+	bare := redis.NewClient(&redis.Options{
 		Addr:                  fo.Addr,
 		Protocol:              fo.Protocol,
 		MaxRetries:            fo.MaxRetries,
@@ -75,14 +92,29 @@ func benchClients(b *testing.B, srv *redistest.Server) (bare, fact redis.Univers
 
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: mode},
 	})
-	b.Cleanup(func() { _ = bc.Close() })
+	b.Cleanup(func() { _ = bare.Close() })
+	cs := []namedClient{{"bare", bare}, {"factory", fact}, {"factory_nohc", nohc}}
 	ctx := context.Background()
-	for _, c := range []redis.UniversalClient{bc, fact} {
-		if err := c.Ping(ctx).Err(); err != nil {
+	for _, c := range cs {
+		if err := c.c.Ping(ctx).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return bc, fact
+	return cs
+}
+
+// benchRotation is where this process starts rotating the order of the
+// clients. go test -count N runs each sub-benchmark N times in a row, so it
+// does not interleave the clients; running the test binary several times
+// with -count 1 does (see BENCHMARKS.md), and a random start per process
+// makes every client run first, second and third equally often on average,
+// so slow drifts in machine load favour none of them.
+var benchRotation = rand.IntN(6)
+
+// benchOrder returns the clients rotated by benchRotation+n.
+func benchOrder(cs []namedClient, n int) []namedClient {
+	k := (benchRotation + n) % len(cs)
+	return append(append([]namedClient(nil), cs[k:]...), cs[:k]...)
 }
 
 // runConcurrent runs b.N calls of op spread over exactly conc goroutines
@@ -155,24 +187,24 @@ func getSet(c redis.UniversalClient) func(ctx context.Context, g int) error {
 }
 
 // BenchmarkGetSet compares the factory's client with a bare go-redis client
-// of the same settings on one local redis-server, started once per run of
-// the benchmark and shared by both clients. The two clients run one after
-// the other at each concurrency, so -count N interleaves them.
+// of the same settings (see benchClients) on one local redis-server, started
+// once per run of the benchmark and shared by all clients. The clients run
+// one after the other at each concurrency, in an order that rotates from one
+// concurrency and one process to the next (see benchRotation).
 //
 // One op is one SET plus one GET (two round trips) on the goroutine's own
 // key. Run it as
 //
 //	go test -run '^$' -bench BenchmarkGetSet -count 6 ./factory/
 //
-// and compare with benchstat -col /client.
+// (each sub-benchmark 6 times in a row), or, to interleave the clients
+// against machine noise, run the test binary 10 times with -count 1; then
+// compare with benchstat -col /client. BENCHMARKS.md has the exact loop.
 func BenchmarkGetSet(b *testing.B) {
 	srv := redistest.Start(b, redistest.Options{})
-	bare, fact := benchClients(b, srv)
-	for _, conc := range []int{1, 8, 64} {
-		for _, c := range []struct {
-			name string
-			c    redis.UniversalClient
-		}{{"bare", bare}, {"factory", fact}} {
+	clients := benchClients(b, srv)
+	for i, conc := range []int{1, 8, 64} {
+		for _, c := range benchOrder(clients, i) {
 			b.Run("conc="+strconv.Itoa(conc)+"/client="+c.name, func(b *testing.B) {
 				runConcurrent(b, conc, getSet(c.c))
 			})
@@ -183,13 +215,13 @@ func BenchmarkGetSet(b *testing.B) {
 // pipelineLen is the number of commands of one BenchmarkPipeline op.
 const pipelineLen = 100
 
-// BenchmarkPipeline compares the two clients of BenchmarkGetSet on
+// BenchmarkPipeline compares the clients of BenchmarkGetSet on
 // pipelines of 100 commands (50 SET and 50 GET, alternating, on 50 keys
 // of the goroutine) from 8 goroutines. One op is one pipeline, one round
 // trip; cmds/s is ops/s × 100.
 func BenchmarkPipeline(b *testing.B) {
 	srv := redistest.Start(b, redistest.Options{})
-	bare, fact := benchClients(b, srv)
+	clients := benchClients(b, srv)
 	const conc = 8
 	keys := make([][]string, conc)
 	for g := range keys {
@@ -197,10 +229,7 @@ func BenchmarkPipeline(b *testing.B) {
 			keys[g] = append(keys[g], fmt.Sprintf("bench:pipe:%03d:%03d", g, i))
 		}
 	}
-	for _, c := range []struct {
-		name string
-		c    redis.UniversalClient
-	}{{"bare", bare}, {"factory", fact}} {
+	for _, c := range benchOrder(clients, 0) {
 		b.Run("conc="+strconv.Itoa(conc)+"/client="+c.name, func(b *testing.B) {
 			runConcurrent(b, conc, func(ctx context.Context, g int) error {
 				pipe := c.c.Pipeline()

@@ -178,16 +178,23 @@ type sealedError struct{ err error }
 // (LOADING, READONLY, …): it checks error strings too.
 func (e *sealedError) Error() string { return "redisfactory: final: " + e.err.Error() }
 
+// sealed are the classes go-redis's cluster loop would retry on its own
+// (its shouldRetry): only those need hiding from it. Everything else —
+// redirections, READONLY after a failover, a closed node client, replies
+// such as "ERR unknown subcommand" during a connection's handshake — goes
+// to the cluster loop as it is.
+var sealed = map[errclass.Class]bool{
+	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true,
+	errclass.BusyLoading: true, errclass.ClusterDown: true, errclass.TryAgain: true,
+	errclass.MasterDown: true, errclass.MaxClients: true, errclass.NoReplicas: true,
+}
+
 // passToCluster reports whether the cluster loop must see err as it is.
 func passToCluster(err error) bool {
-	if errors.Is(err, redis.ErrClosed) {
+	if errors.Is(err, redis.ErrClosed) || errors.Is(err, context.Canceled) {
 		return true
 	}
-	switch errclass.Of(err) {
-	case errclass.Redirect, errclass.ReadOnly, errclass.None, errclass.Nil:
-		return true
-	}
-	return false
+	return !sealed[errclass.Of(err)]
 }
 
 // sealHook is the outermost hook of every cluster node client.
