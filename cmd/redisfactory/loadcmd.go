@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redisfactory/redisfactory/factory"
+	"github.com/redisfactory/redisfactory/internal/loadgen"
+	"github.com/redisfactory/redisfactory/runtime"
+)
+
+// loadSignals returns the context a load run stops on: SIGINT or SIGTERM.
+// Tests replace it.
+var loadSignals = func(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+// loadSpec is what the flags of load ask for.
+type loadSpec struct {
+	profile     string
+	duration    time.Duration
+	concurrency int
+	reads       int
+	writes      int
+	keys        int
+	format      string
+}
+
+// loadJSON is the report of load --format json.
+type loadJSON struct {
+	Profile      string  `json:"profile"`
+	Duration     string  `json:"duration"`
+	Concurrency  int     `json:"concurrency"`
+	Ratio        string  `json:"ratio"`
+	Keys         int     `json:"keys"`
+	OpsPerSecond float64 `json:"ops_per_second"`
+	loadgen.Report
+}
+
+// runLoad drives a GET/SET workload through one profile's client, built
+// exactly as the profile says (retries, timeouts, health checks), prints a
+// progress line every second on stderr and a report at the end. Exit 0 when
+// no operation failed, 1 when one did, 2 on a usage error.
+func runLoad(c *cli, args []string) int {
+	fs := c.flagSet("load")
+	var lf loadFlags
+	lf.register(fs)
+	var s loadSpec
+	fs.StringVar(&s.profile, "profile", "", "the `NAME` of the profile whose client runs the workload (required)")
+	fs.DurationVar(&s.duration, "duration", 10*time.Second, "how long to run, `D`; Ctrl-C stops earlier")
+	fs.IntVar(&s.concurrency, "concurrency", 8, "number of concurrent workers, `N`")
+	ratio := fs.String("ratio", "80:20", "`READS:WRITES`, the weights of GETs and SETs")
+	fs.IntVar(&s.keys, "keys", 1000, "size of the key space, `K` keys named "+loadgen.DefaultKeyPrefix+"0 … K-1")
+	fs.StringVar(&s.format, "format", "text", "report `format`: text or json")
+	paths, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	quietGoRedis()
+	switch {
+	case !oneOf(s.format, "text", "json"):
+		return c.usageError(fs, "--format must be text or json (got %q)", s.format)
+	case s.profile == "":
+		return c.usageError(fs, "missing --profile: name the profile to load")
+	case s.duration <= 0:
+		return c.usageError(fs, "--duration must be positive (got %s)", s.duration)
+	case s.concurrency < 1:
+		return c.usageError(fs, "--concurrency must be at least 1 (got %d)", s.concurrency)
+	case s.keys < 1:
+		return c.usageError(fs, "--keys must be at least 1 (got %d)", s.keys)
+	case len(paths) == 0:
+		return c.usageError(fs, "missing PATH: name at least one configuration file or directory")
+	}
+	var err error
+	if s.reads, s.writes, err = parseRatio(*ratio); err != nil {
+		return c.usageError(fs, "--ratio: %v", err)
+	}
+
+	res, issues := c.load(paths, lf)
+	if len(issues) > 0 {
+		if s.format == "json" {
+			printIssues(c.stderr, c.stderr, issues)
+		} else {
+			printIssues(c.stdout, c.stderr, issues)
+		}
+		return exitFailed
+	}
+	p, found := res.Config.Profiles[s.profile]
+	if !found {
+		c.unknownProfile("load", s.profile, profileNames(res))
+		return exitUsage
+	}
+	red := profileSecrets(p)
+
+	rt := runtime.New(runtime.Options{})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = rt.Close(ctx)
+	}()
+	client, err := factory.Build(s.profile, p, rt, factory.BuildOptions{})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "%s load: %s\n", programName, red.clean(err.Error()))
+		return exitFailed
+	}
+	defer client.Close()
+
+	ctx, stop := loadSignals(context.Background())
+	defer stop()
+	go func() {
+		// After the first Ctrl-C a second one kills the process.
+		<-ctx.Done()
+		stop()
+	}()
+
+	fmt.Fprintf(c.stderr, "load: profile %s, %s, reads:writes %d:%d, %d keys, for %s (Ctrl-C stops early)\n",
+		s.profile, plural(s.concurrency, "worker", "workers"), s.reads, s.writes, s.keys, s.duration)
+	rep := loadgen.Run(ctx, client, loadgen.Options{
+		Duration:    s.duration,
+		Concurrency: s.concurrency,
+		Workload:    loadgen.Mix{Keys: s.keys, Reads: s.reads, Writes: s.writes, Seed: uint64(time.Now().UnixNano())},
+		Events:      rt.Events(),
+		Progress: func(p loadgen.Progress) {
+			fmt.Fprintf(c.stderr, "%6s  %d ops  %.0f ops/s  %d failures  %d retries\n",
+				p.Elapsed.Round(time.Second), p.Ops, p.Rate, p.Failures, p.Retries)
+		},
+	})
+	for class, msg := range rep.Errors {
+		rep.Errors[class] = red.clean(msg)
+	}
+
+	if s.format == "json" {
+		b, err := json.MarshalIndent(loadJSON{
+			Profile: s.profile, Duration: s.duration.String(), Concurrency: s.concurrency,
+			Ratio: fmt.Sprintf("%d:%d", s.reads, s.writes), Keys: s.keys,
+			OpsPerSecond: rep.Rate(), Report: rep,
+		}, "", "  ")
+		if err != nil {
+			fmt.Fprintf(c.stderr, "%s load: %v\n", programName, err)
+			return exitFailed
+		}
+		fmt.Fprintf(c.stdout, "%s\n", b)
+	} else {
+		printLoadReport(c.stdout, s, rep)
+	}
+	if rep.Failures > 0 {
+		fmt.Fprintf(c.stderr, "load failed: %d of %s failed\n", rep.Failures, plural(int(rep.Ops), "operation", "operations"))
+		return exitFailed
+	}
+	return exitOK
+}
+
+func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	how := "duration elapsed"
+	if r.Interrupted {
+		how = "interrupted"
+	}
+	fmt.Fprintf(tw, "profile\t%s\n", s.profile)
+	fmt.Fprintf(tw, "elapsed\t%s (%s)\n", roundDuration(r.Elapsed), how)
+	fmt.Fprintf(tw, "operations\t%d (%.0f ops/s)\n", r.Ops, r.Rate())
+	fmt.Fprintf(tw, "reads\t%d (hits %d, misses %d)\n", r.Reads, r.Hits, r.Misses)
+	fmt.Fprintf(tw, "writes\t%d\n", r.Writes)
+	fmt.Fprintf(tw, "failures\t%d\n", r.Failures)
+	for _, class := range r.Classes() {
+		fmt.Fprintf(tw, "  %s\t%d (first: %s)\n", class, r.FailuresByClass[class], r.Errors[class])
+	}
+	if r.Cut > 0 {
+		fmt.Fprintf(tw, "cut short\t%d (in flight when interrupted; not counted)\n", r.Cut)
+	}
+	fmt.Fprintf(tw, "retries\tattempted %d, exhausted %d, throttled %d\n", r.Retries.Attempted, r.Retries.Exhausted, r.Retries.Throttled)
+	l := r.Latency
+	fmt.Fprintf(tw, "latency\tp50 %s, p90 %s, p99 %s, max %s (mean %s)\n",
+		roundDuration(l.P50), roundDuration(l.P90), roundDuration(l.P99), roundDuration(l.Max), roundDuration(l.Mean))
+	_ = tw.Flush()
+}
+
+// parseRatio parses READS:WRITES, two non-negative weights that are not
+// both zero.
+func parseRatio(s string) (reads, writes int, err error) {
+	a, b, ok := strings.Cut(s, ":")
+	if ok {
+		reads, err = strconv.Atoi(strings.TrimSpace(a))
+		if err == nil {
+			writes, err = strconv.Atoi(strings.TrimSpace(b))
+		}
+	}
+	if !ok || err != nil || reads < 0 || writes < 0 {
+		return 0, 0, fmt.Errorf("want READS:WRITES, two non-negative integers such as 80:20 (got %q)", s)
+	}
+	if reads+writes == 0 {
+		return 0, 0, fmt.Errorf("READS and WRITES must not both be 0")
+	}
+	return reads, writes, nil
+}
