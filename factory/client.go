@@ -42,6 +42,7 @@ type Client struct {
 	failures  atomic.Uint64 // health-check PINGs that failed
 	probeMu   sync.Mutex
 	stopProbe func()
+	exts      []*extension
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -89,24 +90,55 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		read:   read,
 		write:  write,
 	}
+	if c.exts, err = extensions(name, p, rt); err != nil {
+		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
+	}
+	onConnect := chainOnConnect(c.exts)
+	outer := func(add func(redis.Hook)) {
+		for _, e := range c.exts {
+			if e.outerHook != nil {
+				add(e.outerHook)
+			}
+		}
+	}
 
 	switch p.Mode {
 	case schema.Cluster:
-		cc := redis.NewClusterClient(clusterOptions(p, cm))
+		o := clusterOptions(p, cm)
+		o.OnConnect = onConnect
+		cc := redis.NewClusterClient(o)
+		outer(cc.AddHook)
 		installClusterPolicy(cc, c.policy)
 		c.UniversalClient = cc
 	case schema.Sentinel:
-		fc := redis.NewFailoverClient(failoverOptions(p, cm))
+		o := failoverOptions(p, cm)
+		o.OnConnect = onConnect
+		fc := redis.NewFailoverClient(o)
+		outer(fc.AddHook)
 		fc.AddHook(c.policy.Hook())
 		c.UniversalClient = fc
 	default:
-		sc := redis.NewClient(standaloneOptions(p, cm))
+		o := standaloneOptions(p, cm)
+		o.OnConnect = onConnect
+		sc := redis.NewClient(o)
+		outer(sc.AddHook)
 		sc.AddHook(c.policy.Hook())
 		c.UniversalClient = sc
+	}
+	for _, e := range c.exts {
+		if e.attach == nil {
+			continue
+		}
+		if err := e.attach(c); err != nil {
+			_ = c.UniversalClient.Close()
+			_ = closeExtensions(c.exts)
+			return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
+		}
 	}
 	if opts.OnBuild != nil {
 		if err := opts.OnBuild(name, c.UniversalClient); err != nil {
 			_ = c.UniversalClient.Close()
+			_ = closeExtensions(c.exts)
 			return nil, fmt.Errorf("redisfactory: profile %s: build callback: %w", name, err)
 		}
 	}
@@ -138,7 +170,7 @@ func (c *Client) Close() error {
 			c.stopProbe = nil
 		}
 		c.probeMu.Unlock()
-		c.closeErr = c.UniversalClient.Close()
+		c.closeErr = errors.Join(c.UniversalClient.Close(), closeExtensions(c.exts))
 		c.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: c.name})
 	})
 	return c.closeErr
