@@ -68,10 +68,21 @@ type namedClient struct {
 //     the dialer cost from that difference.
 func benchClients(b *testing.B, srv *redistest.Server) []namedClient {
 	b.Helper()
-	opts := factory.Options{ProbeInterval: time.Second}
+	// The go-redis client the factory built, as OnBuild sees it: what
+	// f.Client returns may be a wrapper around it.
+	var built *redis.Client
+	opts := factory.Options{ProbeInterval: time.Second, OnBuild: func(_ string, c redis.UniversalClient) error {
+		if rc, ok := c.(*redis.Client); ok && built == nil {
+			built = rc
+		}
+		return nil
+	}}
 	fact := client(b, newFactory(b, load(b, benchProfile, srv.Addr(), "3s"), opts), "bench")
 	nohc := client(b, newFactory(b, load(b, benchProfile, srv.Addr(), "0s"), opts), "bench")
-	fo := fact.(*redis.Client).Options()
+	if built == nil {
+		b.Fatal("the factory built no *redis.Client for a standalone profile")
+	}
+	fo := built.Options()
 	mode := maintnotifications.ModeDisabled
 	if fo.MaintNotificationsConfig != nil {
 		mode = fo.MaintNotificationsConfig.Mode
