@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/redisfactory/redisfactory/schema"
 )
@@ -48,29 +47,6 @@ func tlsConfig(p *schema.Profile) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
-}
-
-// maintConfig maps the profile's sch block onto go-redis's maintenance
-// notifications. A relaxed timeout never shortens a timeout the profile
-// set longer: go-redis replaces the socket timeout with the relaxed one
-// during a maintenance, so the relaxed one is at least the configured one.
-func maintConfig(p *schema.Profile) *maintnotifications.Config {
-	mode := maintnotifications.Mode(p.SCH.Mode)
-	if p.Protocol == 2 && mode == maintnotifications.ModeAuto || p.Network == "unix" {
-		mode = maintnotifications.ModeDisabled
-	}
-	if mode == maintnotifications.ModeDisabled {
-		return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	}
-	relaxed := max(p.SCH.RelaxedTimeout, p.Timeouts.EffectiveRead(), p.Timeouts.EffectiveWrite())
-	return &maintnotifications.Config{
-		Mode:                       mode,
-		EndpointType:               maintnotifications.EndpointType(p.SCH.EndpointType),
-		RelaxedTimeout:             relaxed,
-		HandoffTimeout:             p.SCH.HandoffTimeout,
-		PostHandoffRelaxedDuration: p.SCH.PostHandoffRelaxedDuration,
-		MaxHandoffRetries:          p.SCH.MaxHandoffRetries,
-	}
 }
 
 // common holds the options every mode shares.

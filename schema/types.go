@@ -255,4 +255,6 @@ type SCH struct {
 	HandoffTimeout             time.Duration `koanf:"handoff_timeout" json:"handoff_timeout,omitempty" validate:"gte=0" jsonschema:"description=How long a connection handoff may take."`
 	PostHandoffRelaxedDuration time.Duration `koanf:"post_handoff_relaxed_duration" json:"post_handoff_relaxed_duration,omitempty" validate:"gte=0" jsonschema:"description=How long timeouts stay relaxed after a handoff; 0 means twice relaxed_timeout."`
 	MaxHandoffRetries          int           `koanf:"max_handoff_retries" json:"max_handoff_retries,omitempty" validate:"gte=0,lte=10" jsonschema:"minimum=0,maximum=10,description=Dial attempts for one handoff; 0 means 3."`
+	MaxWorkers                 int           `koanf:"max_workers" json:"max_workers,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Goroutines handing connections off at once (per node); 0 means the go-redis default from the pool size; a set value is raised to half the pool size."`
+	HandoffQueueSize           int           `koanf:"handoff_queue_size" json:"handoff_queue_size,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Connections waiting for a handoff worker (per node); 0 means the go-redis default; a set value is raised to 200 and capped at 5 times the pool size."`
 }
