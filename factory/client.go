@@ -182,20 +182,23 @@ func (c *Client) Close() error {
 // go-redis's cluster client runs its own loop around every command: it
 // follows MOVED/ASK and also retries transient errors (timeouts included,
 // so an INCR could run twice) up to MaxRedirects, with its own backoff. So
-// the policy runs on each node's client instead, where errors arrive raw,
-// and an error the policy gives up on is sealed before it reaches the
-// cluster loop, which then returns it without retrying; the outermost hook
-// on the cluster client unseals it, so callers see go-redis's own error.
-// Redirections (MOVED, ASK), READONLY after a failover and a closed node
-// client are not sealed: following them is the cluster loop's job, bounded
-// by cluster.max_redirects.
+// the policy runs on each node's client, where errors arrive raw, and an
+// error the policy gives up on is sealed before it reaches the cluster
+// loop, which then returns it without retrying. On the cluster client, the
+// policy runs again for what never reached a node (a failed reload of the
+// slot map, for example) — a sealed error is not in any retry class, so it
+// passes through — and the outermost hook unseals, so callers see
+// go-redis's own error. Redirections (MOVED, ASK), READONLY after a
+// failover and a closed node client are not sealed: following them is the
+// cluster loop's job, bounded by cluster.max_redirects.
 //
 // Pipelines are split per node inside go-redis's pipeline code, which
 // retries failed sub-batches itself (up to MaxRedirects); the policy wraps
 // the whole pipeline on the cluster client.
 func installClusterPolicy(cc *redis.ClusterClient, pol *retry.Policy) {
 	h := pol.Hook()
-	cc.AddHook(clusterTopHook{pipeline: h})
+	cc.AddHook(unsealHook{})
+	cc.AddHook(h)
 	cc.OnNewNode(func(node *redis.Client) {
 		node.AddHook(sealHook{})
 		node.AddHook(processOnly{h})
@@ -257,12 +260,12 @@ func (p processOnly) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	return next
 }
 
-// clusterTopHook is the cluster client's own hook: it unseals errors of
-// single commands and applies the policy to pipelines.
-type clusterTopHook struct{ pipeline redis.Hook }
+// unsealHook is the cluster client's outermost hook: it returns a sealed
+// error's original to the caller.
+type unsealHook struct{}
 
-func (clusterTopHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (clusterTopHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (unsealHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (unsealHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		var s *sealedError
@@ -273,8 +276,8 @@ func (clusterTopHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		return err
 	}
 }
-func (t clusterTopHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return t.pipeline.ProcessPipelineHook(next)
+func (unsealHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // State is a client's health as last observed.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redisfactory/redisfactory/internal/resp"
@@ -59,6 +60,12 @@ func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingT
 		}
 		hc := &healthConn{Conn: conn, interval: interval, timeout: pingTimeout, hooks: hooks}
 		hc.touch()
+		if sc, ok := conn.(syscall.Conn); ok {
+			// Plain TCP: keep go-redis's own cheap idle check (a peek at
+			// the socket when a connection leaves the pool), which also
+			// finds push messages waiting on idle connections.
+			return &healthSysConn{healthConn: hc, sys: sc}, nil
+		}
 		return hc, nil
 	}
 }
@@ -108,6 +115,19 @@ type healthConn struct {
 	mu      sync.Mutex
 	pending []byte // bytes read during a check that belong to go-redis
 }
+
+// NetConn returns the wrapped connection, as crypto/tls.Conn does, for
+// code that looks for the socket underneath.
+func (c *healthConn) NetConn() net.Conn { return c.Conn }
+
+// healthSysConn is a healthConn over a socket go-redis may inspect.
+type healthSysConn struct {
+	*healthConn
+	sys syscall.Conn
+}
+
+// SyscallConn exposes the socket to go-redis's idle-connection check.
+func (c *healthSysConn) SyscallConn() (syscall.RawConn, error) { return c.sys.SyscallConn() }
 
 func (c *healthConn) touch() { c.lastUsed.Store(time.Now().UnixNano()) }
 

@@ -53,8 +53,9 @@ profiles:
 	if err != nil {
 		log.Fatal(err)
 	}
-	// A standalone profile is a plain *redis.Client: the whole go-redis API.
-	o := rdb.(*redis.Client).Options()
+	// rdb is the profile's handle: a redis.UniversalClient that survives
+	// reloads. Behind it, a standalone profile is a plain *redis.Client.
+	o := rdb.(*factory.Handle).Current().(*redis.Client).Options()
 	fmt.Println(o.Addr, "db", o.DB, "pool", o.PoolSize, "RESP", o.Protocol, "read timeout", o.ReadTimeout)
 
 	_, err = f.Client("sesions")

@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -63,118 +62,157 @@ type Options struct {
 	ProbeTimeout time.Duration
 }
 
-// Factory builds and owns the clients of one configuration.
+// Factory builds and owns the clients of one configuration, and applies
+// new configurations to them (Apply) without failing a command.
 type Factory struct {
 	rt         *runtime.Runtime
 	ownRT      bool
 	opts       Options
 	unregister func()
 
+	reloadMu sync.Mutex // one Apply at a time
+
 	mu      sync.RWMutex
-	clients map[string]*Client
+	entries map[string]*entry  // the current profiles
+	handles map[string]*Handle // every handle given out, removed profiles included
 	closed  bool
+
+	stats reloadCounters
+}
+
+// entry is one current profile.
+type entry struct {
+	client *Client
+	tls    [32]byte // digest of the TLS files, to see a rotated certificate
 }
 
 // New builds a client for every profile of cfg. Clients connect lazily: New
 // fails only when a profile cannot be turned into a client (for example an
 // unreadable TLS certificate), not when a server is down.
 func New(cfg *schema.Config, opts Options) (*Factory, error) {
-	f := &Factory{rt: opts.Runtime, opts: opts, clients: map[string]*Client{}}
+	f := &Factory{rt: opts.Runtime, opts: opts, entries: map[string]*entry{}, handles: map[string]*Handle{}}
 	if f.rt == nil {
 		f.rt = runtime.New(runtime.Options{})
 		f.ownRT = true
 	}
-	names := make([]string, 0, len(cfg.Profiles))
-	for n := range cfg.Profiles {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		c, err := Build(n, cfg.Profiles[n], f.rt, BuildOptions{OnBuild: opts.OnBuild})
+	for _, n := range sortedNames(cfg.Profiles) {
+		e, err := f.build(n, cfg.Profiles[n])
 		if err != nil {
-			_ = f.closeClients(context.Background())
+			for _, e := range f.entries {
+				_ = e.client.Close()
+			}
 			if f.ownRT {
 				_ = f.rt.Close(context.Background())
 			}
 			return nil, err
 		}
-		f.clients[n] = c
-		if opts.ProbeInterval > 0 {
-			c.startProbe(opts.ProbeInterval, opts.ProbeTimeout)
-		}
+		f.entries[n] = e
+		f.handles[n] = newHandle(n, e.client)
 	}
 	f.unregister = f.rt.OnClose("factory", f.closeClients)
 	return f, nil
 }
 
-// Runtime returns the runtime the factory builds clients from.
-func (f *Factory) Runtime() *runtime.Runtime { return f.rt }
+// build builds one profile's client and starts its probe.
+func (f *Factory) build(name string, p *schema.Profile) (*entry, error) {
+	c, err := Build(name, p, f.rt, BuildOptions{OnBuild: f.opts.OnBuild})
+	if err != nil {
+		return nil, err
+	}
+	if f.opts.ProbeInterval > 0 {
+		c.startProbe(f.opts.ProbeInterval, f.opts.ProbeTimeout)
+	}
+	return &entry{client: c, tls: tlsDigest(p)}, nil
+}
 
-// Profiles returns the names of the factory's profiles, sorted.
-func (f *Factory) Profiles() []string {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	out := make([]string, 0, len(f.clients))
-	for n := range f.clients {
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
 		out = append(out, n)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// Client returns the client of a profile.
+// Runtime returns the runtime the factory builds clients from.
+func (f *Factory) Runtime() *runtime.Runtime { return f.rt }
+
+// Profiles returns the names of the current profiles, sorted.
+func (f *Factory) Profiles() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return sortedNames(f.entries)
+}
+
+// Client returns the handle of a profile: a redis.UniversalClient that
+// keeps working across reloads and always uses the profile's current
+// settings (see Handle). The same profile always gets the same handle.
 func (f *Factory) Client(profile string) (redis.UniversalClient, error) {
-	c, err := f.lookup(profile)
+	h, err := f.Handle(profile)
 	if err != nil {
 		return nil, err
 	}
-	return c.UniversalClient, nil
+	return h, nil
 }
 
-// Lookup returns the factory's Client of a profile: the go-redis client
-// with its profile, retry policy, health and checks.
-func (f *Factory) Lookup(profile string) (*Client, error) { return f.lookup(profile) }
+// Handle returns the handle of a profile (the same value Client returns,
+// with its concrete type).
+func (f *Factory) Handle(profile string) (*Handle, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := f.entries[profile]; !ok {
+		return nil, f.unknown(profile)
+	}
+	return f.handles[profile], nil
+}
+
+// Lookup returns the factory's current Client of a profile: the go-redis
+// client with its profile, retry policy, health and checks. After a reload
+// it may be closed; hold a Handle instead.
+func (f *Factory) Lookup(profile string) (*Client, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
+	e, ok := f.entries[profile]
+	if !ok {
+		return nil, f.unknown(profile)
+	}
+	return e.client, nil
+}
 
 // Health returns the health of a profile's client as last seen by the
 // background probe (Options.ProbeInterval) or by Check.
 func (f *Factory) Health(profile string) (Health, error) {
-	c, err := f.lookup(profile)
+	c, err := f.Lookup(profile)
 	if err != nil {
 		return Health{}, err
 	}
 	return c.Health(), nil
 }
 
-func (f *Factory) lookup(profile string) (*Client, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.closed {
-		return nil, ErrClosed
+func (f *Factory) unknown(profile string) error {
+	msg := fmt.Sprintf("%q", profile)
+	if s := suggest.Closest(profile, sortedNames(f.entries)); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
-	c, ok := f.clients[profile]
-	if !ok {
-		names := make([]string, 0, len(f.clients))
-		for n := range f.clients {
-			names = append(names, n)
-		}
-		msg := fmt.Sprintf("%q", profile)
-		if s := suggest.Closest(profile, names); s != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", s)
-		}
-		return nil, fmt.Errorf("%w %s", ErrUnknownProfile, msg)
-	}
-	return c, nil
+	return fmt.Errorf("%w %s", ErrUnknownProfile, msg)
 }
 
-// Close closes every client and, when the factory made its own runtime,
-// the runtime. It is safe to call more than once.
+// Close lets in-flight commands finish (until ctx ends), closes every
+// client and, when the factory made its own runtime, the runtime. It is
+// safe to call more than once.
 func (f *Factory) Close(ctx context.Context) error {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
+	f.mu.RLock()
+	closed := f.closed
+	f.mu.RUnlock()
+	if closed {
 		return nil
 	}
-	f.mu.Unlock()
 	if f.unregister != nil {
 		f.unregister()
 	}
@@ -186,32 +224,28 @@ func (f *Factory) Close(ctx context.Context) error {
 }
 
 func (f *Factory) closeClients(ctx context.Context) error {
+	f.reloadMu.Lock()
+	defer f.reloadMu.Unlock()
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return nil
 	}
 	f.closed = true
-	clients := f.clients
-	f.clients = map[string]*Client{}
+	entries := f.entries
+	f.entries = map[string]*entry{}
+	handles := f.handles
 	f.mu.Unlock()
 	var errs []error
-	for _, n := range slices.Sorted(mapsKeys(clients)) {
-		if err := clients[n].Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+	for _, n := range sortedNames(entries) {
+		if h := handles[n]; h != nil {
+			h.cur.Load().drain(ctx)
+		}
+		if err := entries[n].client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close %s: %w", n, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // retryEvent turns a retry policy event into a runtime event.

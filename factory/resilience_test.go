@@ -77,7 +77,7 @@ func (w *workload) stop() string {
 	seen := map[string]bool{}
 	var first []string
 	for _, err := range w.failures {
-		if s := err.Error(); !seen[s] && len(first) < 5 {
+		if s := fmt.Sprintf("%T %v", err, err); !seen[s] && len(first) < 5 {
 			seen[s] = true
 			first = append(first, s)
 		}

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,6 +50,9 @@ func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // retryProcess is the failure path of ProcessHook: err is the error of the
 // first try of cmd.
 func (p *Policy) retryProcess(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook, err error) error {
+	if isHandshake(cmd) {
+		return err
+	}
 	var prev time.Duration
 	for failure := 1; ; failure++ {
 		class, ok := p.eligible(ctx, err)
@@ -90,6 +94,9 @@ func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 // retryPipeline is the failure path of ProcessPipelineHook: err is what the
 // first run of cmds returned.
 func (p *Policy) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook, err error) error {
+	if allHandshake(cmds) {
+		return err
+	}
 	tx := isTx(cmds)
 	name := "pipeline"
 	if tx {
@@ -142,4 +149,44 @@ func firstFailure(cmds []redis.Cmder, err error) error {
 		return nil
 	}
 	return err
+}
+
+// isHandshake reports whether cmd is one of the commands go-redis sends
+// while it sets up a new connection (HELLO, AUTH, and the CLIENT
+// subcommands and SELECT/READONLY it pipelines after them). These pass
+// through hooks too, but they run on the one connection being set up:
+// trying them again on that connection cannot help (it is the command that
+// needed the connection that must be retried, on another one), and would
+// hold the dial for the whole backoff.
+func isHandshake(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "auth":
+		return true
+	case "client":
+		args := cmd.Args()
+		if len(args) < 2 {
+			return false
+		}
+		sub, _ := args[1].(string)
+		switch strings.ToLower(sub) {
+		case "setname", "setinfo", "maint_notifications", "tracking":
+			return true
+		}
+	}
+	return false
+}
+
+// allHandshake reports whether a pipeline holds only connection set-up
+// commands (go-redis pipelines AUTH, SELECT, CLIENT SETNAME, READONLY, …
+// after HELLO).
+func allHandshake(cmds []redis.Cmder) bool {
+	if len(cmds) == 0 {
+		return false
+	}
+	for _, c := range cmds {
+		if !isHandshake(c) && c.Name() != "select" && c.Name() != "readonly" {
+			return false
+		}
+	}
+	return true
 }

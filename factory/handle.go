@@ -1,0 +1,160 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:generate go run ./internal/genhandle -o handle_gen.go
+
+// ErrProfileRemoved is wrapped by the error every command gets through the
+// handle of a profile that a reload removed.
+var ErrProfileRemoved = errors.New("redisfactory: profile removed")
+
+// Handle is what users hold for a profile: a redis.UniversalClient that
+// always sends commands to the profile's current client. It survives any
+// number of reloads: after a reload that changed the profile, new commands
+// go out with the new settings while commands already running finish on
+// the client they started on, which is closed only once they are done (or
+// the profile's drain_timeout has passed).
+//
+// Objects that outlive a call — a Pipeliner from Pipeline or TxPipeline, a
+// PubSub from Subscribe, a *redis.Conn from Conn — belong to the client
+// they were made from. That client is kept open until its in-flight calls
+// end or drain_timeout passes, whichever comes first, and is closed then:
+// make such objects per unit of work, or re-create them after a reload
+// (watch for reload.applied events). Calls made through the handle itself
+// (Pipelined, TxPipelined, Watch, every command) are tracked until they
+// return.
+//
+// A Handle costs one atomic load and two atomic adds per call. Current
+// returns the client itself for code that wants to skip even that.
+type Handle struct {
+	name string
+	cur  atomic.Pointer[generation]
+
+	hooksMu sync.Mutex
+	hooks   []redis.Hook
+}
+
+// generation is one client of a profile, with its calls in flight.
+type generation struct {
+	client   redis.UniversalClient
+	owner    *Client // nil for the removed-profile placeholder
+	inflight atomic.Int64
+}
+
+func newHandle(name string, c *Client) *Handle {
+	h := &Handle{name: name}
+	h.cur.Store(&generation{client: c.UniversalClient, owner: c})
+	return h
+}
+
+// acquire returns the current generation with the call counted in flight.
+// A reload that swaps generations between the load and the count is seen
+// by the second load, and the call moves to the new generation, so a
+// generation whose count has reached zero after the swap is never used
+// again and can be closed.
+func (h *Handle) acquire() *generation {
+	for {
+		g := h.cur.Load()
+		g.inflight.Add(1)
+		if h.cur.Load() == g {
+			return g
+		}
+		g.inflight.Add(-1)
+	}
+}
+
+func (g *generation) release() { g.inflight.Add(-1) }
+
+// swap makes g the current generation and returns the previous one.
+func (h *Handle) swap(g *generation) *generation {
+	h.hooksMu.Lock()
+	for _, hk := range h.hooks {
+		g.client.AddHook(hk)
+	}
+	old := h.cur.Swap(g)
+	h.hooksMu.Unlock()
+	return old
+}
+
+// drain waits until no call runs on g or ctx ends. It reports whether the
+// generation drained.
+func (g *generation) drain(ctx context.Context) bool {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for g.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return g.inflight.Load() <= 0
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// Name returns the profile's name.
+func (h *Handle) Name() string { return h.name }
+
+// Current returns the profile's current go-redis client: a *redis.Client
+// (standalone, sentinel) or *redis.ClusterClient. Calls made on it directly
+// are not tracked for draining; keep it for the duration of one unit of
+// work, not across reloads.
+func (h *Handle) Current() redis.UniversalClient { return h.cur.Load().client }
+
+// Close does nothing and returns nil: the factory owns the clients and
+// closes them in Factory.Close. It exists so that a Handle can be passed
+// where a redis.UniversalClient is closed by its user.
+func (h *Handle) Close() error { return nil }
+
+// AddHook adds a hook to the profile's current client and to every client
+// a later reload builds for it.
+func (h *Handle) AddHook(hook redis.Hook) {
+	h.hooksMu.Lock()
+	defer h.hooksMu.Unlock()
+	h.hooks = append(h.hooks, hook)
+	h.cur.Load().client.AddHook(hook)
+}
+
+// removedGeneration is what a removed profile's handle delegates to: a
+// client that never connects and fails every command with an error naming
+// the profile.
+func removedGeneration(name string) *generation {
+	err := fmt.Errorf("%w: %q is no longer in the configuration", ErrProfileRemoved, name)
+	c := redis.NewClient(&redis.Options{
+		Addr:       "removed.invalid:0",
+		MaxRetries: -1,
+		Dialer: func(context.Context, string, string) (net.Conn, error) {
+			return nil, err
+		},
+	})
+	c.AddHook(failHook{err})
+	return &generation{client: c}
+}
+
+// failHook answers every command with err without sending it.
+type failHook struct{ err error }
+
+func (f failHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f failHook) ProcessHook(redis.ProcessHook) redis.ProcessHook {
+	return func(_ context.Context, cmd redis.Cmder) error {
+		cmd.SetErr(f.err)
+		return f.err
+	}
+}
+func (f failHook) ProcessPipelineHook(redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(_ context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			c.SetErr(f.err)
+		}
+		return f.err
+	}
+}

@@ -1,0 +1,382 @@
+package factory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/factory"
+	"github.com/redisfactory/redisfactory/internal/redistest"
+	"github.com/redisfactory/redisfactory/profiles"
+	"github.com/redisfactory/redisfactory/runtime"
+	"github.com/redisfactory/redisfactory/sch"
+)
+
+// schBuild builds the client of the profile "p" described by YAML (the
+// body of profiles.p) on a fresh runtime.
+func schBuild(t testing.TB, body string, args ...any) (*factory.Client, *runtime.Runtime) {
+	t.Helper()
+	doc := "profiles:\n  p:\n" + indent(fmt.Sprintf(body, args...), "    ")
+	r, err := profiles.Load(profiles.Options{Sources: []profiles.Source{profiles.Bytes("sch.yaml", []byte(doc))}})
+	require.NoError(t, err, doc)
+	rt := runtime.New(runtime.Options{})
+	c, err := factory.Build("p", r.Config.Profiles["p"], rt, factory.BuildOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, rt.Close(ctx))
+	})
+	return c, rt
+}
+
+func indent(s, pre string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = pre + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func schProxy(t testing.TB, upstream string, opts sch.ProxyOptions) *sch.Proxy {
+	t.Helper()
+	p := sch.NewProxyWithOptions("127.0.0.1:0", upstream, opts)
+	require.NoError(t, p.Start())
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// schLoad is a continuous load of concurrent commands; every worker owns
+// one pooled connection's worth of traffic (pool size = workers, so every
+// connection keeps being used and reads its notifications promptly).
+type schLoad struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	slow       chan string // a worker takes a slow command from here
+	slowErr    chan error
+}
+
+// startLoad runs workers SET/GET/INCR loops and blockers BLPOP loops
+// (100ms each, so they are nearly always in flight).
+func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &schLoad{cancel: cancel, slow: make(chan string), slowErr: make(chan error, 1)}
+	record := func(err error) {
+		if err == nil || errors.Is(err, redis.Nil) {
+			l.ok.Add(1)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.failed.Add(1)
+		l.mu.Lock()
+		if len(l.errs) < 20 {
+			l.errs = append(l.errs, err.Error())
+		}
+		l.mu.Unlock()
+	}
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				select {
+				case secs := <-l.slow:
+					l.slowErr <- c.Do(ctx, "DEBUG", "SLEEP", secs).Err()
+					continue
+				default:
+				}
+				key := "k" + strconv.Itoa((w*7919+i)%512)
+				switch i % 3 {
+				case 0:
+					record(c.Set(ctx, key, i, 0).Err())
+				case 1:
+					record(c.Get(ctx, key).Err())
+				default:
+					record(c.Incr(ctx, "n"+strconv.Itoa(w)).Err())
+				}
+			}
+		}()
+	}
+	for b := range blockers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				record(c.BLPop(ctx, 100*time.Millisecond, "q"+strconv.Itoa(b)).Err())
+			}
+		}()
+	}
+	return l
+}
+
+// progress waits until n more commands have succeeded.
+func (l *schLoad) progress(t testing.TB, n int64) {
+	t.Helper()
+	target := l.ok.Load() + n
+	schEventually(t, 10*time.Second, func() bool { return l.ok.Load() >= target }, "load makes progress")
+}
+
+func (l *schLoad) stop() (ok, failed int64, errs []string) {
+	l.cancel()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ok.Load(), l.failed.Load(), slices.Clone(l.errs)
+}
+
+// slowCommand runs DEBUG SLEEP secs on one of the load's workers.
+func (l *schLoad) slowCommand(secs string) error {
+	l.slow <- secs
+	return <-l.slowErr
+}
+
+func schEventually(t testing.TB, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, msg)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func handoffDelays(rt *runtime.Runtime) (*[]time.Duration, func()) {
+	var mu sync.Mutex
+	out := new([]time.Duration)
+	cancel := rt.Events().SubscribeFunc(func(e runtime.Event) {
+		mu.Lock()
+		*out = append(*out, e.Delay)
+		mu.Unlock()
+	}, runtime.WithKinds(runtime.HandoffCompleted), runtime.WithBuffer(10000))
+	return out, func() { cancel(); mu.Lock(); mu.Unlock() }
+}
+
+const movingSeconds = 3
+
+// MOVING to a second real server under load, then the old connections are
+// cut: with SCH no command fails and every connection reaches the new
+// endpoint before the announced time ends; without it, the cut fails the
+// commands in flight.
+func TestSCHMovingUnderLoad(t *testing.T) {
+	for _, mode := range []string{"enabled", "auto", "disabled"} {
+		t.Run(mode, func(t *testing.T) {
+			a := redistest.Start(t, redistest.Options{})
+			b := redistest.Start(t, redistest.Options{})
+			pa := schProxy(t, a.Addr(), sch.ProxyOptions{NoAutoCut: true})
+			pb := schProxy(t, b.Addr(), sch.ProxyOptions{}) // answers the handshake on the new endpoint
+			const workers, blockers = 6, 2
+			c, rt := schBuild(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 2s}
+pool: {size: %d}
+sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
+`, pa.Addr(), workers+blockers, mode)
+			delays, stopDelays := handoffDelays(rt)
+			l := startLoad(c, workers, blockers)
+			defer l.stop()
+			l.progress(t, 500)
+
+			told := pa.Moving(pb.Addr(), movingSeconds)
+			start := time.Now()
+			if mode == "disabled" {
+				require.Zero(t, told, "no connection negotiated notifications")
+				l.progress(t, 200)
+				cut := pa.Cut()
+				require.Positive(t, cut)
+				l.progress(t, 200)
+				_, failed, errs := l.stop()
+				require.Positive(t, failed, "cutting the old connections without SCH fails the commands in flight")
+				t.Logf("without SCH: %d connections cut, %d commands failed, e.g. %q", cut, failed, errs[0])
+				return
+			}
+			require.Positive(t, told)
+			ctx, cancel := context.WithTimeout(context.Background(), movingSeconds*time.Second)
+			defer cancel()
+			allLeft, err := pa.WaitMoved(ctx)
+			require.NoError(t, err, "every connection left for the new endpoint before the announced %ds: %+v", movingSeconds, pa.Clients())
+			require.True(t, allLeft)
+			moved := time.Since(start)
+			pa.Cut() // what is left of the old endpoint goes away
+			l.progress(t, 500)
+			ok, failed, errs := l.stop()
+			require.Zero(t, failed, "no command failed: %q", errs)
+			require.Zero(t, pa.OpenConns())
+			require.GreaterOrEqual(t, pb.OpenConns(), told, "every connection is on the new endpoint")
+			st := c.Handoffs()
+			require.Equal(t, uint64(told), st.Notifications["MOVING"])
+			require.Equal(t, uint64(told), st.HandoffsCompleted)
+			require.Zero(t, st.HandoffsFailed)
+			stopDelays()
+			ds := slices.Clone(*delays)
+			slices.Sort(ds)
+			require.Len(t, ds, told)
+			t.Logf("SCH %s: %d connections moved in %s (handoff after MOVING: min %s, median %s, max %s); %d commands, 0 failed",
+				mode, told, moved.Round(time.Millisecond), ds[0].Round(time.Microsecond), ds[len(ds)/2].Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), ok)
+		})
+	}
+}
+
+// MIGRATING / FAILING_OVER relax the socket timeout: a command slower than
+// the normal timeout but faster than the relaxed one succeeds, under load,
+// with no failed command; after MIGRATED / FAILED_OVER the normal timeout
+// is back. Without SCH the same slow command times out and the load fails.
+func TestSCHRelaxedTimeouts(t *testing.T) {
+	type pair struct {
+		name       string
+		begin, end func(*sch.Proxy) int
+	}
+	for _, pr := range []pair{
+		{"migrating", (*sch.Proxy).Migrating, (*sch.Proxy).Migrated},
+		{"failing_over", (*sch.Proxy).FailingOver, (*sch.Proxy).FailedOver},
+	} {
+		for _, mode := range []string{"enabled", "disabled"} {
+			t.Run(pr.name+"/"+mode, func(t *testing.T) {
+				srv := redistest.Start(t, redistest.Options{})
+				p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
+				const workers = 6
+				c, _ := schBuild(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 150ms}
+pool: {size: %d}
+sch: {mode: %s, relaxed_timeout: 3s}
+`, p.Addr(), workers, mode)
+				l := startLoad(c, workers, 0)
+				defer l.stop()
+				l.progress(t, 300)
+				told := pr.begin(p)
+				start := strings.ToUpper(pr.name)
+				if mode == "disabled" {
+					require.Zero(t, told)
+					err := l.slowCommand("0.4")
+					require.Equal(t, errclass.Timeout, errclass.Of(err), "without SCH the slow command times out: %v", err)
+					_, failed, _ := l.stop()
+					require.Positive(t, failed, "and the load fails while the server is slow")
+					return
+				}
+				require.Equal(t, workers, told)
+				schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications[start] >= uint64(told) }, "every connection read "+start)
+				began := time.Now()
+				require.NoError(t, l.slowCommand("0.4"), "400ms command under a 150ms socket timeout, relaxed to 3s")
+				require.GreaterOrEqual(t, time.Since(began), 400*time.Millisecond)
+				l.progress(t, 300)
+
+				told = pr.end(p)
+				endName := map[string]string{"MIGRATING": "MIGRATED", "FAILING_OVER": "FAILED_OVER"}[start]
+				schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications[endName] >= uint64(told) }, "every connection read "+endName)
+				_, failed, errs := l.stop()
+				require.Zero(t, failed, "no command failed during the maintenance: %q", errs)
+				err := c.Do(context.Background(), "DEBUG", "SLEEP", "0.4").Err()
+				require.Equal(t, errclass.Timeout, errclass.Of(err), "after %s the 150ms timeout is back: %v", endName, err)
+			})
+		}
+	}
+}
+
+// A cluster profile behind one maintenance proxy per node: a notification
+// on one node relaxes that node's connections only; commands on the other
+// nodes keep their normal timeout, and no command fails.
+func TestSCHClusterOneNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	nodes := cl.Nodes()
+	rewrite := map[string]string{}
+	proxies := make([]*sch.Proxy, len(nodes))
+	for i, n := range nodes {
+		proxies[i] = sch.NewProxyWithOptions("127.0.0.1:0", n.Addr(), sch.ProxyOptions{Rewrite: rewrite})
+		require.NoError(t, proxies[i].Start())
+		t.Cleanup(func() { _ = proxies[i].Close() })
+		rewrite[n.Addr()] = proxies[i].Addr()
+	}
+	const workers = 6
+	c, rt := schBuild(t, `
+mode: cluster
+addrs: [%s]
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 150ms}
+pool: {size: %d}
+sch: {mode: enabled, relaxed_timeout: 3s}
+`, proxies[0].Addr(), workers)
+	notes, stopNotes := collectNodes(rt)
+	cc := c.UniversalClient.(*redis.ClusterClient)
+	l := startLoad(cc, workers, 0)
+	defer l.stop()
+	l.progress(t, 600)
+	for i, p := range proxies {
+		require.Positive(t, p.OpenConns(), "node %d is reached through its proxy", i)
+	}
+
+	told := proxies[0].SMigrating("0-100")
+	require.Positive(t, told)
+	schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications["SMIGRATING"] >= uint64(told) }, "node 0's connections read SMIGRATING")
+	ctx := context.Background()
+	node0, err := cc.MasterForKey(ctx, keyOn(t, cl, nodes[0].Addr()))
+	require.NoError(t, err)
+	require.NoError(t, node0.Do(ctx, "DEBUG", "SLEEP", "0.4").Err(), "node 0 is relaxed")
+	l.progress(t, 300)
+	_, failed, errs := l.stop()
+	require.Zero(t, failed, "no command failed: %q", errs)
+
+	node1, err := cc.MasterForKey(ctx, keyOn(t, cl, nodes[1].Addr()))
+	require.NoError(t, err)
+	err = node1.Do(ctx, "DEBUG", "SLEEP", "0.4").Err()
+	require.Equal(t, errclass.Timeout, errclass.Of(err), "node 1 kept its 150ms timeout: %v", err)
+	for _, p := range proxies[1:] {
+		for _, ci := range p.Clients() {
+			require.Empty(t, ci.Notifications)
+		}
+	}
+	stopNotes()
+	require.Equal(t, []string{proxies[0].Addr()}, *notes, "notifications came from node 0 only")
+}
+
+// collectNodes records the distinct node attribute of notification events.
+func collectNodes(rt *runtime.Runtime) (*[]string, func()) {
+	var mu sync.Mutex
+	out := new([]string)
+	cancel := rt.Events().SubscribeFunc(func(e runtime.Event) {
+		for _, a := range e.Attrs {
+			if a.Key == "node" {
+				mu.Lock()
+				if !slices.Contains(*out, a.Value.String()) {
+					*out = append(*out, a.Value.String())
+				}
+				mu.Unlock()
+			}
+		}
+	}, runtime.WithKinds(runtime.MaintenanceNotification), runtime.WithBuffer(10000))
+	return out, func() { cancel(); mu.Lock(); mu.Unlock() }
+}
+
+// keyOn returns a key served by the node at addr.
+func keyOn(t testing.TB, cl *redistest.Cluster, addr string) string {
+	for i := range 10000 {
+		k := "key" + strconv.Itoa(i)
+		if cl.NodeForKey(k).Addr() == addr {
+			return k
+		}
+	}
+	t.Fatalf("no key on %s", addr)
+	return ""
+}
