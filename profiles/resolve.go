@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/redisfactory/redisfactory/schema"
@@ -197,12 +196,16 @@ func leaves(tree map[string]any, prefix string) []string {
 		}
 		out = append(out, p)
 	}
-	sort.Strings(out)
 	return out
 }
 
-// deleteUnder removes path and everything below it.
+// deleteUnder removes path and everything below it. A leaf replacing a
+// leaf (the common case) needs no scan.
 func deleteUnder(m map[string]Origin, path string) {
+	if _, ok := m[path]; ok {
+		delete(m, path)
+		return
+	}
 	for k := range m {
 		if k == path || strings.HasPrefix(k, path+".") {
 			delete(m, k)
