@@ -59,6 +59,13 @@ const (
 	// CacheFlushed is published when a client-side cache was flushed, for
 	// example after an invalidation channel was lost.
 	CacheFlushed Kind = "cache.flushed"
+	// CacheChannelDown is published when a client-side cache lost an
+	// invalidation connection (Message names the server, Err the cause);
+	// the cache is flushed and stops storing until it is back.
+	CacheChannelDown Kind = "cache.channel_down"
+	// CacheChannelUp is published when a client-side cache's invalidation
+	// connection to a server (Message) is up; caching resumes.
+	CacheChannelUp Kind = "cache.channel_up"
 
 	// HandoffStarted is published when a connection hand-off to another
 	// endpoint (for example during server maintenance) has started.

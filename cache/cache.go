@@ -1,0 +1,451 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Mode is how the server tracks keys.
+type Mode int
+
+// The tracking modes.
+const (
+	// Default tracks the keys this client read.
+	Default Mode = iota
+	// Broadcast is told of every change to keys under Prefixes.
+	Broadcast
+)
+
+// Config configures a Cache.
+type Config struct {
+	// MaxEntries and MaxBytes bound the cache; zero means no bound of that
+	// kind (at least one should be set).
+	MaxEntries int
+	MaxBytes   int64
+	// TTL is the longest an entry lives; zero means until invalidated or
+	// evicted.
+	TTL time.Duration
+	// Mode and Prefixes select the tracking mode.
+	Mode     Mode
+	Prefixes []string
+	// Commands is the allow list (any case). Commands without key
+	// positions known to this package are ignored.
+	Commands []string
+	// Budget, if set, bounds the bytes of every cache sharing it.
+	Budget *Budget
+
+	// Dial opens a connection to a server address (TLS included). The
+	// invalidation connections use it.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Username and Password authenticate the invalidation connections.
+	Username, Password string
+	// ClientName names the invalidation connections (a suffix is added).
+	ClientName string
+	// Timeout bounds dialling and every handshake reply; default 5s.
+	Timeout time.Duration
+	// PingInterval is how often an idle invalidation connection is
+	// PINGed; a connection that stays silent for three intervals is
+	// considered lost. Default 1s.
+	PingInterval time.Duration
+	// ResolveByRemote names nodes by the remote address of the dialled
+	// connection rather than the address dialled (sentinel: go-redis
+	// dials "FailoverClient"). A data connection to a new address means a
+	// failover: the cache is flushed.
+	ResolveByRemote bool
+
+	// OnFlush is called after the cache was flushed, with the reason.
+	OnFlush func(reason string)
+	// OnChannel is called when an invalidation connection goes down
+	// (err set) or comes up.
+	OnChannel func(addr string, up bool, err error)
+}
+
+// Stats are a cache's counters.
+type Stats struct {
+	Hits          uint64 `json:"hits"`
+	Misses        uint64 `json:"misses"`
+	Evictions     uint64 `json:"evictions"`
+	Invalidations uint64 `json:"invalidations"`
+	Flushes       uint64 `json:"flushes"`
+	Entries       int64  `json:"entries"`
+	Bytes         int64  `json:"bytes"`
+	// ChannelsUp and ChannelsDown count the invalidation connections up
+	// and not (yet) up.
+	ChannelsUp   int `json:"channels_up"`
+	ChannelsDown int `json:"channels_down"`
+}
+
+// HitRatio returns hits / (hits + misses), or 0.
+func (s Stats) HitRatio() float64 {
+	if s.Hits+s.Misses == 0 {
+		return 0
+	}
+	return float64(s.Hits) / float64(s.Hits+s.Misses)
+}
+
+// Budget bounds the bytes held by every cache that shares it. When a store
+// would exceed it, the storing cache evicts its own entries first.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewBudget returns a budget of maxBytes.
+func NewBudget(maxBytes int64) *Budget { return &Budget{max: maxBytes} }
+
+// Max returns the budget's size in bytes.
+func (b *Budget) Max() int64 { return b.max }
+
+// Used returns the bytes currently held under the budget.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+type bypassKey struct{}
+
+// Bypass returns a context whose commands neither read nor fill the cache.
+func Bypass(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bypassKey{}, true)
+}
+
+func bypassed(ctx context.Context) bool {
+	if ctx == nil {
+		return false
+	}
+	v, _ := ctx.Value(bypassKey{}).(bool)
+	return v
+}
+
+// ErrClosed is returned for an operation on a closed cache.
+var ErrClosed = errors.New("redisfactory/cache: closed")
+
+const nShards = 32
+
+// Cache is one client's client-side cache.
+type Cache struct {
+	cfg      Config
+	allowed  map[string]*cmdSpec
+	maxBytes int64
+	seed     maphash.Seed
+	shards   [nShards]shard
+
+	epoch   atomic.Uint64 // bumped by every flush
+	down    atomic.Int64  // invalidation connections not up
+	entries atomic.Int64
+	bytes   atomic.Int64
+
+	misses        atomic.Uint64
+	evictions     atomic.Uint64
+	invalidations atomic.Uint64
+	flushes       atomic.Uint64
+	cursor        atomic.Uint32
+	inflight      atomic.Int64
+
+	nodesMu sync.Mutex
+	nodes   map[string]*node
+	primary string // ResolveByRemote: the address data connections go to
+	closed  bool
+	wg      sync.WaitGroup
+	stop    chan struct{}
+}
+
+type shard struct {
+	mu    sync.RWMutex
+	m     map[string]*entry
+	names map[string][]*entry
+	head  *entry // LRU list of stored entries, oldest first
+	tail  *entry
+	hits  atomic.Uint64
+	_     [40]byte
+}
+
+// New returns a cache. Close releases its invalidation connections.
+func New(cfg Config) *Cache {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = time.Second
+	}
+	c := &Cache{cfg: cfg, allowed: map[string]*cmdSpec{}, seed: maphash.MakeSeed(), nodes: map[string]*node{}, stop: make(chan struct{})}
+	c.maxBytes = cfg.MaxBytes
+	for _, name := range cfg.Commands {
+		if s, ok := specs[strings.ToLower(name)]; ok {
+			c.allowed[strings.ToLower(name)] = s
+		}
+	}
+	for i := range c.shards {
+		c.shards[i].m = map[string]*entry{}
+		c.shards[i].names = map[string][]*entry{}
+	}
+	return c
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		Misses:        c.misses.Load(),
+		Evictions:     c.evictions.Load(),
+		Invalidations: c.invalidations.Load(),
+		Flushes:       c.flushes.Load(),
+		Entries:       c.entries.Load(),
+		Bytes:         c.bytes.Load(),
+	}
+	for i := range c.shards {
+		s.Hits += c.shards[i].hits.Load()
+	}
+	c.nodesMu.Lock()
+	for _, n := range c.nodes {
+		if n.state.Load().id != 0 {
+			s.ChannelsUp++
+		} else {
+			s.ChannelsDown++
+		}
+	}
+	c.nodesMu.Unlock()
+	return s
+}
+
+// Allowed reports whether cmd (any case) is answered from the cache.
+func (c *Cache) Allowed(cmd string) bool { return c.allowed[strings.ToLower(cmd)] != nil }
+
+// Close flushes the cache and closes its invalidation connections, waiting
+// for their goroutines.
+func (c *Cache) Close() error {
+	c.nodesMu.Lock()
+	if c.closed {
+		c.nodesMu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.stop)
+	nodes := c.nodes
+	c.nodes = map[string]*node{}
+	c.nodesMu.Unlock()
+	for _, n := range nodes {
+		n.close()
+	}
+	c.wg.Wait()
+	c.down.Add(1) // never trusted again
+	c.flush("", false)
+	return nil
+}
+
+func (c *Cache) isClosed() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Cache) shardOf(name string) *shard {
+	return &c.shards[maphash.String(c.seed, name)%nShards]
+}
+
+// now is a monotonic clock reading in nanoseconds.
+func now() int64 { return int64(time.Since(clockBase)) }
+
+var clockBase = time.Now()
+
+// Flush drops every entry (and keeps pending fetches from being stored).
+func (c *Cache) Flush(reason string) { c.flush(reason, true) }
+
+func (c *Cache) flush(reason string, count bool) {
+	c.epoch.Add(1)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		var freed, n int64
+		for _, e := range s.m {
+			if e.pending {
+				e.invalid = true
+				continue
+			}
+			freed += e.size
+			n++
+		}
+		clear(s.m)
+		clear(s.names)
+		s.head, s.tail = nil, nil
+		s.mu.Unlock()
+		c.account(-n, -freed)
+	}
+	if count {
+		c.flushes.Add(1)
+		if c.cfg.OnFlush != nil {
+			c.cfg.OnFlush(reason)
+		}
+	}
+}
+
+func (c *Cache) account(n, bytes int64) {
+	if n == 0 && bytes == 0 {
+		return
+	}
+	c.entries.Add(n)
+	c.bytes.Add(bytes)
+	if c.cfg.Budget != nil {
+		c.cfg.Budget.used.Add(bytes)
+	}
+}
+
+// Invalidate drops every entry on key name (pending ones are marked so
+// that their replies are not stored).
+func (c *Cache) Invalidate(name string) {
+	s := c.shardOf(name)
+	s.mu.Lock()
+	list, ok := s.names[name]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.names, name)
+	var foreign []*entry
+	var freed, n int64
+	for _, e := range list {
+		if e.shard != s {
+			foreign = append(foreign, e)
+			continue
+		}
+		f, k := s.removeLocked(e, name)
+		freed, n = freed+f, n+k
+	}
+	s.mu.Unlock()
+	c.account(-n, -freed)
+	for _, e := range foreign {
+		es := e.shard
+		es.mu.Lock()
+		f, k := es.removeLocked(e, name)
+		es.mu.Unlock()
+		c.account(-k, -f)
+	}
+	c.invalidations.Add(1)
+}
+
+// removeLocked removes e from its shard (whose lock is held) if it is still
+// there; skip is a name whose index entry the caller already dropped. It
+// returns the bytes and entries freed. Index entries of e under names of
+// other shards stay until those names are invalidated or e's slot reused;
+// they hold no value.
+func (s *shard) removeLocked(e *entry, skip string) (int64, int64) {
+	if s.m[e.key] != e {
+		return 0, 0
+	}
+	delete(s.m, e.key)
+	for _, nm := range e.names {
+		if nm == skip {
+			continue
+		}
+		if l, ok := s.names[nm]; ok {
+			for i, x := range l {
+				if x == e {
+					l[i] = l[len(l)-1]
+					l = l[:len(l)-1]
+					break
+				}
+			}
+			if len(l) == 0 {
+				delete(s.names, nm)
+			} else {
+				s.names[nm] = l
+			}
+		}
+	}
+	if e.pending {
+		e.invalid = true
+		return 0, 0
+	}
+	s.unlink(e)
+	return e.size, 1
+}
+
+func (s *shard) unlink(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else if s.head == e {
+		s.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else if s.tail == e {
+		s.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (s *shard) pushBack(e *entry) {
+	e.prev, e.next = s.tail, nil
+	if s.tail != nil {
+		s.tail.next = e
+	} else {
+		s.head = e
+	}
+	s.tail = e
+}
+
+// evictOne evicts the least recently used entry of s, giving recently hit
+// entries a second chance. It reports whether one was evicted.
+func (c *Cache) evictOne(s *shard) bool {
+	s.mu.Lock()
+	var victim *entry
+	for range 64 {
+		e := s.head
+		if e == nil {
+			break
+		}
+		if e.ref.Load() && e.next != nil {
+			e.ref.Store(false)
+			s.unlink(e)
+			s.pushBack(e)
+			continue
+		}
+		victim = e
+		break
+	}
+	if victim == nil {
+		victim = s.head
+	}
+	if victim == nil {
+		s.mu.Unlock()
+		return false
+	}
+	f, n := s.removeLocked(victim, "")
+	// Drop the names index entries of victim in its own shard only; see
+	// removeLocked.
+	s.mu.Unlock()
+	c.account(-n, -f)
+	c.evictions.Add(1)
+	return true
+}
+
+func (c *Cache) over() bool {
+	if c.cfg.MaxEntries > 0 && c.entries.Load() > int64(c.cfg.MaxEntries) {
+		return true
+	}
+	if c.maxBytes > 0 && c.bytes.Load() > c.maxBytes {
+		return true
+	}
+	if b := c.cfg.Budget; b != nil && b.max > 0 && b.used.Load() > b.max && c.bytes.Load() > 0 {
+		return true
+	}
+	return false
+}
+
+// enforce evicts until the cache is within its bounds, taking the shards
+// in turn so that eviction order is close to global LRU.
+func (c *Cache) enforce() {
+	idle := 0
+	for c.over() && idle < nShards {
+		if c.evictOne(&c.shards[c.cursor.Add(1)%nShards]) {
+			idle = 0
+		} else {
+			idle++
+		}
+	}
+}

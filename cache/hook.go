@@ -1,0 +1,342 @@
+package cache
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// entry is a cached reply or a pending fetch.
+type entry struct {
+	value
+	key     string
+	names   []string
+	shard   *shard
+	expires int64 // monotonic ns; 0 never
+	ref     atomic.Bool
+	prev    *entry
+	next    *entry
+
+	// Pending fetches (guarded by the shard's lock, except done and ok,
+	// which the leader sets before closing done).
+	pending bool
+	invalid bool
+	done    chan struct{}
+	ok      bool
+}
+
+// Hook returns the go-redis hook of the cache: it answers hits, fills
+// misses, invalidates the keys of writes, and (for standalone and sentinel
+// clients) sets tracking up on every connection it dials. Install it before
+// any retry hook.
+func (c *Cache) Hook() redis.Hook { return hook{c} }
+
+// DialHook returns a hook that only sets tracking up on the connections it
+// dials: install it on every node client of a cluster (OnNewNode).
+func (c *Cache) DialHook() redis.Hook { return dialOnly{c} }
+
+type hook struct{ c *Cache }
+
+func (h hook) DialHook(next redis.DialHook) redis.DialHook { return h.c.wrapDial(next) }
+
+func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	c := h.c
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if len(args) == 0 {
+			return next(ctx, cmd)
+		}
+		name := cmd.Name()
+		if spec := c.allowed[name]; spec != nil {
+			if bypassed(ctx) {
+				return next(ctx, cmd)
+			}
+			return c.read(ctx, cmd, args, spec, next)
+		}
+		err := next(ctx, cmd)
+		c.afterWrite(name, args)
+		return err
+	}
+}
+
+func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	c := h.c
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			name := cmd.Name()
+			if c.allowed[name] == nil {
+				c.afterWrite(name, cmd.Args())
+			}
+		}
+		return err
+	}
+}
+
+type dialOnly struct{ c *Cache }
+
+func (d dialOnly) DialHook(next redis.DialHook) redis.DialHook { return d.c.wrapDial(next) }
+func (d dialOnly) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (d dialOnly) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// afterWrite invalidates what a command outside the allow list may have
+// changed: every entry on a key named by one of its arguments, or all of
+// them for FLUSHDB/FLUSHALL. It runs after the command returned, failed or
+// not (a failed write may still have been applied).
+func (c *Cache) afterWrite(name string, args []any) {
+	if noKeyCommands[name] {
+		return
+	}
+	if name == "flushdb" || name == "flushall" || name == "swapdb" {
+		c.Flush(name)
+		return
+	}
+	if c.entries.Load() == 0 && c.pendingNone() {
+		return
+	}
+	for _, a := range args[1:] {
+		switch v := a.(type) {
+		case string:
+			c.Invalidate(v)
+		case []byte:
+			c.Invalidate(string(v))
+		}
+	}
+}
+
+// pendingNone is a cheap check that skips invalidating writes while the
+// cache holds nothing; pending fetches count as something.
+func (c *Cache) pendingNone() bool { return c.inflight.Load() == 0 }
+
+// appendKey appends the cache key of args (the command name upper-cased);
+// ok is false for arguments of a type that is not cached.
+func appendKey(buf []byte, args []any) ([]byte, bool) {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			buf = strconv.AppendInt(buf, int64(len(v)), 10)
+			buf = append(buf, ':')
+			if i == 0 {
+				for j := 0; j < len(v); j++ {
+					ch := v[j]
+					if ch >= 'a' && ch <= 'z' {
+						ch -= 'a' - 'A'
+					}
+					buf = append(buf, ch)
+				}
+			} else {
+				buf = append(buf, v...)
+			}
+		case []byte:
+			buf = strconv.AppendInt(buf, int64(len(v)), 10)
+			buf = append(buf, ':')
+			buf = append(buf, v...)
+		case int:
+			buf = append(buf, 'i')
+			buf = strconv.AppendInt(buf, int64(v), 10)
+		case int64:
+			buf = append(buf, 'i')
+			buf = strconv.AppendInt(buf, v, 10)
+		case float64:
+			buf = append(buf, 'f')
+			buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
+		default:
+			return buf, false
+		}
+		buf = append(buf, ' ')
+	}
+	return buf, true
+}
+
+// read answers an allowed command from the cache or fetches it.
+func (c *Cache) read(ctx context.Context, cmd redis.Cmder, args []any, spec *cmdSpec, next redis.ProcessHook) error {
+	from, to, ok := spec.keyRange(args)
+	if !ok {
+		return next(ctx, cmd)
+	}
+	first, ok := args[from].(string)
+	if !ok {
+		return next(ctx, cmd)
+	}
+	var arr [192]byte
+	buf, ok := appendKey(arr[:0], args)
+	if !ok {
+		return next(ctx, cmd)
+	}
+	s := c.shardOf(first)
+
+	// The hit path: a read lock and a map lookup.
+	s.mu.RLock()
+	e := s.m[string(buf)]
+	if e != nil && !e.pending && (e.expires == 0 || now() < e.expires) && e.fill(cmd) {
+		s.mu.RUnlock()
+		if !e.ref.Load() {
+			e.ref.Store(true)
+		}
+		s.hits.Add(1)
+		if e.nilReply {
+			return redis.Nil
+		}
+		return nil
+	}
+	s.mu.RUnlock()
+	return c.miss(ctx, cmd, args[from:to], s, buf, next)
+}
+
+func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard, buf []byte, next redis.ProcessHook) error {
+	k := kindOf(cmd)
+	if k == kNone {
+		return next(ctx, cmd)
+	}
+	epoch := c.epoch.Load()
+	trusted := c.down.Load() == 0
+	c.misses.Add(1)
+	if !trusted {
+		return next(ctx, cmd)
+	}
+	s.mu.Lock()
+	e := s.m[string(buf)]
+	if e != nil && e.pending {
+		// Single flight: wait for the fetch under way.
+		s.mu.Unlock()
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if e.ok && e.fill(cmd) {
+			if e.nilReply {
+				return redis.Nil
+			}
+			return nil
+		}
+		return next(ctx, cmd)
+	}
+	if e != nil {
+		// Expired or of another command type: replace it.
+		f, n := s.removeLocked(e, "")
+		c.account(-n, -f)
+	}
+	p := &entry{key: string(buf), shard: s, pending: true, done: make(chan struct{})}
+	p.names = make([]string, 0, len(keys))
+	for _, a := range keys {
+		name, ok := a.(string)
+		if !ok {
+			s.mu.Unlock()
+			return next(ctx, cmd)
+		}
+		p.names = append(p.names, name)
+	}
+	s.m[p.key] = p
+	var foreign []string
+	for _, name := range p.names {
+		if c.shardOf(name) == s {
+			s.names[name] = append(s.names[name], p)
+		} else {
+			foreign = append(foreign, name)
+		}
+	}
+	s.mu.Unlock()
+	c.inflight.Add(1)
+	for _, name := range foreign {
+		fs := c.shardOf(name)
+		fs.mu.Lock()
+		fs.names[name] = append(fs.names[name], p)
+		fs.mu.Unlock()
+	}
+
+	err := next(ctx, cmd)
+
+	val, ok := capture(cmd, k, err)
+	s.mu.Lock()
+	store := ok && !p.invalid && s.m[p.key] == p && c.epoch.Load() == epoch && c.down.Load() == 0
+	if ok {
+		p.value = val
+		p.ok = true
+	}
+	if store {
+		p.pending = false
+		p.size = val.size + 2*int64(len(p.key)) + 160
+		if c.cfg.TTL > 0 {
+			p.expires = now() + int64(c.cfg.TTL)
+		}
+		s.pushBack(p)
+	} else if s.m[p.key] == p {
+		s.removeLocked(p, "")
+	}
+	s.mu.Unlock()
+	close(p.done)
+	c.inflight.Add(-1)
+	if store {
+		c.account(1, p.size)
+		c.enforce()
+	}
+	return err
+}
+
+// wrapDial wraps every connection go-redis dials so that tracking is on,
+// redirected to the node's live invalidation connection, before any
+// command of go-redis's is written to it.
+func (c *Cache) wrapDial(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			return conn, err
+		}
+		key := addr
+		if c.cfg.ResolveByRemote {
+			if ra := conn.RemoteAddr(); ra != nil {
+				key = ra.String()
+			}
+		}
+		n := c.node(ctx, key)
+		if n == nil {
+			return conn, nil // closed
+		}
+		return &trackedConn{Conn: conn, n: n}, nil
+	}
+}
+
+func isHandshake(p []byte) bool {
+	// A RESP array whose first bulk string is a handshake command.
+	name := firstBulk(p)
+	switch strings.ToUpper(name) {
+	case "HELLO", "AUTH", "SELECT", "CLIENT", "READONLY", "PING":
+		return true
+	}
+	return false
+}
+
+// firstBulk returns the first bulk string of a RESP array of bulk strings.
+func firstBulk(p []byte) string {
+	if len(p) < 4 || p[0] != '*' {
+		return ""
+	}
+	i := 1
+	for i < len(p) && p[i] != '\n' {
+		i++
+	}
+	i++
+	if i >= len(p) || p[i] != '$' {
+		return ""
+	}
+	n := 0
+	i++
+	for i < len(p) && p[i] >= '0' && p[i] <= '9' {
+		n = n*10 + int(p[i]-'0')
+		i++
+	}
+	i += 2
+	if n > 32 || i+n > len(p) {
+		return ""
+	}
+	return string(p[i : i+n])
+}

@@ -1,0 +1,400 @@
+package cache
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// nodeState is a node's invalidation connection as data connections see
+// it: gen changes every time a new invalidation connection comes up; id is
+// its client id, 0 while none is up.
+type nodeState struct {
+	gen uint64
+	id  int64
+}
+
+// node is one server's invalidation connection.
+type node struct {
+	c     *Cache
+	addr  string
+	state atomic.Pointer[nodeState]
+
+	mu      sync.Mutex
+	conn    net.Conn
+	closed  bool
+	stop    chan struct{}
+	kick    chan struct{}
+	isUp    bool
+	lastGen uint64
+}
+
+var downState = &nodeState{}
+
+// node returns the node of addr, creating it (and dialling its
+// invalidation connection once, synchronously) on first use. It returns nil
+// once the cache is closed.
+func (c *Cache) node(ctx context.Context, addr string) *node {
+	c.nodesMu.Lock()
+	if c.closed {
+		c.nodesMu.Unlock()
+		return nil
+	}
+	var old []*node
+	if c.cfg.ResolveByRemote && c.primary != addr {
+		if c.primary != "" {
+			for a, n := range c.nodes {
+				if a != addr {
+					old = append(old, n)
+					delete(c.nodes, a)
+				}
+			}
+		}
+		c.primary = addr
+	}
+	n, ok := c.nodes[addr]
+	if !ok {
+		n = &node{c: c, addr: addr, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+		n.state.Store(downState)
+		c.down.Add(1)
+		c.epoch.Add(1)
+		c.nodes[addr] = n
+	}
+	c.nodesMu.Unlock()
+	if len(old) > 0 {
+		// The data connections now go to another server (a failover):
+		// nothing cached from the old one can be trusted.
+		for _, o := range old {
+			o.close()
+		}
+		c.flush("failover to "+addr, true)
+	}
+	if !ok {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+		conn, id, err := n.connect(cctx)
+		cancel()
+		c.wg.Add(1)
+		go n.run(conn, id, err)
+	}
+	return n
+}
+
+func (n *node) close() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	close(n.stop)
+	if n.conn != nil {
+		_ = n.conn.Close()
+	}
+	up := n.isUp
+	n.mu.Unlock()
+	// A closed node no longer counts as down (it was either up or down).
+	_ = up
+}
+
+// run keeps the node's invalidation connection up until the node is closed.
+func (n *node) run(conn net.Conn, id int64, err error) {
+	c := n.c
+	defer c.wg.Done()
+	backoff := 10 * time.Millisecond
+	for {
+		if err == nil {
+			backoff = 10 * time.Millisecond
+			err = n.serve(conn, id)
+		}
+		select {
+		case <-n.stop:
+			n.mu.Lock()
+			wasUp := n.isUp
+			n.isUp = false
+			n.mu.Unlock()
+			if !wasUp {
+				c.down.Add(-1)
+			}
+			return
+		default:
+		}
+		if c.cfg.OnChannel != nil {
+			c.cfg.OnChannel(n.addr, false, err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-n.stop:
+			t.Stop()
+			c.down.Add(-1)
+			return
+		case <-t.C:
+		case <-n.kick:
+			t.Stop()
+		}
+		backoff = min(backoff*2, time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		conn, id, err = n.connect(ctx)
+		cancel()
+	}
+}
+
+// connect dials the invalidation connection and subscribes it.
+func (n *node) connect(ctx context.Context) (net.Conn, int64, error) {
+	c := n.c
+	if c.cfg.Dial == nil {
+		return nil, 0, errors.New("redisfactory/cache: no dialer")
+	}
+	conn, err := c.cfg.Dial(ctx, n.addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	fail := func(err error) (net.Conn, int64, error) {
+		_ = conn.Close()
+		return nil, 0, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	var req []byte
+	count := 0
+	if c.cfg.Password != "" {
+		if c.cfg.Username != "" {
+			req = appendCommand(req, "AUTH", c.cfg.Username, c.cfg.Password)
+		} else {
+			req = appendCommand(req, "AUTH", c.cfg.Password)
+		}
+		count++
+	}
+	if c.cfg.ClientName != "" {
+		req = appendCommand(req, "CLIENT", "SETNAME", c.cfg.ClientName+"-invalidations")
+		count++
+	}
+	req = appendCommand(req, "CLIENT", "ID")
+	req = appendCommand(req, "SUBSCRIBE", "__redis__:invalidate")
+	if _, err := conn.Write(req); err != nil {
+		return fail(err)
+	}
+	r := bufio.NewReader(conn)
+	for range count {
+		v, err := readValue(r)
+		if err != nil {
+			return fail(err)
+		}
+		if e, ok := v.(respError); ok {
+			return fail(fmt.Errorf("invalidation connection to %s: %s", n.addr, string(e)))
+		}
+	}
+	v, err := readValue(r)
+	if err != nil {
+		return fail(err)
+	}
+	id, ok := v.(int64)
+	if !ok {
+		return fail(fmt.Errorf("invalidation connection to %s: CLIENT ID replied %v", n.addr, v))
+	}
+	if _, err := readValue(r); err != nil { // subscribe confirmation
+		return fail(err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return fail(ErrClosed)
+	}
+	n.conn = conn
+	n.mu.Unlock()
+	return &bufConn{Conn: conn, r: r}, id, nil
+}
+
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// serve marks the node up and applies invalidations until the connection
+// fails. It then marks the node down and flushes the cache.
+func (n *node) serve(conn net.Conn, id int64) error {
+	c := n.c
+	bc := conn.(*bufConn)
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		_ = conn.Close()
+		return ErrClosed
+	}
+	n.lastGen++
+	n.state.Store(&nodeState{gen: n.lastGen, id: id})
+	n.isUp = true
+	n.mu.Unlock()
+	c.down.Add(-1)
+	if c.cfg.OnChannel != nil {
+		c.cfg.OnChannel(n.addr, true, nil)
+	}
+
+	// PING keeps the connection honest: a silent peer (blackholed
+	// network, stopped server) is noticed within three intervals.
+	stopPing := make(chan struct{})
+	var pw sync.WaitGroup
+	pw.Add(1)
+	go func() {
+		defer pw.Done()
+		t := time.NewTicker(c.cfg.PingInterval)
+		defer t.Stop()
+		ping := appendCommand(nil, "PING")
+		for {
+			select {
+			case <-stopPing:
+				return
+			case <-t.C:
+				_ = conn.SetWriteDeadline(time.Now().Add(c.cfg.PingInterval))
+				if _, err := conn.Write(ping); err != nil {
+					_ = conn.Close()
+					return
+				}
+			}
+		}
+	}()
+	var err error
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(3 * c.cfg.PingInterval))
+		var v any
+		v, err = readValue(bc.r)
+		if err != nil {
+			break
+		}
+		c.apply(v)
+	}
+	close(stopPing)
+	_ = conn.Close()
+	pw.Wait()
+
+	// Down: everything cached may have missed an invalidation.
+	n.mu.Lock()
+	n.state.Store(downState)
+	n.isUp = false
+	n.conn = nil
+	n.mu.Unlock()
+	c.down.Add(1)
+	c.flush("invalidation connection to "+n.addr+" lost", !c.isClosed())
+	return err
+}
+
+// apply handles one message of an invalidation connection.
+func (c *Cache) apply(v any) {
+	msg, ok := v.([]any)
+	if !ok || len(msg) < 3 {
+		return // PONG replies and the like
+	}
+	kind, _ := msg[0].(string)
+	if kind != "message" && kind != "invalidate" {
+		return
+	}
+	switch keys := msg[2].(type) {
+	case nil:
+		c.Flush("server flushed the database")
+	case []any:
+		for _, k := range keys {
+			if s, ok := k.(string); ok {
+				c.Invalidate(s)
+			}
+		}
+	}
+}
+
+// trackedConn turns tracking on, redirected to its node's live
+// invalidation connection, before it writes a command after go-redis's
+// handshake, and again whenever that connection was replaced.
+type trackedConn struct {
+	net.Conn
+	n     *node
+	gen   uint64
+	ready bool
+}
+
+func (t *trackedConn) Write(p []byte) (int, error) {
+	if !t.ready {
+		if isHandshake(p) {
+			return t.Conn.Write(p)
+		}
+		t.ready = true
+	}
+	if st := t.n.state.Load(); st.gen != t.gen {
+		if st.id == 0 {
+			// No invalidation connection: this connection may read
+			// untracked keys. The node counts as down, so nothing read
+			// now is stored; ask for a reconnect.
+			select {
+			case t.n.kick <- struct{}{}:
+			default:
+			}
+		} else {
+			if err := t.track(st.id); err != nil {
+				return 0, err
+			}
+			t.gen = st.gen
+		}
+	}
+	return t.Conn.Write(p)
+}
+
+// track sends CLIENT TRACKING OFF and CLIENT TRACKING ON REDIRECT id … and
+// reads both replies, byte by byte so that nothing of go-redis's is read.
+func (t *trackedConn) track(id int64) error {
+	c := t.n.c
+	req := appendCommand(nil, "CLIENT", "TRACKING", "OFF")
+	args := []string{"CLIENT", "TRACKING", "ON", "REDIRECT", strconv.FormatInt(id, 10)}
+	if c.cfg.Mode == Broadcast {
+		args = append(args, "BCAST")
+		for _, p := range c.cfg.Prefixes {
+			args = append(args, "PREFIX", p)
+		}
+	}
+	req = appendCommand(req, args...)
+	_ = t.Conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
+	defer func() { _ = t.Conn.SetDeadline(time.Time{}) }()
+	if _, err := t.Conn.Write(req); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(byteReader{t.Conn}, 16)
+	for got := 0; got < 2; {
+		v, err := readValue(r)
+		if err != nil {
+			return err
+		}
+		if _, push := v.(pushValue); push {
+			continue
+		}
+		got++
+		if e, ok := v.(respError); ok && got == 2 {
+			// The invalidation connection is gone (a stale id): the
+			// node will notice and replace it; fail this write.
+			return fmt.Errorf("redisfactory/cache: CLIENT TRACKING: %s", string(e))
+		}
+	}
+	return nil
+}
+
+// byteReader reads one byte at a time, so that a bufio.Reader on top of it
+// never reads past the frame asked for.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return b.r.Read(p)
+}
