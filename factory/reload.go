@@ -29,6 +29,9 @@ type ReloadReport struct {
 	// Duration is how long the reload took, up to the swap (draining the
 	// old clients continues in the background).
 	Duration time.Duration
+	// Trigger says what asked for the reload (a file event, a poll, a
+	// signal, or "" for a direct call).
+	Trigger string
 	// Err is nil when the reload was applied; schema.Issues when the
 	// configuration was invalid (rejected); wraps ErrReloadFailed when a
 	// new client could not be built or verified.
@@ -102,12 +105,21 @@ func (f *Factory) ReloadStats() ReloadStats {
 // Reject records a configuration that could not be loaded (for example
 // the issues profiles.Load returned for an edited file): nothing changes,
 // and the rejection is counted and published like an invalid Apply.
-func (f *Factory) Reject(err error) ReloadReport {
-	r := ReloadReport{Err: err}
+func (f *Factory) Reject(err error) ReloadReport { return f.reject(err, "") }
+
+func (f *Factory) reject(err error, trigger string) ReloadReport {
+	r := ReloadReport{Err: err, Trigger: trigger}
 	f.stats.rejected.Add(1)
 	f.stats.record(false, f.rt.Clock().Now(), 0)
-	f.rt.Events().Publish(runtime.Event{Kind: runtime.ReloadRejected, Err: err, Message: issueCount(err)})
+	f.rt.Events().Publish(runtime.Event{Kind: runtime.ReloadRejected, Err: err, Message: withTrigger(issueCount(err), trigger)})
 	return r
+}
+
+func withTrigger(msg, trigger string) string {
+	if trigger == "" {
+		return msg
+	}
+	return msg + " (" + trigger + ")"
 }
 
 func issueCount(err error) string {
@@ -132,13 +144,17 @@ func issueCount(err error) string {
 // Every Apply is counted (ReloadStats) and published as a reload.applied,
 // reload.rejected or reload.failed event. Applies are serialized.
 func (f *Factory) Apply(ctx context.Context, cfg *schema.Config) ReloadReport {
+	return f.apply(ctx, cfg, "")
+}
+
+func (f *Factory) apply(ctx context.Context, cfg *schema.Config, trigger string) ReloadReport {
 	f.reloadMu.Lock()
 	defer f.reloadMu.Unlock()
 	start := time.Now()
 	bus := f.rt.Events()
 
 	if is := schema.Validate(cfg); len(is) > 0 {
-		r := f.Reject(is)
+		r := f.reject(is, trigger)
 		r.Duration = time.Since(start)
 		return r
 	}
@@ -151,7 +167,7 @@ func (f *Factory) Apply(ctx context.Context, cfg *schema.Config) ReloadReport {
 	old := f.entries
 	f.mu.RUnlock()
 
-	var r ReloadReport
+	r := ReloadReport{Trigger: trigger}
 	for _, n := range sortedNames(cfg.Profiles) {
 		e, ok := old[n]
 		switch {
@@ -179,7 +195,7 @@ func (f *Factory) Apply(ctx context.Context, cfg *schema.Config) ReloadReport {
 		r.Duration = time.Since(start)
 		f.stats.failed.Add(1)
 		f.stats.record(false, f.rt.Clock().Now(), r.Duration)
-		bus.Publish(runtime.Event{Kind: runtime.ReloadFailed, Err: r.Err, Message: "the running clients keep serving"})
+		bus.Publish(runtime.Event{Kind: runtime.ReloadFailed, Err: r.Err, Message: withTrigger("the running clients keep serving", trigger)})
 		return r
 	}
 	for _, n := range append(append([]string(nil), r.Added...), r.Changed...) {
@@ -229,7 +245,7 @@ func (f *Factory) Apply(ctx context.Context, cfg *schema.Config) ReloadReport {
 	r.Duration = time.Since(start)
 	f.stats.applied.Add(1)
 	f.stats.record(true, f.rt.Clock().Now(), r.Duration)
-	bus.Publish(runtime.Event{Kind: runtime.ReloadApplied, Delay: r.Duration, Message: r.String()})
+	bus.Publish(runtime.Event{Kind: runtime.ReloadApplied, Delay: r.Duration, Message: withTrigger(r.String(), trigger)})
 	return r
 }
 
