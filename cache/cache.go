@@ -58,6 +58,11 @@ type Config struct {
 	// dials "FailoverClient"). A data connection to a new address means a
 	// failover: the cache is flushed.
 	ResolveByRemote bool
+	// ExpectMaster makes the invalidation connection check with ROLE, at
+	// every keep-alive, that its server is still a master; when it is not
+	// (a failover), the cache is flushed and stops storing until data
+	// connections reach the new master.
+	ExpectMaster bool
 
 	// OnFlush is called after the cache was flushed, with the reason.
 	OnFlush func(reason string)
@@ -298,6 +303,7 @@ func (c *Cache) account(n, bytes int64) {
 // Invalidate drops every entry on key name (pending ones are marked so
 // that their replies are not stored).
 func (c *Cache) Invalidate(name string) {
+	c.invalidations.Add(1)
 	s := c.shardOf(name)
 	s.mu.Lock()
 	list, ok := s.names[name]
@@ -325,7 +331,6 @@ func (c *Cache) Invalidate(name string) {
 		es.mu.Unlock()
 		c.account(-k, -f)
 	}
-	c.invalidations.Add(1)
 }
 
 // removeLocked removes e from its shard (whose lock is held) if it is still

@@ -169,36 +169,44 @@ func (n *node) connect(ctx context.Context) (net.Conn, int64, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	var req []byte
-	count := 0
+	// RESP3: replies and invalidation pushes are told apart, so the
+	// connection can also run ROLE while it receives invalidations.
+	hello := []string{"HELLO", "3"}
 	if c.cfg.Password != "" {
-		if c.cfg.Username != "" {
-			req = appendCommand(req, "AUTH", c.cfg.Username, c.cfg.Password)
-		} else {
-			req = appendCommand(req, "AUTH", c.cfg.Password)
+		user := c.cfg.Username
+		if user == "" {
+			user = "default"
 		}
-		count++
+		hello = append(hello, "AUTH", user, c.cfg.Password)
 	}
 	if c.cfg.ClientName != "" {
-		req = appendCommand(req, "CLIENT", "SETNAME", c.cfg.ClientName+"-invalidations")
-		count++
+		hello = append(hello, "SETNAME", c.cfg.ClientName+"-invalidations")
 	}
+	req := appendCommand(nil, hello...)
 	req = appendCommand(req, "CLIENT", "ID")
-	req = appendCommand(req, "SUBSCRIBE", "__redis__:invalidate")
+	if c.cfg.ExpectMaster {
+		req = appendCommand(req, "ROLE")
+	}
 	if _, err := conn.Write(req); err != nil {
 		return fail(err)
 	}
 	r := bufio.NewReader(conn)
-	for range count {
-		v, err := readValue(r)
-		if err != nil {
-			return fail(err)
-		}
-		if e, ok := v.(respError); ok {
-			return fail(fmt.Errorf("invalidation connection to %s: %s", n.addr, string(e)))
+	reply := func() (any, error) {
+		for {
+			v, err := readValue(r)
+			if _, push := v.(pushValue); push && err == nil {
+				continue
+			}
+			if e, ok := v.(respError); ok {
+				return nil, fmt.Errorf("invalidation connection to %s: %s", n.addr, string(e))
+			}
+			return v, err
 		}
 	}
-	v, err := readValue(r)
+	if _, err := reply(); err != nil {
+		return fail(err)
+	}
+	v, err := reply()
 	if err != nil {
 		return fail(err)
 	}
@@ -206,8 +214,14 @@ func (n *node) connect(ctx context.Context) (net.Conn, int64, error) {
 	if !ok {
 		return fail(fmt.Errorf("invalidation connection to %s: CLIENT ID replied %v", n.addr, v))
 	}
-	if _, err := readValue(r); err != nil { // subscribe confirmation
-		return fail(err)
+	if c.cfg.ExpectMaster {
+		v, err := reply()
+		if err != nil {
+			return fail(err)
+		}
+		if err := checkRole(n.addr, v); err != nil {
+			return fail(err)
+		}
 	}
 	_ = conn.SetDeadline(time.Time{})
 	n.mu.Lock()
@@ -255,6 +269,9 @@ func (n *node) serve(conn net.Conn, id int64) error {
 		t := time.NewTicker(c.cfg.PingInterval)
 		defer t.Stop()
 		ping := appendCommand(nil, "PING")
+		if c.cfg.ExpectMaster {
+			ping = appendCommand(nil, "ROLE")
+		}
 		for {
 			select {
 			case <-stopPing:
@@ -276,7 +293,13 @@ func (n *node) serve(conn net.Conn, id int64) error {
 		if err != nil {
 			break
 		}
-		c.apply(v)
+		if p, ok := v.(pushValue); ok {
+			c.apply(p)
+		} else if c.cfg.ExpectMaster {
+			if err = checkRole(n.addr, v); err != nil {
+				break
+			}
+		}
 	}
 	close(stopPing)
 	_ = conn.Close()
@@ -293,17 +316,24 @@ func (n *node) serve(conn net.Conn, id int64) error {
 	return err
 }
 
-// apply handles one message of an invalidation connection.
-func (c *Cache) apply(v any) {
-	msg, ok := v.([]any)
-	if !ok || len(msg) < 3 {
-		return // PONG replies and the like
-	}
-	kind, _ := msg[0].(string)
-	if kind != "message" && kind != "invalidate" {
+// apply handles one push of an invalidation connection:
+// ["invalidate", keys] (RESP3), or ["message", "__redis__:invalidate", keys];
+// keys nil means the server flushed a database.
+func (c *Cache) apply(msg pushValue) {
+	if len(msg) < 2 {
 		return
 	}
-	switch keys := msg[2].(type) {
+	kind, _ := msg[0].(string)
+	var keys any
+	switch {
+	case kind == "invalidate":
+		keys = msg[1]
+	case kind == "message" && len(msg) == 3:
+		keys = msg[2]
+	default:
+		return
+	}
+	switch keys := keys.(type) {
 	case nil:
 		c.Flush("server flushed the database")
 	case []any:
@@ -313,6 +343,21 @@ func (c *Cache) apply(v any) {
 			}
 		}
 	}
+}
+
+// errNotMaster: the server behind a sentinel profile's invalidation
+// connection is no longer the master (a failover happened).
+var errNotMaster = errors.New("redisfactory/cache: server is no longer the master")
+
+func checkRole(addr string, v any) error {
+	a, ok := v.([]any)
+	if !ok || len(a) == 0 {
+		return nil // PONG and the like
+	}
+	if role, _ := a[0].(string); role != "master" {
+		return fmt.Errorf("%w (%s is %s)", errNotMaster, addr, role)
+	}
+	return nil
 }
 
 // trackedConn turns tracking on, redirected to its node's live

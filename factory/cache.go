@@ -84,6 +84,7 @@ func cacheExtension(name string, p *schema.Profile, rt *runtime.Runtime) (*exten
 		ClientName:      p.ClientName,
 		Timeout:         p.Timeouts.Connect,
 		ResolveByRemote: p.Mode == schema.Sentinel,
+		ExpectMaster:    p.Mode == schema.Sentinel && !p.Sentinel.ReplicaOnly,
 		OnFlush: func(reason string) {
 			rt.Events().Publish(runtime.Event{Kind: runtime.CacheFlushed, Profile: name, Message: reason})
 		},
