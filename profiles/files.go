@@ -28,7 +28,7 @@ func (l *loader) readReferencedFiles(res *Result) {
 		if !seen[path] {
 			seen[path] = true
 			l.files = append(l.files, path)
-			l.hash = append(l.hash, data...)
+			l.hashPart(path, data)
 		}
 		return data, true
 	}

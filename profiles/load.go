@@ -20,7 +20,8 @@
 //	< overrides passed in code.
 //
 // Each Load builds a fresh koanf instance, so a key deleted from a file is
-// gone after the next load.
+// gone after the next load. Watch keeps a configuration current; see
+// Watcher for what triggers a reload.
 package profiles
 
 import (
@@ -165,7 +166,7 @@ func (l *loader) load() *Result {
 		if _, ok := s.(fileSource); ok {
 			l.files = append(l.files, s.Name())
 		}
-		l.hash = append(l.hash, data...)
+		l.hashPart(s.Name(), data)
 		if len(strings.TrimSpace(stripComments(data))) == 0 && !l.opts.AllowEmpty {
 			l.fail(s.Name(), "", "empty", "the file is empty; write at least one profile under profiles: (or allow empty files)")
 			continue
@@ -200,9 +201,15 @@ func (l *loader) load() *Result {
 			l.fail("environment", "", "env", err.Error())
 			return nil
 		}
-		for k, v := range p.envs {
-			l.hash = append(l.hash, k+"="+v+"\n"...)
+		// The variables under the prefix, name and value, in a stable order.
+		var kvs []string
+		for _, kv := range environ() {
+			if strings.HasPrefix(kv, l.opts.EnvPrefix+envSeparator) {
+				kvs = append(kvs, kv)
+			}
 		}
+		slices.Sort(kvs)
+		l.hashPart("environment", []byte(strings.Join(kvs, "\n")))
 		l.sources = append(l.sources, p)
 	}
 	if len(l.opts.Overrides) > 0 {
@@ -211,7 +218,7 @@ func (l *loader) load() *Result {
 			l.fail("override", "", "override", err.Error())
 			return nil
 		}
-		l.hash = append(l.hash, fmt.Sprint(l.opts.Overrides)...)
+		l.hashPart("override", []byte(fmt.Sprint(l.opts.Overrides))) // fmt sorts map keys
 		l.sources = append(l.sources, &parsed{name: "override", tree: normalize(tree).(map[string]any), kind: originOverride})
 	}
 
@@ -283,6 +290,13 @@ func (r *resolved) failedToDecode(path string) bool {
 		}
 	}
 	return false
+}
+
+// hashPart adds one named part to what the digest covers, framed by its
+// name and length so that content moving between parts changes the digest.
+func (l *loader) hashPart(name string, data []byte) {
+	l.hash = fmt.Appendf(l.hash, "%s\x00%d\x00", name, len(data))
+	l.hash = append(l.hash, data...)
 }
 
 // treeProvider hands a parsed tree to koanf without copying it (confmap

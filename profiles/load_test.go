@@ -366,3 +366,21 @@ func TestLoadedConfigValidatesAgain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, schema.Validate(r.Config))
 }
+
+// TestDigestFollowsEnvValuesAndIsStable: the digest changes with an
+// environment value and is the same for identical loads.
+func TestDigestFollowsEnvValuesAndIsStable(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "r.yaml", "profiles:\n  a: {}\n")
+	digest := func(env ...string) [32]byte {
+		r, err := profiles.Load(profiles.Options{Paths: []string{f}, EnvPrefix: "APP", Environ: func() []string { return env }})
+		require.NoError(t, err)
+		return r.Digest()
+	}
+	env := []string{"APP__PROFILES__A__DB=1", "APP__PROFILES__A__POOL__SIZE=3", "APP__PROFILES__A__CLIENT_NAME=x"}
+	d := digest(env...)
+	for range 20 {
+		require.Equal(t, d, digest(env...))
+	}
+	assert.NotEqual(t, d, digest("APP__PROFILES__A__DB=2", "APP__PROFILES__A__POOL__SIZE=3", "APP__PROFILES__A__CLIENT_NAME=x"))
+}
