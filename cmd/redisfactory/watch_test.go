@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redisfactory/redisfactory/internal/redistest"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestWatchPrintsReloadsAndRejections(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	dir := t.TempDir()
+	path := write(t, dir, "redis.yaml", fmt.Sprintf("profiles:\n  app:\n    addr: %s\n    password: s3cr3t-value\n", srv.Addr()))
+	require.NoError(t, srv.Client(t).ConfigSet(context.Background(), "requirepass", "s3cr3t-value").Err())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	saved := watchSignals
+	watchSignals = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
+	t.Cleanup(func() { watchSignals = saved })
+
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"watch", "--debounce", "30ms", "--probe", "50ms", path}, &out, &errb, nil) }()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "watching ") }, 10*time.Second, 5*time.Millisecond)
+
+	save := func(doc string) {
+		tmp := filepath.Join(dir, ".redis.yaml.tmp")
+		require.NoError(t, os.WriteFile(tmp, []byte(doc), 0o600))
+		require.NoError(t, os.Rename(tmp, path))
+	}
+	save(fmt.Sprintf("profiles:\n  app:\n    addr: %s\n    password: s3cr3t-value\n    pool:\n      size: 3\n", srv.Addr()))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "reload.applied") }, 10*time.Second, 5*time.Millisecond)
+	save(fmt.Sprintf("profiles:\n  app:\n    addr: %s\n    password: s3cr3t-value\n    timeouts:\n      socket: 5\n", srv.Addr()))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "reload.rejected") }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "health.changed") }, 10*time.Second, 5*time.Millisecond)
+	cancel()
+
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not stop")
+	}
+	o := out.String()
+	assert.Contains(t, o, "changed [app]")
+	assert.Contains(t, o, "redis.yaml:6: profiles.app.timeouts.socket: a duration needs a unit")
+	assert.Contains(t, o, "unknown -> up")
+	assert.Contains(t, o, "stopped: 1 reloads applied, 1 rejected, 0 failed")
+	assert.NotContains(t, o+errb.String(), "s3cr3t-value")
+}
+
+func TestWatchUsage(t *testing.T) {
+	r := runCLI(t, nil, "watch")
+	assert.Equal(t, 2, r.code)
+	dir := t.TempDir()
+	bad := write(t, dir, "bad.yaml", "profiles:\n  a:\n    db: x\n")
+	r = runCLI(t, nil, "watch", bad)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "profiles.a.db: must be a whole number")
+}
