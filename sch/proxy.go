@@ -29,8 +29,8 @@ import (
 //     to the connections that negotiated them: [Proxy.Moving],
 //     [Proxy.Migrating], [Proxy.Migrated], [Proxy.FailingOver],
 //     [Proxy.FailedOver], [Proxy.SMigrating];
-//   - replays an active MOVING to connections that negotiate while it lasts,
-//     and cuts the connections that are still open when the announced time
+//   - replays an active MOVING, MIGRATING, FAILING_OVER or SMIGRATING to
+//     connections that negotiate while it lasts, and cuts the connections that are still open when the announced time
 //     ends (as a server would), or when told to ([Proxy.Cut]);
 //   - reports what every client connection did ([Proxy.Clients]): whether
 //     it left for the new endpoint before the time ran out.
@@ -54,6 +54,7 @@ type Proxy struct {
 	all    []*proxyConn // every connection ever accepted, for Clients
 	nextID int
 	moving *movingState // the active MOVING, or nil
+	relax  *relaxState  // the maintenance under way (MIGRATING, …), or nil
 	timers []*time.Timer
 
 	wg sync.WaitGroup
@@ -80,6 +81,11 @@ type movingState struct {
 	seq      int64
 	endpoint string // "" for null
 	deadline time.Time
+}
+
+type relaxState struct {
+	typ   string
+	frame []byte
 }
 
 // ClientInfo is what the proxy knows about one client connection.
@@ -225,27 +231,27 @@ func (p *Proxy) Moving(endpoint string, seconds int) int {
 // told.
 func (p *Proxy) Migrating() int {
 	seq := p.seq.Add(1)
-	return p.broadcast("MIGRATING", seq, pushFrame(bulk("MIGRATING"), integer(seq), integer(15), bulk("1")))
+	return p.begin("MIGRATING", seq, pushFrame(bulk("MIGRATING"), integer(seq), integer(15), bulk("1")))
 }
 
 // Migrated announces the end of a shard migration (clients restore their
 // timeouts).
 func (p *Proxy) Migrated() int {
 	seq := p.seq.Add(1)
-	return p.broadcast("MIGRATED", seq, pushFrame(bulk("MIGRATED"), integer(seq), bulk("1")))
+	return p.end("MIGRATED", seq, pushFrame(bulk("MIGRATED"), integer(seq), bulk("1")))
 }
 
 // FailingOver announces a failover (clients relax their timeouts).
 func (p *Proxy) FailingOver() int {
 	seq := p.seq.Add(1)
-	return p.broadcast("FAILING_OVER", seq, pushFrame(bulk("FAILING_OVER"), integer(seq), integer(15), bulk("1")))
+	return p.begin("FAILING_OVER", seq, pushFrame(bulk("FAILING_OVER"), integer(seq), integer(15), bulk("1")))
 }
 
 // FailedOver announces the end of a failover (clients restore their
 // timeouts).
 func (p *Proxy) FailedOver() int {
 	seq := p.seq.Add(1)
-	return p.broadcast("FAILED_OVER", seq, pushFrame(bulk("FAILED_OVER"), integer(seq), bulk("1")))
+	return p.end("FAILED_OVER", seq, pushFrame(bulk("FAILED_OVER"), integer(seq), bulk("1")))
 }
 
 // SMigrating announces, in the OSS cluster format, that slots ("1000" or
@@ -253,7 +259,7 @@ func (p *Proxy) FailedOver() int {
 // their timeouts on the node's connections).
 func (p *Proxy) SMigrating(slots string) int {
 	seq := p.seq.Add(1)
-	return p.broadcast("SMIGRATING", seq, pushFrame(bulk("SMIGRATING"), integer(seq), bulk(slots)))
+	return p.begin("SMIGRATING", seq, pushFrame(bulk("SMIGRATING"), integer(seq), bulk(slots)))
 }
 
 // Send writes a raw RESP frame (normally a push, ">…") to every connection
@@ -295,6 +301,24 @@ func (p *Proxy) OpenConns() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.conns)
+}
+
+// begin announces a maintenance that relaxes timeouts; connections that
+// negotiate before it ends get the announcement too, as they would from a
+// server under maintenance.
+func (p *Proxy) begin(typ string, seq int64, frame []byte) int {
+	p.mu.Lock()
+	p.relax = &relaxState{typ: typ, frame: frame}
+	p.mu.Unlock()
+	return p.broadcast(typ, seq, frame)
+}
+
+// end announces the end of the maintenance under way.
+func (p *Proxy) end(typ string, seq int64, frame []byte) int {
+	p.mu.Lock()
+	p.relax = nil
+	p.mu.Unlock()
+	return p.broadcast(typ, seq, frame)
 }
 
 func (p *Proxy) broadcast(typ string, seq int64, frame []byte) int {
@@ -517,6 +541,7 @@ func (c *proxyConn) clientLoop() {
 func (c *proxyConn) handshake(args []string) {
 	var reply []byte
 	var replay *movingState
+	var relax *relaxState
 	c.mu.Lock()
 	switch {
 	case len(args) >= 3 && strings.EqualFold(args[2], "ON") && !c.resp3:
@@ -536,6 +561,7 @@ func (c *proxyConn) handshake(args []string) {
 		if m := c.p.moving; m != nil && m.endpoint != "" && time.Now().Before(m.deadline) {
 			replay = m
 		}
+		relax = c.p.relax
 		c.p.mu.Unlock()
 	case len(args) >= 3 && strings.EqualFold(args[2], "OFF"):
 		c.negotiated = false
@@ -550,6 +576,14 @@ func (c *proxyConn) handshake(args []string) {
 		c.pending = append(c.pending, pending{injected: reply})
 	}
 	negotiated, id, ep := c.negotiated, c.id, c.endpoint
+	if relax != nil {
+		if len(c.pending) == 0 || c.unsynced {
+			c.queueLocked(relax.typ, relax.frame, nil)
+		} else {
+			c.pending = append(c.pending, pending{injected: relax.frame})
+			c.notes = append(c.notes, relax.typ)
+		}
+	}
 	if replay != nil {
 		// A server keeps telling new connections that it is moving.
 		left := int(time.Until(replay.deadline).Round(time.Second) / time.Second)
