@@ -223,7 +223,7 @@ func TestCacheRace(t *testing.T) {
 	ctx := context.Background()
 	const keys = 4
 	var mu [keys]sync.Mutex
-	var next [keys]int64   // last value handed to a writer
+	var next [keys]int64         // last value handed to a writer
 	var floor [keys]atomic.Int64 // a read beginning now must see at least this
 	for i := range keys {
 		require.NoError(t, other.Set(ctx, "race:"+strconv.Itoa(i), "0", 0).Err())
