@@ -125,7 +125,11 @@ func withTrigger(msg, trigger string) string {
 func issueCount(err error) string {
 	var is schema.Issues
 	if errors.As(err, &is) {
-		return fmt.Sprintf("%d problems; the running clients keep serving", len(is))
+		noun := "problems"
+		if len(is) == 1 {
+			noun = "problem"
+		}
+		return fmt.Sprintf("%d %s; the running clients keep serving", len(is), noun)
 	}
 	return "the running clients keep serving"
 }

@@ -45,6 +45,7 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"demo", "[--embedded]", "the zero-setup tour: a server, the example profiles, a reload applied and an invalid edit rejected", runDemo},
 		{"validate", "[--env-prefix P] [--format text|json] PATH...", "check configuration files and report every issue", runValidate},
 		{"print", "[--env-prefix P] [--format yaml|json] PATH...", "print the effective configuration (secrets redacted)", runPrint},
 		{"explain", "[--env-prefix P] PATH... PROFILE", "show every key of a profile with its value and where it came from", runExplain},

@@ -48,7 +48,9 @@ func TestWatchPrintsReloadsAndRejections(t *testing.T) {
 
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run([]string{"watch", "--debounce", "30ms", "--probe", "50ms", path}, &out, &errb, nil) }()
+	go func() {
+		done <- run([]string{"watch", "--debounce", "30ms", "--probe", "50ms", path}, &out, &errb, nil)
+	}()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "watching ") }, 10*time.Second, 5*time.Millisecond)
 
 	save := func(doc string) {

@@ -1,6 +1,6 @@
 // Package examples_test loads every example configuration the way a
 // service would, and requires each to be valid.
-package examples_test
+package configs_test
 
 import (
 	"os"
