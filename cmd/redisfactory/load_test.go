@@ -5,9 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redisfactory/redisfactory/internal/loadgen"
@@ -171,4 +175,60 @@ func TestLoadFailsAcrossRestartWithoutRetries(t *testing.T) {
 	require.NotEmpty(t, rep.Errors["connection"])
 	require.Zero(t, rep.Retries.Attempted)
 	require.Contains(t, r.stderr, "load failed: ")
+}
+
+// TestLoadWatchAppliesReloadsDuringTheRun: with --watch, an edit that moves
+// the profile to another server is applied mid-run through the handle (the
+// new server receives the writes), an invalid edit is rejected, no
+// operation fails, and the report counts both reloads.
+func TestLoadWatchAppliesReloadsDuringTheRun(t *testing.T) {
+	a := redistest.Start(t, redistest.Options{})
+	b := redistest.Start(t, redistest.Options{})
+	dir := t.TempDir()
+	doc := func(addr, extra string) string {
+		return fmt.Sprintf("profiles:\n  app:\n    addr: %s\n    retry: {retries: 5}\n%s", addr, extra)
+	}
+	cfg := write(t, dir, "redis.yaml", doc(a.Addr(), ""))
+	save := func(content string) {
+		tmp := filepath.Join(dir, ".tmp")
+		require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+		require.NoError(t, os.Rename(tmp, cfg))
+	}
+
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	saved := loadSignals
+	loadSignals = func(context.Context) (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
+	t.Cleanup(func() { loadSignals = saved })
+	done := make(chan result, 1)
+	var errb syncBuffer
+	go func() {
+		var out bytes.Buffer
+		code := run([]string{"load", "--watch", "--profile", "app", "--duration", "60s", "--concurrency", "4", "--ratio", "50:50", "--format", "json", cfg}, &out, &errb, nil)
+		done <- result{code, out.String(), errb.String()}
+	}()
+	hasKeys := func(s *redistest.Server) func() bool {
+		admin := s.Client(t)
+		return func() bool { n, err := admin.DBSize(context.Background()).Result(); return err == nil && n > 0 }
+	}
+	require.Eventually(t, hasKeys(a), 10*time.Second, 10*time.Millisecond, "load writes to the first server")
+	save(doc(b.Addr(), ""))
+	require.Eventually(t, hasKeys(b), 10*time.Second, 10*time.Millisecond, "after the reload, load writes to the second server")
+	save(doc(b.Addr(), "    timeouts: {socket: 5}\n"))
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "reload.rejected") }, 10*time.Second, 10*time.Millisecond,
+		"load prints each reload on stderr")
+	interrupt()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("load did not stop")
+	}
+	require.Equal(t, exitOK, r.code, r)
+	var rep loadJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
+	require.NotNil(t, rep.Reloads)
+	assert.Equal(t, uint64(1), rep.Reloads.Applied)
+	assert.Equal(t, uint64(1), rep.Reloads.Rejected)
+	assert.Zero(t, rep.Failures)
 }

@@ -13,8 +13,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/loadgen"
+	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/runtime"
 )
 
@@ -33,6 +36,7 @@ type loadSpec struct {
 	writes      int
 	keys        int
 	format      string
+	watch       bool
 }
 
 // loadJSON is the report of load --format json.
@@ -43,7 +47,16 @@ type loadJSON struct {
 	Ratio        string  `json:"ratio"`
 	Keys         int     `json:"keys"`
 	OpsPerSecond float64 `json:"ops_per_second"`
+	// Reloads is set with --watch.
+	Reloads *reloadCounts `json:"reloads,omitempty"`
 	loadgen.Report
+}
+
+// reloadCounts is what load --watch reports of the reloads during the run.
+type reloadCounts struct {
+	Applied  uint64 `json:"applied"`
+	Rejected uint64 `json:"rejected"`
+	Failed   uint64 `json:"failed"`
 }
 
 // runLoad drives a GET/SET workload through one profile's client, built
@@ -61,6 +74,7 @@ func runLoad(c *cli, args []string) int {
 	ratio := fs.String("ratio", "80:20", "`READS:WRITES`, the weights of GETs and SETs")
 	fs.IntVar(&s.keys, "keys", 1000, "size of the key space, `K` keys named "+loadgen.DefaultKeyPrefix+"0 … K-1")
 	fs.StringVar(&s.format, "format", "text", "report `format`: text or json")
+	fs.BoolVar(&s.watch, "watch", false, "apply changes of the configuration files during the run, through the profile's handle, and count the reloads")
 	paths, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -107,15 +121,38 @@ func runLoad(c *cli, args []string) int {
 		defer cancel()
 		_ = rt.Close(ctx)
 	}()
-	client, err := factory.Build(s.profile, p, rt, factory.BuildOptions{})
+	ctx, stop := loadSignals(context.Background())
+	defer stop()
+
+	var client redis.UniversalClient
+	var f *factory.Factory
+	if s.watch {
+		// The whole configuration, kept current; the workload runs through
+		// the profile's handle, so reloads reach it without a restart.
+		cancelEvents := rt.Events().SubscribeFunc(func(e runtime.Event) {
+			fmt.Fprintf(c.stderr, "%s\n", red.clean(e.String()))
+		}, runtime.WithKinds(runtime.ReloadApplied, runtime.ReloadRejected, runtime.ReloadFailed))
+		defer cancelEvents()
+		if f, err = factory.New(res.Config, factory.Options{Runtime: rt}); err == nil {
+			defer f.Close(context.Background()) //nolint:errcheck // reported by the runtime
+			var w *profiles.Watcher
+			lo := profiles.Options{Paths: paths, EnvPrefix: lf.envPrefix, Environ: func() []string { return c.environ }}
+			if w, err = f.Watch(ctx, profiles.WatchOptions{Load: lo, Current: res}); err == nil {
+				defer w.Close() //nolint:errcheck // nothing to report
+				client, err = f.Client(s.profile)
+			}
+		}
+	} else {
+		var built *factory.Client
+		if built, err = factory.Build(s.profile, p, rt, factory.BuildOptions{}); err == nil {
+			defer built.Close()
+			client = built
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s load: %s\n", programName, red.clean(err.Error()))
 		return exitFailed
 	}
-	defer client.Close()
-
-	ctx, stop := loadSignals(context.Background())
-	defer stop()
 	go func() {
 		// After the first Ctrl-C a second one kills the process.
 		<-ctx.Done()
@@ -137,12 +174,17 @@ func runLoad(c *cli, args []string) int {
 	for class, msg := range rep.Errors {
 		rep.Errors[class] = red.clean(msg)
 	}
+	var reloads *reloadCounts
+	if f != nil {
+		st := f.ReloadStats()
+		reloads = &reloadCounts{Applied: st.Applied, Rejected: st.Rejected, Failed: st.Failed}
+	}
 
 	if s.format == "json" {
 		b, err := json.MarshalIndent(loadJSON{
 			Profile: s.profile, Duration: s.duration.String(), Concurrency: s.concurrency,
 			Ratio: fmt.Sprintf("%d:%d", s.reads, s.writes), Keys: s.keys,
-			OpsPerSecond: rep.Rate(), Report: rep,
+			OpsPerSecond: rep.Rate(), Reloads: reloads, Report: rep,
 		}, "", "  ")
 		if err != nil {
 			fmt.Fprintf(c.stderr, "%s load: %v\n", programName, err)
@@ -150,7 +192,7 @@ func runLoad(c *cli, args []string) int {
 		}
 		fmt.Fprintf(c.stdout, "%s\n", b)
 	} else {
-		printLoadReport(c.stdout, s, rep)
+		printLoadReport(c.stdout, s, rep, reloads)
 	}
 	if rep.Failures > 0 {
 		fmt.Fprintf(c.stderr, "load failed: %d of %s failed\n", rep.Failures, plural(int(rep.Ops), "operation", "operations"))
@@ -159,7 +201,7 @@ func runLoad(c *cli, args []string) int {
 	return exitOK
 }
 
-func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report) {
+func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadCounts) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	how := "duration elapsed"
 	if r.Interrupted {
@@ -171,6 +213,9 @@ func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report) {
 	fmt.Fprintf(tw, "reads\t%d (hits %d, misses %d)\n", r.Reads, r.Hits, r.Misses)
 	fmt.Fprintf(tw, "writes\t%d\n", r.Writes)
 	fmt.Fprintf(tw, "failures\t%d\n", r.Failures)
+	if reloads != nil {
+		fmt.Fprintf(tw, "reloads\tapplied %d, rejected %d, failed %d\n", reloads.Applied, reloads.Rejected, reloads.Failed)
+	}
 	for _, class := range r.Classes() {
 		fmt.Fprintf(tw, "  %s\t%d (first: %s)\n", class, r.FailuresByClass[class], r.Errors[class])
 	}
