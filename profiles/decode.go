@@ -102,8 +102,7 @@ func (d *decoder) structValue(tree map[string]any, rv reflect.Value, prefix stri
 			fields[k] = i
 		}
 	}
-	for _, k := range sortedKeys(tree) {
-		v := tree[k]
+	for k, v := range tree { // issues are sorted at the end
 		rel := join(prefix, k)
 		i, ok := fields[k]
 		if !ok {

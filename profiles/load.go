@@ -222,15 +222,21 @@ func (l *loader) load() *Result {
 		l.sources = append(l.sources, &parsed{name: "override", tree: normalize(tree).(map[string]any), kind: originOverride})
 	}
 
-	// Merge every source with a fresh koanf instance.
-	k := koanf.New(".")
-	for _, s := range l.sources {
-		if err := k.Load(treeProvider(s.tree), nil); err != nil {
-			l.fail(s.name, "", "merge", err.Error())
-			return nil
+	// Merge every source with a fresh koanf instance. One source needs no
+	// merge: its tree is already what koanf would produce, and copying a
+	// large file's tree twice (koanf's Load and Raw both copy) is most of
+	// koanf's cost.
+	raw := l.sources[0].tree
+	if len(l.sources) > 1 {
+		k := koanf.New(".")
+		for _, s := range l.sources {
+			if err := k.Load(treeProvider(s.tree), nil); err != nil {
+				l.fail(s.name, "", "merge", err.Error())
+				return nil
+			}
 		}
+		raw = k.Raw()
 	}
-	raw := k.Raw()
 
 	cfg := l.resolve(raw)
 	if cfg == nil {
