@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,26 @@ type Handle struct {
 type generation struct {
 	client   redis.UniversalClient
 	owner    *Client // nil for the removed-profile placeholder
-	inflight atomic.Int64
+	inflight [inflightShards]shard
+}
+
+// inflightShards spreads the in-flight count of a generation over several
+// cache lines: with one counter, every call on every core would write the
+// same line, and the handle's cost would grow with the cores calling it.
+const inflightShards = 16
+
+type shard struct {
+	n atomic.Int64
+	_ [56]byte // one cache line per shard
+}
+
+// calls returns the number of calls in flight on g.
+func (g *generation) calls() int64 {
+	var n int64
+	for i := range g.inflight {
+		n += g.inflight[i].n.Load()
+	}
+	return n
 }
 
 func newHandle(name string, c *Client) *Handle {
@@ -62,18 +82,22 @@ func newHandle(name string, c *Client) *Handle {
 // by the second load, and the call moves to the new generation, so a
 // generation whose count has reached zero after the swap is never used
 // again and can be closed.
-func (h *Handle) acquire() *generation {
+//
+// The count goes to a shard picked at random (a per-thread generator, no
+// shared state); release must be given the same shard.
+func (h *Handle) acquire() (*generation, uint32) {
+	s := rand.Uint32() % inflightShards
 	for {
 		g := h.cur.Load()
-		g.inflight.Add(1)
+		g.inflight[s].n.Add(1)
 		if h.cur.Load() == g {
-			return g
+			return g, s
 		}
-		g.inflight.Add(-1)
+		g.inflight[s].n.Add(-1)
 	}
 }
 
-func (g *generation) release() { g.inflight.Add(-1) }
+func (g *generation) release(s uint32) { g.inflight[s].n.Add(-1) }
 
 // swap makes g the current generation and returns the previous one.
 func (h *Handle) swap(g *generation) *generation {
@@ -91,10 +115,10 @@ func (h *Handle) swap(g *generation) *generation {
 func (g *generation) drain(ctx context.Context) bool {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
-	for g.inflight.Load() > 0 {
+	for g.calls() > 0 {
 		select {
 		case <-ctx.Done():
-			return g.inflight.Load() <= 0
+			return g.calls() <= 0
 		case <-t.C:
 		}
 	}

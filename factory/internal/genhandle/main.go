@@ -74,7 +74,7 @@ func writeMethod(b *bytes.Buffer, m reflect.Method) {
 	}
 	fmt.Fprintf(b, "// %s calls %s on the profile's current client.\n", m.Name, m.Name)
 	fmt.Fprintf(b, "func (h *Handle) %s(%s) %s {\n", m.Name, strings.Join(params, ", "), res)
-	b.WriteString("\tg := h.acquire()\n\tdefer g.release()\n\t")
+	b.WriteString("\tg, s := h.acquire()\n\tdefer g.release(s)\n\t")
 	if len(results) > 0 {
 		b.WriteString("return ")
 	}
