@@ -92,6 +92,7 @@ var knownKinds = [...]Kind{
 	CacheFlushed,
 	HandoffStarted, HandoffCompleted, HandoffFailed,
 	MaintenanceNotification,
+	CacheChannelDown, CacheChannelUp,
 }
 
 // knownIndex returns the index of k in knownKinds, or -1. It is a switch
@@ -130,6 +131,10 @@ func knownIndex(k Kind) int {
 		return 14
 	case MaintenanceNotification:
 		return 15
+	case CacheChannelDown:
+		return 16
+	case CacheChannelUp:
+		return 17
 	}
 	return -1
 }
