@@ -232,3 +232,23 @@ func TestLoadWatchAppliesReloadsDuringTheRun(t *testing.T) {
 	assert.Equal(t, uint64(1), rep.Reloads.Rejected)
 	assert.Zero(t, rep.Failures)
 }
+
+// TestLoadVerifyWithClientSideCache: every read of a cached profile is
+// checked against the worker's own last write; none is stale, and the
+// report shows the cache at work.
+func TestLoadVerifyWithClientSideCache(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := write(t, t.TempDir(), "redis.yaml", fmt.Sprintf("profiles:\n  app:\n    addr: %s\n    cache:\n      enabled: true\n", srv.Addr()))
+	r := runCLI(t, nil, "load", "--verify", "--profile", "app", "--duration", "1s", "--concurrency", "4", "--keys", "40", "--ratio", "80:20", "--format", "json", cfg)
+	require.Equal(t, exitOK, r.code, r)
+	var rep loadJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
+	assert.Zero(t, rep.Failures, "no stale read")
+	assert.Positive(t, rep.Reads)
+	require.NotNil(t, rep.Cache, "a profile with the cache on reports its stats")
+	assert.Positive(t, rep.Cache.Hits)
+
+	r = runCLI(t, nil, "load", "--verify", "--profile", "app", "--duration", "200ms", cfg)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Regexp(t, `(?m)^cache\s+hits \d+, misses \d+ \(hit ratio`, r.stdout)
+}

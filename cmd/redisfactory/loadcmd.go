@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redisfactory/redisfactory/cache"
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/loadgen"
 	"github.com/redisfactory/redisfactory/profiles"
@@ -37,6 +38,7 @@ type loadSpec struct {
 	keys        int
 	format      string
 	watch       bool
+	verify      bool
 }
 
 // loadJSON is the report of load --format json.
@@ -49,6 +51,8 @@ type loadJSON struct {
 	OpsPerSecond float64 `json:"ops_per_second"`
 	// Reloads is set with --watch.
 	Reloads *reloadCounts `json:"reloads,omitempty"`
+	// Cache is set when the profile has client-side caching on.
+	Cache *cache.Stats `json:"cache,omitempty"`
 	loadgen.Report
 }
 
@@ -74,6 +78,7 @@ func runLoad(c *cli, args []string) int {
 	ratio := fs.String("ratio", "80:20", "`READS:WRITES`, the weights of GETs and SETs")
 	fs.IntVar(&s.keys, "keys", 1000, "size of the key space, `K` keys named "+loadgen.DefaultKeyPrefix+"0 … K-1")
 	fs.StringVar(&s.format, "format", "text", "report `format`: text or json")
+	fs.BoolVar(&s.verify, "verify", false, "give every worker its own keys and check each read against the value that worker last wrote; a stale read is a failure ("+loadgen.StaleClass+")")
 	fs.BoolVar(&s.watch, "watch", false, "apply changes of the configuration files during the run, through the profile's handle, and count the reloads")
 	paths, code, ok := parse(fs, args)
 	if !ok {
@@ -126,6 +131,7 @@ func runLoad(c *cli, args []string) int {
 
 	var client redis.UniversalClient
 	var f *factory.Factory
+	var built *factory.Client
 	if s.watch {
 		// The whole configuration, kept current; the workload runs through
 		// the profile's handle, so reloads reach it without a restart.
@@ -143,7 +149,6 @@ func runLoad(c *cli, args []string) int {
 			}
 		}
 	} else {
-		var built *factory.Client
 		if built, err = factory.Build(s.profile, p, rt, factory.BuildOptions{}); err == nil {
 			defer built.Close()
 			client = built
@@ -161,10 +166,14 @@ func runLoad(c *cli, args []string) int {
 
 	fmt.Fprintf(c.stderr, "load: profile %s, %s, reads:writes %d:%d, %d keys, for %s (Ctrl-C stops early)\n",
 		s.profile, plural(s.concurrency, "worker", "workers"), s.reads, s.writes, s.keys, s.duration)
+	var workload loadgen.Workload = loadgen.Mix{Keys: s.keys, Reads: s.reads, Writes: s.writes, Seed: uint64(time.Now().UnixNano())}
+	if s.verify {
+		workload = loadgen.Verify{Keys: max(1, s.keys/s.concurrency), Reads: s.reads, Writes: s.writes, Seed: uint64(time.Now().UnixNano())}
+	}
 	rep := loadgen.Run(ctx, client, loadgen.Options{
 		Duration:    s.duration,
 		Concurrency: s.concurrency,
-		Workload:    loadgen.Mix{Keys: s.keys, Reads: s.reads, Writes: s.writes, Seed: uint64(time.Now().UnixNano())},
+		Workload:    workload,
 		Events:      rt.Events(),
 		Progress: func(p loadgen.Progress) {
 			fmt.Fprintf(c.stderr, "%6s  %d ops  %.0f ops/s  %d failures  %d retries\n",
@@ -178,13 +187,20 @@ func runLoad(c *cli, args []string) int {
 	if f != nil {
 		st := f.ReloadStats()
 		reloads = &reloadCounts{Applied: st.Applied, Rejected: st.Rejected, Failed: st.Failed}
+		built, _ = f.Lookup(s.profile)
+	}
+	var cacheStats *cache.Stats
+	if built != nil {
+		if cs, ok := built.CacheStats(); ok {
+			cacheStats = &cs
+		}
 	}
 
 	if s.format == "json" {
 		b, err := json.MarshalIndent(loadJSON{
 			Profile: s.profile, Duration: s.duration.String(), Concurrency: s.concurrency,
 			Ratio: fmt.Sprintf("%d:%d", s.reads, s.writes), Keys: s.keys,
-			OpsPerSecond: rep.Rate(), Reloads: reloads, Report: rep,
+			OpsPerSecond: rep.Rate(), Reloads: reloads, Cache: cacheStats, Report: rep,
 		}, "", "  ")
 		if err != nil {
 			fmt.Fprintf(c.stderr, "%s load: %v\n", programName, err)
@@ -192,7 +208,7 @@ func runLoad(c *cli, args []string) int {
 		}
 		fmt.Fprintf(c.stdout, "%s\n", b)
 	} else {
-		printLoadReport(c.stdout, s, rep, reloads)
+		printLoadReport(c.stdout, s, rep, reloads, cacheStats)
 	}
 	if rep.Failures > 0 {
 		fmt.Fprintf(c.stderr, "load failed: %d of %s failed\n", rep.Failures, plural(int(rep.Ops), "operation", "operations"))
@@ -201,7 +217,7 @@ func runLoad(c *cli, args []string) int {
 	return exitOK
 }
 
-func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadCounts) {
+func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadCounts, cs *cache.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	how := "duration elapsed"
 	if r.Interrupted {
@@ -221,6 +237,10 @@ func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadC
 	}
 	if r.Cut > 0 {
 		fmt.Fprintf(tw, "cut short\t%d (in flight when interrupted; not counted)\n", r.Cut)
+	}
+	if cs != nil {
+		fmt.Fprintf(tw, "cache\thits %d, misses %d (hit ratio %.2f), invalidations %d, evictions %d, flushes %d\n",
+			cs.Hits, cs.Misses, cs.HitRatio(), cs.Invalidations, cs.Evictions, cs.Flushes)
 	}
 	fmt.Fprintf(tw, "retries\tattempted %d, exhausted %d, throttled %d\n", r.Retries.Attempted, r.Retries.Exhausted, r.Retries.Throttled)
 	l := r.Latency
