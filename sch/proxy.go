@@ -1,7 +1,6 @@
 package sch
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redisfactory/redisfactory/internal/resp"
+	"github.com/redisfactory/redisfactory/internal/respproxy"
 )
 
 // Proxy is a maintenance proxy: a RESP-aware TCP proxy that sits in front
@@ -45,19 +44,17 @@ type Proxy struct {
 	opts             ProxyOptions
 
 	ln      net.Listener
+	srv     atomic.Pointer[respproxy.Proxy] // the connection engine, set by Start
 	seq     atomic.Int64
 	started atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
-	conns  map[*proxyConn]struct{}
-	all    []*proxyConn // every connection ever accepted, for Clients
+	all    []*client // every connection ever accepted, for Clients
 	nextID int
 	moving *movingState // the active MOVING, or nil
 	relax  *relaxState  // the maintenance under way (MIGRATING, …), or nil
 	timers []*time.Timer
-
-	wg sync.WaitGroup
 }
 
 // ProxyOptions configure a Proxy. The zero value is usable.
@@ -126,7 +123,7 @@ func NewProxyWithOptions(listen, upstream string, opts ProxyOptions) *Proxy {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
-	return &Proxy{listen: listen, upstream: upstream, opts: opts, conns: make(map[*proxyConn]struct{})}
+	return &Proxy{listen: listen, upstream: upstream, opts: opts}
 }
 
 // Start starts listening and serving. It returns once the listener is
@@ -140,8 +137,13 @@ func (p *Proxy) Start() error {
 		return fmt.Errorf("sch: proxy: %w", err)
 	}
 	p.ln = ln
-	p.wg.Add(1)
-	go p.acceptLoop()
+	cfg := respproxy.Config{Dial: p.dial, Open: p.open, Handle: p.handle, Closed: p.connClosed}
+	if p.opts.Rewrite != nil {
+		// Not len > 0: the proxies of a cluster share one map, which is
+		// filled as they start.
+		cfg.Rewrite = p.rewrite
+	}
+	p.srv.Store(respproxy.Serve(ln, cfg))
 	p.opts.Logger.Info("maintenance proxy listening", "listen", ln.Addr().String(), "upstream", p.upstream)
 	return nil
 }
@@ -169,20 +171,15 @@ func (p *Proxy) Close() error {
 	for _, t := range p.timers {
 		t.Stop()
 	}
-	conns := p.snapshotLocked()
 	p.mu.Unlock()
-	var err error
-	if p.ln != nil {
-		err = p.ln.Close()
+	srv := p.srv.Load()
+	if srv == nil {
+		return nil
 	}
-	for _, c := range conns {
-		c.mu.Lock()
-		c.cut = true
-		c.mu.Unlock()
-		c.close()
+	for _, c := range p.conns() {
+		c.setCut()
 	}
-	p.wg.Wait()
-	return err
+	return srv.Close()
 }
 
 // Moving announces that the server's endpoint moves to endpoint
@@ -209,11 +206,10 @@ func (p *Proxy) Moving(endpoint string, seconds int) int {
 	if !p.opts.NoAutoCut {
 		p.timers = append(p.timers, time.AfterFunc(time.Duration(seconds)*time.Second, func() { p.expireMoving(m) }))
 	}
-	conns := p.snapshotLocked()
 	p.mu.Unlock()
 	frame := movingFrame(seq, seconds, endpoint)
 	n := 0
-	for _, c := range conns {
+	for _, c := range p.conns() {
 		if c.notify("MOVING", frame, m) {
 			n++
 		}
@@ -271,14 +267,10 @@ func (p *Proxy) Send(frame []byte) int {
 // Cut closes every open client connection now, as a server that has moved
 // away would, and returns how many it closed.
 func (p *Proxy) Cut() int {
-	p.mu.Lock()
-	conns := p.snapshotLocked()
-	p.mu.Unlock()
+	conns := p.conns()
 	for _, c := range conns {
-		c.mu.Lock()
-		c.cut = true
-		c.mu.Unlock()
-		c.close()
+		c.setCut()
+		c.conn.Close()
 	}
 	p.opts.Logger.Info("cut client connections", "count", len(conns))
 	return len(conns)
@@ -287,7 +279,7 @@ func (p *Proxy) Cut() int {
 // Clients reports every client connection the proxy has accepted, in order.
 func (p *Proxy) Clients() []ClientInfo {
 	p.mu.Lock()
-	all := append([]*proxyConn(nil), p.all...)
+	all := append([]*client(nil), p.all...)
 	p.mu.Unlock()
 	out := make([]ClientInfo, 0, len(all))
 	for _, c := range all {
@@ -298,9 +290,10 @@ func (p *Proxy) Clients() []ClientInfo {
 
 // OpenConns returns the number of open client connections.
 func (p *Proxy) OpenConns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
+	if srv := p.srv.Load(); srv != nil {
+		return srv.Len()
+	}
+	return 0
 }
 
 // begin announces a maintenance that relaxes timeouts; connections that
@@ -322,11 +315,8 @@ func (p *Proxy) end(typ string, seq int64, frame []byte) int {
 }
 
 func (p *Proxy) broadcast(typ string, seq int64, frame []byte) int {
-	p.mu.Lock()
-	conns := p.snapshotLocked()
-	p.mu.Unlock()
 	n := 0
-	for _, c := range conns {
+	for _, c := range p.conns() {
 		if c.notify(typ, frame, nil) {
 			n++
 		}
@@ -342,9 +332,8 @@ func (p *Proxy) expireMoving(m *movingState) {
 	if p.moving == m {
 		p.moving = nil
 	}
-	conns := p.snapshotLocked()
 	p.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range p.conns() {
 		c.mu.Lock()
 		told := c.moving == m
 		if told {
@@ -352,89 +341,91 @@ func (p *Proxy) expireMoving(m *movingState) {
 		}
 		c.mu.Unlock()
 		if told {
-			p.opts.Logger.Warn("client did not move before the announced time ended; cutting it", "client", c.id, "addr", c.client.RemoteAddr().String())
-			c.close()
+			p.opts.Logger.Warn("client did not move before the announced time ended; cutting it", "client", c.id, "addr", c.conn.RemoteAddr().String())
+			c.conn.Close()
 		}
 	}
 }
 
-func (p *Proxy) snapshotLocked() []*proxyConn {
-	out := make([]*proxyConn, 0, len(p.conns))
-	for c := range p.conns {
-		out = append(out, c)
+// conns returns the clients whose connections are open.
+func (p *Proxy) conns() []*client {
+	srv := p.srv.Load()
+	if srv == nil {
+		return nil
+	}
+	conns := srv.Conns()
+	out := make([]*client, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, c.State().(*client))
 	}
 	return out
 }
 
-func (p *Proxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			p.mu.Lock()
-			closed := p.closed
-			p.mu.Unlock()
-			if closed {
-				return
-			}
-			continue
-		}
-		p.wg.Add(1)
-		go p.serve(c)
-	}
-}
-
-func (p *Proxy) serve(client net.Conn) {
-	defer p.wg.Done()
+// dial is the engine's Dial: it connects to the upstream server.
+func (p *Proxy) dial() (net.Conn, error) {
 	up, err := net.DialTimeout("tcp", p.upstream, p.opts.DialTimeout)
 	if err != nil {
 		p.opts.Logger.Warn("cannot reach upstream; closing client", "upstream", p.upstream, "err", err)
-		_ = client.Close()
-		return
 	}
-	c := &proxyConn{p: p, client: client, server: up, done: make(chan struct{})}
-	c.cond = sync.NewCond(&c.mu)
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		_ = client.Close()
-		_ = up.Close()
-		return
-	}
-	p.nextID++
-	c.id = p.nextID
-	p.conns[c] = struct{}{}
-	p.all = append(p.all, c)
-	p.mu.Unlock()
-
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.serverLoop() }()
-	go func() { defer wg.Done(); c.writeLoop() }()
-	c.clientLoop()
-	wg.Wait()
+	return up, err
 }
 
-// proxyConn is one client connection and its upstream connection.
-type proxyConn struct {
-	p      *Proxy
-	id     int
-	client net.Conn
-	server net.Conn
-	done   chan struct{}
-	once   sync.Once
+// open is the engine's Open: it numbers the connection and starts its
+// record.
+func (p *Proxy) open(conn *respproxy.Conn) any {
+	c := &client{conn: conn}
+	p.mu.Lock()
+	p.nextID++
+	c.id = p.nextID
+	p.all = append(p.all, c)
+	p.mu.Unlock()
+	return c
+}
+
+// handle is the engine's Handle: the proxy answers CLIENT
+// MAINT_NOTIFICATIONS itself and forwards everything else.
+func (p *Proxy) handle(conn *respproxy.Conn, args []string) bool {
+	if len(args) < 2 || !strings.EqualFold(args[0], "CLIENT") || !strings.EqualFold(args[1], "MAINT_NOTIFICATIONS") {
+		return false
+	}
+	p.handshake(conn.State().(*client), args)
+	return true
+}
+
+// rewrite is the engine's Rewrite, set when ProxyOptions.Rewrite is: it
+// rewrites the replies to CLUSTER SLOTS.
+func (p *Proxy) rewrite(cmd []string, reply []byte) []byte {
+	if len(cmd) >= 2 && strings.EqualFold(cmd[0], "CLUSTER") && strings.EqualFold(cmd[1], "SLOTS") && len(p.opts.Rewrite) > 0 {
+		return rewriteSlots(reply, p.opts.Rewrite)
+	}
+	return reply
+}
+
+// connClosed is the engine's Closed: a connection told to move that closes
+// before the proxy cuts it has handed off.
+func (p *Proxy) connClosed(conn *respproxy.Conn) {
+	c := conn.State().(*client)
+	c.mu.Lock()
+	c.closed = true
+	if c.moving != nil && !c.cut {
+		c.left, c.leftAfter = true, time.Since(c.movingAt)
+	}
+	left, after := c.left, c.leftAfter
+	c.mu.Unlock()
+	if left {
+		p.opts.Logger.Info("client left after MOVING (handed off)", "client", c.id, "after", after.Round(time.Microsecond).String())
+	}
+}
+
+// client is what the proxy records about one client connection; it is
+// the connection's respproxy state. Lock order: client.mu, then
+// Proxy.mu or the engine's.
+type client struct {
+	id   int
+	conn *respproxy.Conn
 
 	mu         sync.Mutex
-	cond       *sync.Cond
-	out        [][]byte  // frames waiting to be written to the client
-	pending    []pending // replies the client waits for, in order
-	closed     bool
-	eof        bool
-	resp3      bool
-	unsynced   bool
+	closed     bool // set with left, so that Clients never sees one without the other
 	negotiated bool
 	endpoint   string
 	notes      []string
@@ -445,106 +436,54 @@ type proxyConn struct {
 	cut        bool
 }
 
-type pending struct {
-	cmd      string
-	injected []byte
-}
-
-func (c *proxyConn) info() ClientInfo {
+func (c *client) info() ClientInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return ClientInfo{
-		ID: c.id, Addr: c.client.RemoteAddr().String(),
+		ID: c.id, Addr: c.conn.RemoteAddr().String(),
 		Negotiated: c.negotiated, EndpointType: c.endpoint, Open: !c.closed,
 		Notifications: append([]string(nil), c.notes...),
 		Moving:        c.moving != nil, Left: c.left, LeftAfter: c.leftAfter, Cut: c.cut,
 	}
 }
 
-// notify queues a notification if the connection negotiated them.
-func (c *proxyConn) notify(typ string, frame []byte, m *movingState) bool {
+// setCut records that the proxy, not the client, is closing the
+// connection. Call it before closing the connection.
+func (c *client) setCut() {
+	c.mu.Lock()
+	c.cut = true
+	c.mu.Unlock()
+}
+
+// notify sends a notification if the connection negotiated them.
+func (c *client) notify(typ string, frame []byte, m *movingState) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.negotiated || c.closed {
+	if !c.negotiated || c.closed || !c.conn.Send(frame) {
 		return false
 	}
-	c.queueLocked(typ, frame, m)
+	c.noteLocked(typ, m)
 	return true
 }
 
-func (c *proxyConn) queueLocked(typ string, frame []byte, m *movingState) {
-	c.out = append(c.out, frame)
+// noteLocked records a notification sent; m is set for a MOVING.
+func (c *client) noteLocked(typ string, m *movingState) {
 	c.notes = append(c.notes, typ)
 	if m != nil && c.moving == nil {
 		c.moving, c.movingAt = m, time.Now()
 	}
-	c.cond.Signal()
-}
-
-func (c *proxyConn) close() {
-	c.once.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		if c.moving != nil && !c.cut {
-			c.left, c.leftAfter = true, time.Since(c.movingAt)
-		}
-		left, after, id := c.left, c.leftAfter, c.id
-		c.cond.Broadcast()
-		c.mu.Unlock()
-		_ = c.client.Close()
-		_ = c.server.Close()
-		close(c.done)
-		c.p.mu.Lock()
-		delete(c.p.conns, c)
-		c.p.mu.Unlock()
-		if left {
-			c.p.opts.Logger.Info("client left after MOVING (handed off)", "client", id, "after", after.Round(time.Microsecond).String())
-		}
-	})
-}
-
-// clientLoop reads commands from the client and forwards or answers them.
-func (c *proxyConn) clientLoop() {
-	defer c.close()
-	r := bufio.NewReaderSize(c.client, 32<<10)
-	for {
-		args, raw, err := resp.ReadCommand(r)
-		if err != nil {
-			return
-		}
-		if len(args) == 0 {
-			if _, err := c.server.Write(raw); err != nil {
-				return
-			}
-			continue
-		}
-		name := strings.ToUpper(args[0])
-		if name == "CLIENT" && len(args) >= 2 && strings.EqualFold(args[1], "MAINT_NOTIFICATIONS") {
-			c.handshake(args)
-			continue
-		}
-		if name == "CLUSTER" && len(args) >= 2 {
-			name += " " + strings.ToUpper(args[1])
-		}
-		c.mu.Lock()
-		if c.expectsReplyLocked(name, args) {
-			c.pending = append(c.pending, pending{cmd: name})
-		}
-		c.mu.Unlock()
-		if _, err := c.server.Write(raw); err != nil {
-			return
-		}
-	}
 }
 
 // handshake answers CLIENT MAINT_NOTIFICATIONS ON|OFF [moving-endpoint-type T].
-func (c *proxyConn) handshake(args []string) {
+// c.mu is held throughout, so that a concurrent broadcast sees the
+// connection either before it negotiated or after its answer is queued.
+func (p *Proxy) handshake(c *client, args []string) {
 	var reply []byte
 	var replay *movingState
 	var relax *relaxState
 	c.mu.Lock()
 	switch {
-	case len(args) >= 3 && strings.EqualFold(args[2], "ON") && !c.resp3:
+	case len(args) >= 3 && strings.EqualFold(args[2], "ON") && !c.conn.RESP3():
 		reply = []byte("-ERR maintenance notifications need RESP3 (HELLO 3)\r\n")
 	case len(args) >= 3 && strings.EqualFold(args[2], "ON"):
 		c.negotiated = true
@@ -555,144 +494,35 @@ func (c *proxyConn) handshake(args []string) {
 			}
 		}
 		reply = []byte("+OK\r\n")
-		c.p.mu.Lock()
+		p.mu.Lock()
 		// A null endpoint means "this address, later": replaying it to the
 		// connections that come back would only make them go round again.
-		if m := c.p.moving; m != nil && m.endpoint != "" && time.Now().Before(m.deadline) {
+		if m := p.moving; m != nil && m.endpoint != "" && time.Now().Before(m.deadline) {
 			replay = m
 		}
-		relax = c.p.relax
-		c.p.mu.Unlock()
+		relax = p.relax
+		p.mu.Unlock()
 	case len(args) >= 3 && strings.EqualFold(args[2], "OFF"):
 		c.negotiated = false
 		reply = []byte("+OK\r\n")
 	default:
 		reply = []byte("-ERR syntax error: CLIENT MAINT_NOTIFICATIONS ON|OFF [moving-endpoint-type <type>]\r\n")
 	}
-	if len(c.pending) == 0 || c.unsynced {
-		c.out = append(c.out, reply)
-		c.cond.Signal()
-	} else {
-		c.pending = append(c.pending, pending{injected: reply})
-	}
-	negotiated, id, ep := c.negotiated, c.id, c.endpoint
+	c.conn.Reply(reply)
 	if relax != nil {
-		if len(c.pending) == 0 || c.unsynced {
-			c.queueLocked(relax.typ, relax.frame, nil)
-		} else {
-			c.pending = append(c.pending, pending{injected: relax.frame})
-			c.notes = append(c.notes, relax.typ)
-		}
+		c.conn.Reply(relax.frame)
+		c.noteLocked(relax.typ, nil)
 	}
 	if replay != nil {
 		// A server keeps telling new connections that it is moving.
 		left := int(time.Until(replay.deadline).Round(time.Second) / time.Second)
-		frame := movingFrame(replay.seq, left, replay.endpoint)
-		if len(c.pending) == 0 || c.unsynced {
-			c.queueLocked("MOVING", frame, replay)
-		} else {
-			c.pending = append(c.pending, pending{injected: frame})
-			c.notes = append(c.notes, "MOVING")
-			c.moving, c.movingAt = replay, time.Now()
-		}
+		c.conn.Reply(movingFrame(replay.seq, left, replay.endpoint))
+		c.noteLocked("MOVING", replay)
 	}
+	negotiated, ep := c.negotiated, c.endpoint
 	c.mu.Unlock()
 	if negotiated {
-		c.p.opts.Logger.Info("client negotiated maintenance notifications", "client", id, "addr", c.client.RemoteAddr().String(), "endpoint_type", ep)
-	}
-}
-
-// expectsReplyLocked reports whether the command gets exactly one reply
-// frame (pushes excluded), switching to unsynced mode when the number of
-// replies becomes unknowable.
-func (c *proxyConn) expectsReplyLocked(name string, args []string) bool {
-	if c.unsynced {
-		return false
-	}
-	switch name {
-	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
-		if !c.resp3 {
-			c.unsynced = true
-		}
-		return false
-	case "MONITOR":
-		c.unsynced = true
-		return false
-	case "CLIENT":
-		if len(args) >= 3 && strings.EqualFold(args[1], "REPLY") && !strings.EqualFold(args[2], "ON") {
-			c.unsynced = true
-			return false
-		}
-	}
-	return true
-}
-
-// serverLoop reads frames from the server and queues them for the client.
-func (c *proxyConn) serverLoop() {
-	defer func() {
-		c.mu.Lock()
-		c.eof = true
-		c.cond.Broadcast()
-		c.mu.Unlock()
-	}()
-	r := bufio.NewReaderSize(c.server, 32<<10)
-	var attr []byte
-	for {
-		frame, typ, err := resp.ReadFrame(r, nil)
-		if err != nil {
-			return
-		}
-		if typ == '|' {
-			attr = append(attr, frame...)
-			continue
-		}
-		if attr != nil {
-			frame = append(attr, frame...)
-			attr = nil
-		}
-		c.mu.Lock()
-		if typ != '>' && len(c.pending) > 0 {
-			head := c.pending[0]
-			c.pending = c.pending[1:]
-			switch {
-			case head.cmd == "HELLO" && typ == '%':
-				c.resp3 = true
-			case head.cmd == "HELLO" && typ == '*', head.cmd == "RESET":
-				c.resp3 = false
-			case head.cmd == "CLUSTER SLOTS" && len(c.p.opts.Rewrite) > 0:
-				frame = rewriteSlots(frame, c.p.opts.Rewrite)
-			}
-			c.out = append(c.out, frame)
-			for len(c.pending) > 0 && c.pending[0].injected != nil {
-				c.out = append(c.out, c.pending[0].injected)
-				c.pending = c.pending[1:]
-			}
-		} else {
-			c.out = append(c.out, frame)
-		}
-		c.cond.Signal()
-		c.mu.Unlock()
-	}
-}
-
-// writeLoop writes queued frames to the client.
-func (c *proxyConn) writeLoop() {
-	defer c.close()
-	for {
-		c.mu.Lock()
-		for len(c.out) == 0 && !c.closed && !c.eof {
-			c.cond.Wait()
-		}
-		if c.closed || (len(c.out) == 0 && c.eof) {
-			c.mu.Unlock()
-			return
-		}
-		bufs := net.Buffers(c.out)
-		c.out = nil
-		c.mu.Unlock()
-		if _, err := bufs.WriteTo(c.client); err != nil {
-			return
-		}
+		p.opts.Logger.Info("client negotiated maintenance notifications", "client", c.id, "addr", c.conn.RemoteAddr().String(), "endpoint_type", ep)
 	}
 }
 

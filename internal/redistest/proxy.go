@@ -1,9 +1,8 @@
 package redistest
 
 import (
-	"github.com/redisfactory/redisfactory/internal/resp"
+	"github.com/redisfactory/redisfactory/internal/respproxy"
 
-	"bufio"
 	"errors"
 	"net"
 	"slices"
@@ -29,22 +28,20 @@ import (
 // no longer pair replies with commands; from then on it forwards server
 // frames as they come and writes injected replies as soon as the replies
 // already expected have been delivered.
+//
+// The connection handling is internal/respproxy's, shared with the
+// maintenance proxy (sch.Proxy); this type adds the faults and the record.
 type Proxy struct {
-	ln        net.Listener
-	upstream  atomic.Value // string
-	blackhole atomic.Bool
-	delay     atomic.Int64 // time.Duration
+	ln       net.Listener
+	srv      *respproxy.Proxy
+	upstream atomic.Value // string
 
 	mu       sync.Mutex
-	closed   bool
-	conns    map[*proxyConn]struct{}
 	total    int
 	drop     int
 	rules    []*Injection
 	commands [][]string
 	hooks    []func(cmd []string)
-
-	wg sync.WaitGroup
 }
 
 // Injection is a rule registered with [Proxy.InjectReply].
@@ -78,10 +75,19 @@ func NewProxy(t testing.TB, upstreamAddr string) *Proxy {
 	if err != nil {
 		t.Fatalf("redistest: proxy listen: %v", err)
 	}
-	p := &Proxy{ln: ln, conns: make(map[*proxyConn]struct{})}
+	p := &Proxy{ln: ln}
 	p.upstream.Store(upstreamAddr)
-	p.wg.Add(1)
-	go p.acceptLoop()
+	p.srv = respproxy.Serve(ln, respproxy.Config{
+		Dial: p.dial,
+		Open: func(*respproxy.Conn) any {
+			p.mu.Lock()
+			p.total++
+			p.mu.Unlock()
+			return nil
+		},
+		Observe: p.record,
+		Handle:  p.inject,
+	})
 	t.Cleanup(p.Close)
 	return p
 }
@@ -99,12 +105,12 @@ func (p *Proxy) SetUpstream(addr string) { p.upstream.Store(addr) }
 // discarded, injected replies are not sent. Clients see read timeouts; a
 // command sent while the blackhole is on never reaches the server. New
 // connections are accepted but their traffic is swallowed too.
-func (p *Proxy) Blackhole(on bool) { p.blackhole.Store(on) }
+func (p *Proxy) Blackhole(on bool) { p.srv.Blackhole(on) }
 
 // Delay holds every frame received from the server for d before passing it
 // on (frames of one connection are delayed one after the other). Injected
 // replies are not delayed but stay in order. Zero disables the delay.
-func (p *Proxy) Delay(d time.Duration) { p.delay.Store(int64(d)) }
+func (p *Proxy) Delay(d time.Duration) { p.srv.Delay(d) }
 
 // DropNext makes the proxy close the next n accepted connections
 // immediately, before contacting the server.
@@ -118,24 +124,15 @@ func (p *Proxy) DropNext(n int) {
 // connection), like a server dropping its clients, and returns how many it
 // closed. New connections are accepted normally.
 func (p *Proxy) CutAll() int {
-	p.mu.Lock()
-	conns := make([]*proxyConn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
-	}
-	p.mu.Unlock()
+	conns := p.srv.Conns()
 	for _, c := range conns {
-		c.close()
+		c.Close()
 	}
 	return len(conns)
 }
 
 // ActiveConns returns the number of open client connections.
-func (p *Proxy) ActiveConns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
-}
+func (p *Proxy) ActiveConns() int { return p.srv.Len() }
 
 // TotalConns returns the number of client connections forwarded so far
 // (dropped ones excluded).
@@ -219,76 +216,35 @@ func (p *Proxy) ResetCommands() {
 // ">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\nkey\r\n") to every current client
 // connection, between two frames, and returns the number of connections.
 func (p *Proxy) SendToClients(frame []byte) int {
-	p.mu.Lock()
-	conns := make([]*proxyConn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
-	}
-	p.mu.Unlock()
+	frame = append([]byte(nil), frame...) // shared by the connections, which only read it
+	conns := p.srv.Conns()
 	for _, c := range conns {
-		c.mu.Lock()
-		c.out = append(c.out, append([]byte(nil), frame...))
-		c.cond.Signal()
-		c.mu.Unlock()
+		c.Send(frame)
 	}
 	return len(conns)
 }
 
 // Close stops the proxy, closes all connections and waits for its
 // goroutines. It is called automatically when the test ends.
-func (p *Proxy) Close() {
+func (p *Proxy) Close() { _ = p.srv.Close() }
+
+// errDropped refuses a connection that [Proxy.DropNext] asked to drop.
+var errDropped = errors.New("redistest: connection dropped")
+
+// dial opens the server connection for a new client connection, unless the
+// connection is to be dropped: then the engine closes it before the server
+// is contacted.
+func (p *Proxy) dial() (net.Conn, error) {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	_ = p.ln.Close()
-	conns := make([]*proxyConn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
+	drop := p.drop > 0
+	if drop {
+		p.drop--
 	}
 	p.mu.Unlock()
-	for _, c := range conns {
-		c.close()
+	if drop {
+		return nil, errDropped
 	}
-	p.wg.Wait()
-}
-
-func (p *Proxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			p.mu.Lock()
-			closed := p.closed
-			p.mu.Unlock()
-			if closed {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		p.mu.Lock()
-		drop := p.drop > 0
-		if drop {
-			p.drop--
-		}
-		p.mu.Unlock()
-		if drop {
-			_ = c.Close()
-			continue
-		}
-		p.wg.Add(1)
-		go p.serve(c)
-	}
+	return net.DialTimeout("tcp", p.upstream.Load().(string), 5*time.Second)
 }
 
 // record stores a client command and runs the OnCommand hooks.
@@ -302,9 +258,9 @@ func (p *Proxy) record(args []string) {
 	}
 }
 
-// injection returns the reply of the first active rule matching args, and
-// uses up one of its times.
-func (p *Proxy) injection(args []string) (reply []byte, ok bool) {
+// inject answers args with the reply of the first active rule matching
+// them, using up one of its times, and reports whether one matched.
+func (p *Proxy) inject(c *respproxy.Conn, args []string) bool {
 	p.mu.Lock()
 	rules := slices.Clone(p.rules)
 	p.mu.Unlock()
@@ -312,7 +268,7 @@ func (p *Proxy) injection(args []string) (reply []byte, ok bool) {
 		p.mu.Lock()
 		active := in.remaining != 0
 		p.mu.Unlock()
-		if !active || !in.match(args) {
+		if !active || !in.match(args) { // match runs unlocked: it is the caller's code
 			continue
 		}
 		p.mu.Lock()
@@ -325,228 +281,8 @@ func (p *Proxy) injection(args []string) (reply []byte, ok bool) {
 		}
 		in.hits++
 		p.mu.Unlock()
-		return in.reply, true
+		c.Reply(in.reply)
+		return true
 	}
-	return nil, false
-}
-
-// proxyConn is one client connection and its server connection.
-type proxyConn struct {
-	p      *Proxy
-	client net.Conn
-	server net.Conn
-	done   chan struct{}
-	once   sync.Once
-
-	mu       sync.Mutex
-	cond     *sync.Cond
-	out      [][]byte  // frames waiting to be written to the client
-	pending  []pending // replies the client is waiting for, in order
-	closed   bool
-	eof      bool // server closed: flush out, then close
-	resp3    bool
-	unsynced bool
-}
-
-// pending is an expected reply: from the server (injected == nil) or
-// injected by the proxy.
-type pending struct {
-	cmd      string
-	injected []byte
-}
-
-func (p *Proxy) serve(client net.Conn) {
-	defer p.wg.Done()
-	up, err := net.DialTimeout("tcp", p.upstream.Load().(string), 5*time.Second)
-	if err != nil {
-		_ = client.Close()
-		return
-	}
-	c := &proxyConn{p: p, client: client, server: up, done: make(chan struct{})}
-	c.cond = sync.NewCond(&c.mu)
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		_ = client.Close()
-		_ = up.Close()
-		return
-	}
-	p.conns[c] = struct{}{}
-	p.total++
-	p.mu.Unlock()
-
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.serverLoop() }()
-	go func() { defer wg.Done(); c.writeLoop() }()
-	c.clientLoop()
-	wg.Wait()
-}
-
-func (c *proxyConn) close() {
-	c.once.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.cond.Broadcast()
-		c.mu.Unlock()
-		_ = c.client.Close()
-		_ = c.server.Close()
-		close(c.done)
-		c.p.mu.Lock()
-		delete(c.p.conns, c)
-		c.p.mu.Unlock()
-	})
-}
-
-// clientLoop reads commands from the client and forwards, swallows or
-// answers them.
-func (c *proxyConn) clientLoop() {
-	defer c.close()
-	r := bufio.NewReaderSize(c.client, 32<<10)
-	for {
-		args, raw, err := resp.ReadCommand(r)
-		if err != nil {
-			return
-		}
-		if len(args) == 0 { // Redis ignores empty commands: no reply
-			if !c.p.blackhole.Load() {
-				if _, err := c.server.Write(raw); err != nil {
-					return
-				}
-			}
-			continue
-		}
-		c.p.record(args)
-		if c.p.blackhole.Load() {
-			continue
-		}
-		reply, inject := c.p.injection(args)
-		c.mu.Lock()
-		if inject {
-			if len(c.pending) == 0 {
-				c.out = append(c.out, reply)
-				c.cond.Signal()
-			} else {
-				c.pending = append(c.pending, pending{injected: reply})
-			}
-			c.mu.Unlock()
-			continue
-		}
-		if name := strings.ToUpper(args[0]); c.expectsReply(name, args) {
-			c.pending = append(c.pending, pending{cmd: name})
-		}
-		c.mu.Unlock()
-		if _, err := c.server.Write(raw); err != nil {
-			return
-		}
-	}
-}
-
-// expectsReply reports whether the command gets exactly one reply frame
-// (pushes excluded), switching the connection to unsynced mode when the
-// number of replies becomes unknowable. c.mu must be held.
-func (c *proxyConn) expectsReply(name string, args []string) bool {
-	if c.unsynced {
-		return false
-	}
-	switch name {
-	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
-		// RESP3 confirms with push frames; RESP2 with one reply per channel
-		// and then delivers messages as ordinary arrays.
-		if !c.resp3 {
-			c.unsynced = true
-		}
-		return false
-	case "MONITOR":
-		c.unsynced = true
-		return false
-	case "CLIENT":
-		if len(args) >= 3 && strings.EqualFold(args[1], "REPLY") && !strings.EqualFold(args[2], "ON") {
-			c.unsynced = true
-			return false
-		}
-	}
-	return true
-}
-
-// serverLoop reads frames from the server and queues them for the client,
-// releasing injected replies that were waiting for them.
-func (c *proxyConn) serverLoop() {
-	defer func() {
-		c.mu.Lock()
-		c.eof = true
-		c.cond.Broadcast()
-		c.mu.Unlock()
-	}()
-	r := bufio.NewReaderSize(c.server, 32<<10)
-	var attr []byte
-	for {
-		frame, typ, err := resp.ReadFrame(r, nil)
-		if err != nil {
-			return
-		}
-		if typ == '|' { // attribute: belongs to the next frame
-			attr = append(attr, frame...)
-			continue
-		}
-		if attr != nil {
-			frame = append(attr, frame...)
-			attr = nil
-		}
-		if d := time.Duration(c.p.delay.Load()); d > 0 {
-			timer := time.NewTimer(d)
-			select {
-			case <-timer.C:
-			case <-c.done:
-				timer.Stop()
-				return
-			}
-		}
-		deliver := !c.p.blackhole.Load()
-		c.mu.Lock()
-		if typ != '>' && len(c.pending) > 0 {
-			head := c.pending[0]
-			c.pending = c.pending[1:]
-			switch {
-			case head.cmd == "HELLO" && typ == '%':
-				c.resp3 = true
-			case head.cmd == "HELLO" && typ == '*', head.cmd == "RESET":
-				c.resp3 = false
-			}
-			if deliver {
-				c.out = append(c.out, frame)
-			}
-			for len(c.pending) > 0 && c.pending[0].injected != nil {
-				if deliver {
-					c.out = append(c.out, c.pending[0].injected)
-				}
-				c.pending = c.pending[1:]
-			}
-		} else if deliver {
-			c.out = append(c.out, frame)
-		}
-		c.cond.Signal()
-		c.mu.Unlock()
-	}
-}
-
-// writeLoop writes queued frames to the client.
-func (c *proxyConn) writeLoop() {
-	defer c.close()
-	for {
-		c.mu.Lock()
-		for len(c.out) == 0 && !c.closed && !c.eof {
-			c.cond.Wait()
-		}
-		if c.closed || (len(c.out) == 0 && c.eof) {
-			c.mu.Unlock()
-			return
-		}
-		bufs := net.Buffers(c.out)
-		c.out = nil
-		c.mu.Unlock()
-		if _, err := bufs.WriteTo(c.client); err != nil {
-			return
-		}
-	}
+	return false
 }
