@@ -195,7 +195,7 @@ func TestClusterNodeRestartUnderLoad(t *testing.T) {
       connect: 500ms
       socket: 1s
     retry:
-      retries: 12
+      retries: 20 # ~17s of backoff: a node restart plus cluster recovery on a loaded CI machine
       backoff:
         strategy: exponential
         base: 20ms
