@@ -47,7 +47,7 @@ func BenchmarkSCHOverhead(b *testing.B) {
 			})
 			// CPU time of the process (client and proxy) per op: less
 			// sensitive to other load on a shared machine than wall time.
-			b.ReportMetric(float64((cpuTime() - cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -97,4 +97,3 @@ sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
 		})
 	}
 }
-
