@@ -239,7 +239,11 @@ func (sealHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (sealHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if err == nil || passToCluster(err) {
+		// A connection's handshake (HELLO, AUTH, …) runs through the node's
+		// hooks too, inside the dial of some command; its error must reach
+		// that command unsealed, so that the policy can retry the command
+		// (a sealed EOF from a HELLO to a restarting node has no class).
+		if err == nil || passToCluster(err) || retry.IsHandshake(cmd) {
 			return err
 		}
 		return &sealedError{err}

@@ -50,7 +50,7 @@ func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // retryProcess is the failure path of ProcessHook: err is the error of the
 // first try of cmd.
 func (p *Policy) retryProcess(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook, err error) error {
-	if isHandshake(cmd) {
+	if IsHandshake(cmd) {
 		return err
 	}
 	var prev time.Duration
@@ -151,14 +151,14 @@ func firstFailure(cmds []redis.Cmder, err error) error {
 	return err
 }
 
-// isHandshake reports whether cmd is one of the commands go-redis sends
+// IsHandshake reports whether cmd is one of the commands go-redis sends
 // while it sets up a new connection (HELLO, AUTH, and the CLIENT
 // subcommands and SELECT/READONLY it pipelines after them). These pass
 // through hooks too, but they run on the one connection being set up:
 // trying them again on that connection cannot help (it is the command that
 // needed the connection that must be retried, on another one), and would
 // hold the dial for the whole backoff.
-func isHandshake(cmd redis.Cmder) bool {
+func IsHandshake(cmd redis.Cmder) bool {
 	switch cmd.Name() {
 	case "hello", "auth":
 		return true
@@ -184,7 +184,7 @@ func allHandshake(cmds []redis.Cmder) bool {
 		return false
 	}
 	for _, c := range cmds {
-		if !isHandshake(c) && c.Name() != "select" && c.Name() != "readonly" {
+		if !IsHandshake(c) && c.Name() != "select" && c.Name() != "readonly" {
 			return false
 		}
 	}
