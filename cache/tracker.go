@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redisfactory/redisfactory/internal/resp"
 )
 
 // nodeState is a node's invalidation connection as data connections see
@@ -182,10 +184,10 @@ func (n *node) connect(ctx context.Context) (net.Conn, int64, error) {
 	if c.cfg.ClientName != "" {
 		hello = append(hello, "SETNAME", c.cfg.ClientName+"-invalidations")
 	}
-	req := appendCommand(nil, hello...)
-	req = appendCommand(req, "CLIENT", "ID")
+	req := resp.AppendCommand(nil, hello...)
+	req = resp.AppendCommand(req, "CLIENT", "ID")
 	if c.cfg.ExpectMaster {
-		req = appendCommand(req, "ROLE")
+		req = resp.AppendCommand(req, "ROLE")
 	}
 	if _, err := conn.Write(req); err != nil {
 		return fail(err)
@@ -193,11 +195,11 @@ func (n *node) connect(ctx context.Context) (net.Conn, int64, error) {
 	r := bufio.NewReader(conn)
 	reply := func() (any, error) {
 		for {
-			v, err := readValue(r)
-			if _, push := v.(pushValue); push && err == nil {
+			v, err := resp.ReadValue(r)
+			if _, push := v.(resp.Push); push && err == nil {
 				continue
 			}
-			if e, ok := v.(respError); ok {
+			if e, ok := v.(resp.ErrorReply); ok {
 				return nil, fmt.Errorf("invalidation connection to %s: %s", n.addr, string(e))
 			}
 			return v, err
@@ -268,9 +270,9 @@ func (n *node) serve(conn net.Conn, id int64) error {
 		defer pw.Done()
 		t := time.NewTicker(c.cfg.PingInterval)
 		defer t.Stop()
-		ping := appendCommand(nil, "PING")
+		ping := resp.AppendCommand(nil, "PING")
 		if c.cfg.ExpectMaster {
-			ping = appendCommand(nil, "ROLE")
+			ping = resp.AppendCommand(nil, "ROLE")
 		}
 		for {
 			select {
@@ -289,11 +291,11 @@ func (n *node) serve(conn net.Conn, id int64) error {
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(3 * c.cfg.PingInterval))
 		var v any
-		v, err = readValue(bc.r)
+		v, err = resp.ReadValue(bc.r)
 		if err != nil {
 			break
 		}
-		if p, ok := v.(pushValue); ok {
+		if p, ok := v.(resp.Push); ok {
 			c.apply(p)
 		} else if c.cfg.ExpectMaster {
 			if err = checkRole(n.addr, v); err != nil {
@@ -319,7 +321,7 @@ func (n *node) serve(conn net.Conn, id int64) error {
 // apply handles one push of an invalidation connection:
 // ["invalidate", keys] (RESP3), or ["message", "__redis__:invalidate", keys];
 // keys nil means the server flushed a database.
-func (c *Cache) apply(msg pushValue) {
+func (c *Cache) apply(msg resp.Push) {
 	if len(msg) < 2 {
 		return
 	}
@@ -400,7 +402,7 @@ func (t *trackedConn) Write(p []byte) (int, error) {
 // reads both replies, byte by byte so that nothing of go-redis's is read.
 func (t *trackedConn) track(id int64) error {
 	c := t.n.c
-	req := appendCommand(nil, "CLIENT", "TRACKING", "OFF")
+	req := resp.AppendCommand(nil, "CLIENT", "TRACKING", "OFF")
 	args := []string{"CLIENT", "TRACKING", "ON", "REDIRECT", strconv.FormatInt(id, 10)}
 	if c.cfg.Mode == Broadcast {
 		args = append(args, "BCAST")
@@ -408,7 +410,7 @@ func (t *trackedConn) track(id int64) error {
 			args = append(args, "PREFIX", p)
 		}
 	}
-	req = appendCommand(req, args...)
+	req = resp.AppendCommand(req, args...)
 	_ = t.Conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	defer func() { _ = t.Conn.SetDeadline(time.Time{}) }()
 	if _, err := t.Conn.Write(req); err != nil {
@@ -416,15 +418,15 @@ func (t *trackedConn) track(id int64) error {
 	}
 	r := bufio.NewReaderSize(byteReader{t.Conn}, 16)
 	for got := 0; got < 2; {
-		v, err := readValue(r)
+		v, err := resp.ReadValue(r)
 		if err != nil {
 			return err
 		}
-		if _, push := v.(pushValue); push {
+		if _, push := v.(resp.Push); push {
 			continue
 		}
 		got++
-		if e, ok := v.(respError); ok && got == 2 {
+		if e, ok := v.(resp.ErrorReply); ok && got == 2 {
 			// The invalidation connection is gone (a stale id): the
 			// node will notice and replace it; fail this write.
 			return fmt.Errorf("redisfactory/cache: CLIENT TRACKING: %s", string(e))

@@ -178,7 +178,11 @@ func readFrameDepth(r *bufio.Reader, buf []byte, depth int) ([]byte, byte, error
 
 // Command encodes a command as a RESP array of bulk strings.
 func Command(args ...string) []byte {
-	b := make([]byte, 0, 16+16*len(args))
+	return AppendCommand(make([]byte, 0, 16+16*len(args)), args...)
+}
+
+// AppendCommand appends a command, as a RESP array of bulk strings, to b.
+func AppendCommand(b []byte, args ...string) []byte {
 	b = append(b, '*')
 	b = strconv.AppendInt(b, int64(len(args)), 10)
 	b = append(b, '\r', '\n')
@@ -190,4 +194,94 @@ func Command(args ...string) []byte {
 		b = append(b, '\r', '\n')
 	}
 	return b
+}
+
+// ErrorReply is an error reply decoded by ReadValue.
+type ErrorReply string
+
+// Push is a RESP3 push frame decoded by ReadValue.
+type Push []any
+
+
+// ReadValue reads and decodes one RESP2/RESP3 value: string (simple, bulk,
+// verbatim, double, big number), int64, bool, nil, []any (arrays, sets and
+// maps flattened), ErrorReply or Push. Attributes are skipped.
+func ReadValue(r *bufio.Reader) (any, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return nil, fmt.Errorf("%w: bad line %q", ErrProtocol, line)
+	}
+	typ, body := line[0], string(line[1:len(line)-2])
+	switch typ {
+	case '+':
+		return body, nil
+	case '-', '!':
+		if typ == '!' {
+			s, err := readBulk(r, body)
+			if err != nil {
+				return nil, err
+			}
+			return ErrorReply(s.(string)), nil
+		}
+		return ErrorReply(body), nil
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '_':
+		return nil, nil
+	case '#':
+		return body == "t", nil
+	case ',', '(':
+		return body, nil
+	case '$', '=':
+		return readBulk(r, body)
+	case '*', '~', '>', '%', '|':
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad length %q", ErrProtocol, body)
+		}
+		if n < 0 {
+			return nil, nil
+		}
+		if typ == '%' || typ == '|' {
+			n *= 2
+		}
+		if n > 1<<20 {
+			return nil, fmt.Errorf("%w: array of %d", ErrProtocol, n)
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = ReadValue(r); err != nil {
+				return nil, err
+			}
+		}
+		if typ == '|' {
+			return ReadValue(r) // attributes precede the value
+		}
+		if typ == '>' {
+			return Push(out), nil
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: unknown type %q", ErrProtocol, typ)
+}
+
+func readBulk(r *bufio.Reader, body string) (any, error) {
+	n, err := strconv.Atoi(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad length %q", ErrProtocol, body)
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	if n > 512<<20 {
+		return nil, fmt.Errorf("%w: bulk of %d", ErrProtocol, n)
+	}
+	b := make([]byte, n+2)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return string(b[:n]), nil
 }

@@ -88,3 +88,29 @@ func TestReadCommand(t *testing.T) {
 	_, _, err = ReadCommand(bufio.NewReader(strings.NewReader("*1\r\n:1\r\n")))
 	assert.ErrorIs(t, err, ErrProtocol)
 }
+
+func TestReadValue(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want any
+	}{
+		{"+OK\r\n", "OK"},
+		{"-ERR bad\r\n", ErrorReply("ERR bad")},
+		{"!3\r\nBAD\r\n", ErrorReply("BAD")},
+		{":42\r\n", int64(42)},
+		{"$5\r\nhello\r\n", "hello"},
+		{"$-1\r\n", nil},
+		{"_\r\n", nil},
+		{"#t\r\n", true},
+		{"*2\r\n$1\r\na\r\n:1\r\n", []any{"a", int64(1)}},
+		{"%1\r\n+k\r\n+v\r\n", []any{"k", "v"}},
+		{">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n", Push{"invalidate", []any{"k"}}},
+		{"|1\r\n+ttl\r\n:3\r\n+OK\r\n", "OK"},
+	} {
+		got, err := ReadValue(bufio.NewReader(strings.NewReader(tc.raw)))
+		require.NoError(t, err, tc.raw)
+		assert.Equal(t, tc.want, got, tc.raw)
+	}
+	_, err := ReadValue(bufio.NewReader(strings.NewReader("?x\r\n")))
+	require.ErrorIs(t, err, ErrProtocol)
+}
