@@ -202,7 +202,6 @@ type ErrorReply string
 // Push is a RESP3 push frame decoded by ReadValue.
 type Push []any
 
-
 // ReadValue reads and decodes one RESP2/RESP3 value: string (simple, bulk,
 // verbatim, double, big number), int64, bool, nil, []any (arrays, sets and
 // maps flattened), ErrorReply or Push. Attributes are skipped.
