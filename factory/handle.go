@@ -35,7 +35,8 @@ var ErrProfileRemoved = errors.New("redisfactory: profile removed")
 // (Pipelined, TxPipelined, Watch, every command) are tracked until they
 // return.
 //
-// A Handle costs one atomic load and two atomic adds per call. Current
+// A Handle costs two atomic loads and two atomic adds (on one of 16
+// counter shards) per call: ~4ns, ~14ns with two cores calling. Current
 // returns the client itself for code that wants to skip even that.
 type Handle struct {
 	name string
