@@ -15,6 +15,10 @@ import (
 
 //go:generate go run ./internal/genhandle -o handle_gen.go
 
+// A go-redis upgrade that adds methods to UniversalClient fails to compile
+// here until `go generate ./factory` is run.
+var _ redis.UniversalClient = (*Handle)(nil)
+
 // ErrProfileRemoved is wrapped by the error every command gets through the
 // handle of a profile that a reload removed.
 var ErrProfileRemoved = errors.New("redisfactory: profile removed")
