@@ -38,8 +38,7 @@ type logRec struct {
 }
 
 type logHandler struct {
-	ch    chan logRec
-	attrs []slog.Attr
+	ch chan logRec
 }
 
 func (h *logHandler) Enabled(context.Context, slog.Level) bool { return true }
