@@ -133,7 +133,7 @@ const nShards = 32
 // Cache is one client's client-side cache.
 type Cache struct {
 	cfg      Config
-	allowed  map[string]*cmdSpec
+	allowed  allowList
 	maxBytes int64
 	seed     maphash.Seed
 	shards   [nShards]shard
@@ -149,6 +149,8 @@ type Cache struct {
 	flushes       atomic.Uint64
 	cursor        atomic.Uint32
 	inflight      atomic.Int64
+
+	coarseTTL bool // expiries are checked against the coarse clock
 
 	nodesMu sync.Mutex
 	nodes   map[string]*node
@@ -176,16 +178,20 @@ func New(cfg Config) *Cache {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = time.Second
 	}
-	c := &Cache{cfg: cfg, allowed: map[string]*cmdSpec{}, seed: maphash.MakeSeed(), nodes: map[string]*node{}, stop: make(chan struct{})}
+	c := &Cache{cfg: cfg, seed: maphash.MakeSeed(), nodes: map[string]*node{}, stop: make(chan struct{})}
 	c.maxBytes = cfg.MaxBytes
 	for _, name := range cfg.Commands {
 		if s, ok := specs[strings.ToLower(name)]; ok {
-			c.allowed[strings.ToLower(name)] = s
+			c.allowed.add(strings.ToLower(name), s)
 		}
 	}
 	for i := range c.shards {
 		c.shards[i].m = map[string]*entry{}
 		c.shards[i].names = map[string][]*entry{}
+	}
+	if cfg.TTL >= coarseMinTTL {
+		c.coarseTTL = true
+		acquireCoarse()
 	}
 	return c
 }
@@ -216,7 +222,7 @@ func (c *Cache) Stats() Stats {
 }
 
 // Allowed reports whether cmd (any case) is answered from the cache.
-func (c *Cache) Allowed(cmd string) bool { return c.allowed[strings.ToLower(cmd)] != nil }
+func (c *Cache) Allowed(cmd string) bool { return c.allowed.get(strings.ToLower(cmd)) != nil }
 
 // Close flushes the cache and closes its invalidation connections, waiting
 // for their goroutines.
@@ -235,6 +241,9 @@ func (c *Cache) Close() error {
 		n.close()
 	}
 	c.wg.Wait()
+	if c.coarseTTL {
+		releaseCoarse()
+	}
 	c.down.Add(1) // never trusted again
 	c.flush("", false)
 	return nil
@@ -253,10 +262,28 @@ func (c *Cache) shardOf(name string) *shard {
 	return &c.shards[maphash.String(c.seed, name)%nShards]
 }
 
-// now is a monotonic clock reading in nanoseconds.
-func now() int64 { return int64(time.Since(clockBase)) }
+// clock returns the time that entries' expiries are checked against: the
+// coarse clock for TTLs long enough that its tick does not matter.
+func (c *Cache) clock() int64 {
+	if c.coarseTTL {
+		return coarse.now.Load()
+	}
+	return now()
+}
 
-var clockBase = time.Now()
+// expiry returns the expiry of an entry stored now: the TTL from now,
+// shortened by the coarse clock's tick so that a clock up to a tick late
+// still expires the entry within the TTL.
+func (c *Cache) expiry() int64 {
+	if c.cfg.TTL <= 0 {
+		return 0
+	}
+	ttl := c.cfg.TTL
+	if c.coarseTTL {
+		ttl -= coarseTick
+	}
+	return now() + int64(ttl)
+}
 
 // Flush drops every entry (and keeps pending fetches from being stored).
 func (c *Cache) Flush(reason string) { c.flush(reason, true) }

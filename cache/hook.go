@@ -2,8 +2,9 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
 	"net"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -51,11 +52,11 @@ func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		name := cmd.Name()
-		if spec := c.allowed[name]; spec != nil {
+		if spec := c.allowed.get(name); spec != nil {
 			if bypassed(ctx) {
 				return next(ctx, cmd)
 			}
-			return c.read(ctx, cmd, args, spec, next)
+			return c.read(ctx, cmd, name, args, spec, next)
 		}
 		err := next(ctx, cmd)
 		c.afterWrite(name, args)
@@ -69,7 +70,7 @@ func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 		err := next(ctx, cmds)
 		for _, cmd := range cmds {
 			name := cmd.Name()
-			if c.allowed[name] == nil {
+			if c.allowed.get(name) == nil {
 				c.afterWrite(name, cmd.Args())
 			}
 		}
@@ -116,48 +117,42 @@ func (c *Cache) afterWrite(name string, args []any) {
 // cache holds nothing; pending fetches count as something.
 func (c *Cache) pendingNone() bool { return c.inflight.Load() == 0 }
 
-// appendKey appends the cache key of args (the command name upper-cased);
-// ok is false for arguments of a type that is not cached.
-func appendKey(buf []byte, args []any) ([]byte, bool) {
-	for i, a := range args {
+// appendKey appends the cache key of a command: its name (lower case, as
+// go-redis's Cmder.Name gives it), then each argument as a type tag and
+// its value, strings length-prefixed, so that no two argument lists share
+// a key. Strings and byte slices share a tag: go-redis sends both alike,
+// so the server's reply is the same. ok is false for arguments of a type
+// that is not cached.
+func appendKey(buf []byte, name string, args []any) ([]byte, bool) {
+	buf = append(buf, name...)
+	for _, a := range args {
 		switch v := a.(type) {
 		case string:
-			buf = strconv.AppendInt(buf, int64(len(v)), 10)
-			buf = append(buf, ':')
-			if i == 0 {
-				for j := 0; j < len(v); j++ {
-					ch := v[j]
-					if ch >= 'a' && ch <= 'z' {
-						ch -= 'a' - 'A'
-					}
-					buf = append(buf, ch)
-				}
-			} else {
-				buf = append(buf, v...)
-			}
+			buf = append(buf, 's')
+			buf = binary.AppendUvarint(buf, uint64(len(v)))
+			buf = append(buf, v...)
 		case []byte:
-			buf = strconv.AppendInt(buf, int64(len(v)), 10)
-			buf = append(buf, ':')
+			buf = append(buf, 's')
+			buf = binary.AppendUvarint(buf, uint64(len(v)))
 			buf = append(buf, v...)
 		case int:
 			buf = append(buf, 'i')
-			buf = strconv.AppendInt(buf, int64(v), 10)
+			buf = binary.AppendVarint(buf, int64(v))
 		case int64:
 			buf = append(buf, 'i')
-			buf = strconv.AppendInt(buf, v, 10)
+			buf = binary.AppendVarint(buf, v)
 		case float64:
 			buf = append(buf, 'f')
-			buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
+			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(v))
 		default:
 			return buf, false
 		}
-		buf = append(buf, ' ')
 	}
 	return buf, true
 }
 
 // read answers an allowed command from the cache or fetches it.
-func (c *Cache) read(ctx context.Context, cmd redis.Cmder, args []any, spec *cmdSpec, next redis.ProcessHook) error {
+func (c *Cache) read(ctx context.Context, cmd redis.Cmder, name string, args []any, spec *cmdSpec, next redis.ProcessHook) error {
 	from, to, ok := spec.keyRange(args)
 	if !ok {
 		return next(ctx, cmd)
@@ -166,8 +161,9 @@ func (c *Cache) read(ctx context.Context, cmd redis.Cmder, args []any, spec *cmd
 	if !ok {
 		return next(ctx, cmd)
 	}
-	var arr [192]byte
-	buf, ok := appendKey(arr[:0], args)
+	// Keys that do not fit (rare) cost one allocation.
+	var arr [96]byte
+	buf, ok := appendKey(arr[:0], name, args[1:])
 	if !ok {
 		return next(ctx, cmd)
 	}
@@ -176,7 +172,7 @@ func (c *Cache) read(ctx context.Context, cmd redis.Cmder, args []any, spec *cmd
 	// The hit path: a read lock and a map lookup.
 	s.mu.RLock()
 	e := s.m[string(buf)]
-	if e != nil && !e.pending && (e.expires == 0 || now() < e.expires) && e.fill(cmd) {
+	if e != nil && !e.pending && (e.expires == 0 || c.clock() < e.expires) && e.fill(cmd) {
 		s.mu.RUnlock()
 		if !e.ref.Load() {
 			e.ref.Store(true)
@@ -265,9 +261,7 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 	if store {
 		p.pending = false
 		p.size = val.size + 2*int64(len(p.key)) + 160
-		if c.cfg.TTL > 0 {
-			p.expires = now() + int64(c.cfg.TTL)
-		}
+		p.expires = c.expiry()
 		s.pushBack(p)
 	} else if s.m[p.key] == p {
 		s.removeLocked(p, "")

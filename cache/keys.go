@@ -121,3 +121,51 @@ var noKeyCommands = map[string]bool{
 	"script": true, "function": true, "acl": true, "debug": true, "watch": true, "unwatch": true,
 	"multi": true, "exec": true, "discard": true, "keys": true, "randomkey": true,
 }
+
+// allowList is a cache's allow list as an open-addressing table: a lookup
+// hashes the name's length and two of its bytes, where a map would hash
+// the whole string. It is consulted for every command, so it is the
+// first cost of every hit and of every write.
+type allowList struct {
+	slots [allowSlots]allowSlot
+}
+
+type allowSlot struct {
+	name string
+	spec *cmdSpec
+}
+
+// allowSlots is a power of two well above the number of commands with key
+// specs, so that probe chains stay short.
+const allowSlots = 256
+
+func allowHash(name string) uint {
+	if name == "" {
+		return 0
+	}
+	return (uint(len(name))*131 + uint(name[0])*31 + uint(name[len(name)-1])) & (allowSlots - 1)
+}
+
+// add allows name (lower case).
+func (l *allowList) add(name string, spec *cmdSpec) {
+	for i := allowHash(name); ; i = (i + 1) & (allowSlots - 1) {
+		if sl := &l.slots[i]; sl.spec == nil || sl.name == name {
+			sl.name, sl.spec = name, spec
+			return
+		}
+	}
+}
+
+// get returns name's spec (name in lower case), or nil if name is not
+// allowed.
+func (l *allowList) get(name string) *cmdSpec {
+	for i := allowHash(name); ; i = (i + 1) & (allowSlots - 1) {
+		sl := &l.slots[i]
+		if sl.spec == nil {
+			return nil
+		}
+		if sl.name == name {
+			return sl.spec
+		}
+	}
+}
