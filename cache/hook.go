@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -192,6 +193,9 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 	if k == kNone {
 		return next(ctx, cmd)
 	}
+	if !c.tracked(keys) {
+		return next(ctx, cmd) // never invalidated: not cached
+	}
 	epoch := c.epoch.Load()
 	trusted := c.down.Load() == 0
 	c.misses.Add(1)
@@ -274,6 +278,22 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		c.enforce()
 	}
 	return err
+}
+
+// tracked reports whether the server tells of changes to every key in
+// keys: always in default mode, and in broadcast mode only for keys under
+// one of the prefixes (all keys when there are none).
+func (c *Cache) tracked(keys []any) bool {
+	if c.cfg.Mode != Broadcast || len(c.cfg.Prefixes) == 0 {
+		return true
+	}
+	for _, k := range keys {
+		name, _ := k.(string)
+		if !slices.ContainsFunc(c.cfg.Prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // wrapDial wraps every connection go-redis dials so that tracking is on,

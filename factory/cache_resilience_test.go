@@ -173,6 +173,26 @@ func TestCacheBroadcast(t *testing.T) {
 	v, hit := get(t, c, "cfg:x")
 	require.True(t, hit)
 	require.Equal(t, "1", v)
+
+	// A key outside the prefixes is never announced, so it is never
+	// cached: another client's write to it is seen at once.
+	require.NoError(t, other.Set(ctx, "session:1", "a", 0).Err())
+	for range 3 {
+		v, hit := get(t, c, "session:1")
+		require.False(t, hit, "a key outside the prefixes was answered from the cache")
+		require.Equal(t, "a", v)
+	}
+	require.NoError(t, other.Set(ctx, "session:1", "b", 0).Err())
+	v, _ = get(t, c, "session:1")
+	require.Equal(t, "b", v)
+	// MGET is cached only when every key is under a prefix.
+	for range 2 {
+		require.NoError(t, c.MGet(ctx, "user:1", "session:1").Err())
+	}
+	require.NoError(t, other.Set(ctx, "session:1", "c", 0).Err())
+	vals, err := c.MGet(ctx, "user:1", "session:1").Result()
+	require.NoError(t, err)
+	require.Equal(t, "c", vals[1])
 }
 
 func TestCacheCluster(t *testing.T) {
