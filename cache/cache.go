@@ -69,6 +69,15 @@ type Config struct {
 	// OnChannel is called when an invalidation connection goes down
 	// (err set) or comes up.
 	OnChannel func(addr string, up bool, err error)
+	// OnInvalidate, for tests and metrics, is called for every
+	// invalidation push an invalidation connection receives, after the
+	// entries it names were dropped: keys are the key names of the push
+	// (a fresh slice the callee may keep), nil for a flush (FLUSHDB,
+	// FLUSHALL). Pushes of one connection are applied one at a time, in
+	// the order the server sent them, so when OnInvalidate reports a key
+	// every invalidation that server sent before it has been applied. It
+	// runs on the invalidation connection's goroutine and must not block.
+	OnInvalidate func(keys []string)
 }
 
 // Stats are a cache's counters.

@@ -338,11 +338,24 @@ func (c *Cache) apply(msg resp.Push) {
 	switch keys := keys.(type) {
 	case nil:
 		c.Flush("server flushed the database")
+		if c.cfg.OnInvalidate != nil {
+			c.cfg.OnInvalidate(nil)
+		}
 	case []any:
+		var names []string
+		if c.cfg.OnInvalidate != nil {
+			names = make([]string, 0, len(keys))
+		}
 		for _, k := range keys {
 			if s, ok := k.(string); ok {
 				c.Invalidate(s)
+				if names != nil {
+					names = append(names, s)
+				}
 			}
+		}
+		if names != nil {
+			c.cfg.OnInvalidate(names)
 		}
 	}
 }
