@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -337,7 +338,10 @@ func (c *Cache) account(n, bytes int64) {
 }
 
 // Invalidate drops every entry on key name (pending ones are marked so
-// that their replies are not stored).
+// that their replies are not stored). Entries homed in another shard (a
+// multi-key command's, stored in its first key's shard) stay in name's
+// index until they are dropped: a concurrent Invalidate of the same name
+// must find them too, or it could return while they still answer hits.
 func (c *Cache) Invalidate(name string) {
 	c.invalidations.Add(1)
 	s := c.shardOf(name)
@@ -347,7 +351,6 @@ func (c *Cache) Invalidate(name string) {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.names, name)
 	var foreign []*entry
 	var freed, n int64
 	for _, e := range list {
@@ -358,8 +361,16 @@ func (c *Cache) Invalidate(name string) {
 		f, k := s.removeLocked(e, name)
 		freed, n = freed+f, n+k
 	}
+	if len(foreign) == 0 {
+		delete(s.names, name)
+	} else {
+		s.names[name] = slices.Clone(foreign) // until they are removed, below
+	}
 	s.mu.Unlock()
 	c.account(-n, -freed)
+	if len(foreign) == 0 {
+		return
+	}
 	for _, e := range foreign {
 		es := e.shard
 		es.mu.Lock()
@@ -367,6 +378,16 @@ func (c *Cache) Invalidate(name string) {
 		es.mu.Unlock()
 		c.account(-k, -f)
 	}
+	s.mu.Lock()
+	if l, ok := s.names[name]; ok {
+		l = slices.DeleteFunc(l, func(e *entry) bool { return slices.Contains(foreign, e) })
+		if len(l) == 0 {
+			delete(s.names, name)
+		} else {
+			s.names[name] = l
+		}
+	}
+	s.mu.Unlock()
 }
 
 // removeLocked removes e from its shard (whose lock is held) if it is still

@@ -3,7 +3,6 @@ package cache_test
 import (
 	"errors"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -47,26 +46,18 @@ import (
 // allowed.
 func TestCacheRaceNeverStale(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	const knownBug = "known bug: Cache.Invalidate of a name can return while a concurrent Invalidate of the same name " +
-		"has taken an entry homed in another shard (a multi-key entry such as MGET's) off the name's index but not yet " +
-		"dropped it, so the entry outlives the invalidation and MGET returns a value older than a write that returned, " +
-		"or whose invalidation arrived, before the read began; set CACHE_RACE_ALL=1 to run it, remove the skip with the fix"
 	cases := []struct {
 		name  string
 		proto int
 		mget  bool
-		skip  string
 	}{
-		{"resp2/get", 2, false, ""},
-		{"resp3/get", 3, false, ""},
-		{"resp2/get+mget", 2, true, knownBug},
-		{"resp3/get+mget", 3, true, knownBug},
+		{"resp2/get", 2, false},
+		{"resp3/get", 3, false},
+		{"resp2/get+mget", 2, true},
+		{"resp3/get+mget", 3, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.skip != "" && os.Getenv("CACHE_RACE_ALL") == "" {
-				t.Skip(tc.skip)
-			}
 			raceOnce(t, srv, tc.proto, tc.mget, 700*time.Millisecond)
 		})
 	}
