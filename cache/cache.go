@@ -452,16 +452,17 @@ func (s *shard) pushBack(e *entry) {
 }
 
 // evictOne evicts the least recently used entry of s, giving recently hit
-// entries a second chance. It reports whether one was evicted.
-func (c *Cache) evictOne(s *shard) bool {
+// entries a second chance and never evicting keep (the entry whose store
+// made the cache exceed its bounds). It reports whether one was evicted.
+func (c *Cache) evictOne(s *shard, keep *entry) bool {
 	s.mu.Lock()
 	var victim *entry
 	for range 64 {
 		e := s.head
-		if e == nil {
+		if e == nil || (e == keep && e.next == nil) {
 			break
 		}
-		if e.ref.Load() && e.next != nil {
+		if (e.ref.Load() || e == keep) && e.next != nil {
 			e.ref.Store(false)
 			s.unlink(e)
 			s.pushBack(e)
@@ -470,7 +471,7 @@ func (c *Cache) evictOne(s *shard) bool {
 		victim = e
 		break
 	}
-	if victim == nil {
+	if victim == nil && s.head != keep {
 		victim = s.head
 	}
 	if victim == nil {
@@ -500,11 +501,20 @@ func (c *Cache) over() bool {
 }
 
 // enforce evicts until the cache is within its bounds, taking the shards
-// in turn so that eviction order is close to global LRU.
-func (c *Cache) enforce() {
+// in turn so that eviction order is close to global LRU; keep, the entry
+// just stored, is evicted only when nothing else is left.
+func (c *Cache) enforce(keep *entry) {
 	idle := 0
 	for c.over() && idle < nShards {
-		if c.evictOne(&c.shards[c.cursor.Add(1)%nShards]) {
+		if c.evictOne(&c.shards[c.cursor.Add(1)%nShards], keep) {
+			idle = 0
+		} else {
+			idle++
+		}
+	}
+	idle = 0
+	for c.over() && idle < nShards {
+		if c.evictOne(&c.shards[c.cursor.Add(1)%nShards], nil) {
 			idle = 0
 		} else {
 			idle++

@@ -275,7 +275,7 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 	c.inflight.Add(-1)
 	if store {
 		c.account(1, p.size)
-		c.enforce()
+		c.enforce(p)
 	}
 	return err
 }
