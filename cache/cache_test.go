@@ -167,7 +167,7 @@ func newEnv(t testing.TB, srv *redistest.Server, cfg cache.Config, opt func(*red
 		_ = e.c.Close()
 	})
 	require.NoError(t, e.cl.Ping(bg).Err()) // dials: creates the node
-	eventually(t, 5*time.Second, "invalidation connection up", func() bool { return e.c.Stats().ChannelsUp == 1 })
+	redistest.Eventually(t, 5*time.Second, "invalidation connection up", func() bool { return e.c.Stats().ChannelsUp == 1 })
 	return e
 }
 
@@ -183,19 +183,6 @@ func (e *env) get(t testing.TB, key string) (string, bool) {
 		require.NoError(t, err)
 	}
 	return v, e.c.Stats().Hits > before
-}
-
-// eventually polls cond every millisecond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 func TestCacheHitAfterMiss(t *testing.T) {
@@ -641,7 +628,7 @@ func TestCacheClose(t *testing.T) {
 	cl := redis.NewClient(srv.RedisOptions())
 	cl.AddHook(c.Hook())
 	require.NoError(t, cl.Ping(bg).Err())
-	eventually(t, 5*time.Second, "channel up", func() bool { return c.Stats().ChannelsUp == 1 })
+	redistest.Eventually(t, 5*time.Second, "channel up", func() bool { return c.Stats().ChannelsUp == 1 })
 	require.Equal(t, 1, invalidationConns())
 	require.NoError(t, cl.Get(bg, "k").Err())
 	require.EqualValues(t, 1, c.Stats().Entries)
@@ -651,7 +638,7 @@ func TestCacheClose(t *testing.T) {
 	s := c.Stats()
 	require.Zero(t, s.Entries)
 	require.Zero(t, s.ChannelsUp)
-	eventually(t, 2*time.Second, "invalidation connection closed on the server", func() bool { return invalidationConns() == 0 })
+	redistest.Eventually(t, 2*time.Second, "invalidation connection closed on the server", func() bool { return invalidationConns() == 0 })
 
 	// The client still works; nothing is cached any more.
 	for range 3 {

@@ -65,7 +65,7 @@ func TestCacheInvalidationConnectionKilled(t *testing.T) {
 			cached(t, c, key, "before")
 
 			require.NoError(t, other.Do(ctx, "CLIENT", "KILL", "ID", invalidationID(t, srv)).Err())
-			eventually(t, time.Second, "flush after the channel was lost", func() bool { return stats(t, c).Flushes > 0 })
+			redistest.Eventually(t, time.Second, "flush after the channel was lost", func() bool { return stats(t, c).Flushes > 0 })
 			// A write while (or just after) the channel is down is never hidden.
 			require.NoError(t, other.Set(ctx, key, "during", 0).Err())
 			v, _ := get(t, c, key)
@@ -75,7 +75,7 @@ func TestCacheInvalidationConnectionKilled(t *testing.T) {
 			// through the same pooled connections.
 			cached(t, c, key, "during")
 			require.NoError(t, other.Set(ctx, key, "after", 0).Err())
-			eventually(t, time.Second, "invalidation after reconnect", func() bool { v, _ := get(t, c, key); return v == "after" })
+			redistest.Eventually(t, time.Second, "invalidation after reconnect", func() bool { v, _ := get(t, c, key); return v == "after" })
 			require.NotZero(t, ev.count(runtime.CacheChannelDown))
 			require.NotZero(t, ev.count(runtime.CacheChannelUp))
 			require.NotZero(t, ev.count(runtime.CacheFlushed))
@@ -92,7 +92,7 @@ func TestCacheServerRestart(t *testing.T) {
 	srv.Kill()
 	srv.Restart(t)
 	// The restarted server is empty: "before" must never come back.
-	eventually(t, 5*time.Second, "read after restart", func() bool {
+	redistest.Eventually(t, 5*time.Second, "read after restart", func() bool {
 		v, err := c.Get(ctx, "r").Result()
 		require.NotEqual(t, "before", v, "stale value served after a restart")
 		return err != nil && err.Error() == "redis: nil"
@@ -100,7 +100,7 @@ func TestCacheServerRestart(t *testing.T) {
 	require.NoError(t, srv.Client(t).Set(ctx, "r", "after", 0).Err())
 	cached(t, c, "r", "after")
 	require.NoError(t, srv.Client(t).Set(ctx, "r", "after2", 0).Err())
-	eventually(t, time.Second, "invalidation after restart", func() bool { v, _ := get(t, c, "r"); return v == "after2" })
+	redistest.Eventually(t, time.Second, "invalidation after restart", func() bool { v, _ := get(t, c, "r"); return v == "after2" })
 }
 
 func TestCacheSentinelFailover(t *testing.T) {
@@ -131,7 +131,7 @@ func TestCacheSentinelFailover(t *testing.T) {
 	// Invalidations work through sentinel.
 	admin := sn.Master().Client(t)
 	require.NoError(t, admin.Set(ctx, "s", "2", 0).Err())
-	eventually(t, time.Second, "invalidation", func() bool { v, _ := get(t, c, "s"); return v == "2" })
+	redistest.Eventually(t, time.Second, "invalidation", func() bool { v, _ := get(t, c, "s"); return v == "2" })
 	cached(t, c, "s", "2")
 
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -139,9 +139,9 @@ func TestCacheSentinelFailover(t *testing.T) {
 	require.NoError(t, sn.Failover(fctx))
 	newMaster := sn.Master().Client(t)
 	// Write on the new master directly; the cache must not keep "2".
-	eventually(t, 10*time.Second, "write on the new master", func() bool { return newMaster.Set(ctx, "s", "3", 0).Err() == nil })
+	redistest.Eventually(t, 10*time.Second, "write on the new master", func() bool { return newMaster.Set(ctx, "s", "3", 0).Err() == nil })
 	var last string
-	eventually(t, 10*time.Second, "fresh read after failover", func() bool {
+	redistest.Eventually(t, 10*time.Second, "fresh read after failover", func() bool {
 		v, err := c.Get(ctx, "s").Result()
 		if l := fmt.Sprint(v, err, stats(t, c)); l != last {
 			last = l
@@ -152,7 +152,7 @@ func TestCacheSentinelFailover(t *testing.T) {
 	t.Log(last)
 	cached(t, c, "s", "3")
 	require.NoError(t, newMaster.Set(ctx, "s", "4", 0).Err())
-	eventually(t, time.Second, "invalidation after failover", func() bool { v, _ := get(t, c, "s"); return v == "4" })
+	redistest.Eventually(t, time.Second, "invalidation after failover", func() bool { v, _ := get(t, c, "s"); return v == "4" })
 	require.NotZero(t, stats(t, c).Flushes)
 }
 
@@ -164,12 +164,12 @@ func TestCacheBroadcast(t *testing.T) {
 	require.NoError(t, other.Set(ctx, "user:1", "a", 0).Err())
 	cached(t, c, "user:1", "a")
 	require.NoError(t, other.Set(ctx, "user:1", "b", 0).Err())
-	eventually(t, time.Second, "broadcast invalidation", func() bool { v, _ := get(t, c, "user:1"); return v == "b" })
+	redistest.Eventually(t, time.Second, "broadcast invalidation", func() bool { v, _ := get(t, c, "user:1"); return v == "b" })
 	require.NoError(t, other.Set(ctx, "cfg:x", "1", 0).Err())
 	cached(t, c, "cfg:x", "1")
 	inv := stats(t, c).Invalidations
 	require.NoError(t, other.Set(ctx, "cfg:y", "never read", 0).Err()) // a key we never read is announced too
-	eventually(t, time.Second, "broadcast of an unread key", func() bool { return stats(t, c).Invalidations > inv })
+	redistest.Eventually(t, time.Second, "broadcast of an unread key", func() bool { return stats(t, c).Invalidations > inv })
 	v, hit := get(t, c, "cfg:x")
 	require.True(t, hit)
 	require.Equal(t, "1", v)
@@ -219,7 +219,7 @@ func TestCacheCluster(t *testing.T) {
 	}
 	for _, k := range nodes {
 		require.NoError(t, other.Set(ctx, k, "2", 0).Err())
-		eventually(t, time.Second, "invalidation of "+k, func() bool { v, _ := get(t, c, k); return v == "2" })
+		redistest.Eventually(t, time.Second, "invalidation of "+k, func() bool { v, _ := get(t, c, k); return v == "2" })
 		cached(t, c, k, "2")
 	}
 	require.Equal(t, 3, stats(t, c).ChannelsUp)
@@ -307,7 +307,7 @@ func TestCacheRace(t *testing.T) {
 		key := "race:" + strconv.Itoa(k)
 		want, err := other.Get(ctx, key).Result()
 		require.NoError(t, err)
-		eventually(t, time.Second, "final value of "+key, func() bool { v, _ := get(t, c, key); return v == want })
+		redistest.Eventually(t, time.Second, "final value of "+key, func() bool { v, _ := get(t, c, key); return v == want })
 	}
 	st := stats(t, c)
 	t.Logf("%d reads, %d stale; cache %+v", reads.Load(), stale.Load(), st)

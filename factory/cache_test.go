@@ -71,23 +71,10 @@ func get(t testing.TB, c *factory.Client, key string) (string, bool) {
 	return v, stats(t, c).Hits > before
 }
 
-// eventually polls cond every millisecond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // cached reads key until the cache answers it with want.
 func cached(t testing.TB, c *factory.Client, key, want string) {
 	t.Helper()
-	eventually(t, 5*time.Second, "cached "+key, func() bool {
+	redistest.Eventually(t, 5*time.Second, "cached "+key, func() bool {
 		v, hit := get(t, c, key)
 		return hit && v == want
 	})
@@ -111,7 +98,7 @@ func TestCacheInvalidationByAnotherClient(t *testing.T) {
 				inv := stats(t, c).Invalidations
 				start := time.Now()
 				require.NoError(t, other.Set(ctx, key, want, 0).Err())
-				eventually(t, time.Second, "invalidation", func() bool { return stats(t, c).Invalidations > inv })
+				redistest.Eventually(t, time.Second, "invalidation", func() bool { return stats(t, c).Invalidations > inv })
 				worst = max(worst, time.Since(start))
 				v, _ := get(t, c, key)
 				require.Equal(t, want, v)
@@ -194,7 +181,7 @@ func TestCacheHashAndOtherTypes(t *testing.T) {
 	s := stats(t, c)
 	require.GreaterOrEqual(t, s.Hits, uint64(10), "%+v", s)
 	require.NoError(t, other.HSet(ctx, "h", "c", "3").Err())
-	eventually(t, time.Second, "hash invalidated", func() bool {
+	redistest.Eventually(t, time.Second, "hash invalidated", func() bool {
 		m, err := c.HGetAll(ctx, "h").Result()
 		require.NoError(t, err)
 		return len(m) == 3
@@ -213,10 +200,10 @@ func TestCacheFlushAll(t *testing.T) {
 	require.NoError(t, other3.Set(ctx, "f", "1", 0).Err())
 	cached(t, c, "f", "1")
 	require.NoError(t, other.FlushAll(ctx).Err())
-	eventually(t, time.Second, "flush", func() bool { return stats(t, c).Flushes > 0 })
+	redistest.Eventually(t, time.Second, "flush", func() bool { return stats(t, c).Flushes > 0 })
 	v, _ := get(t, c, "f")
 	require.Equal(t, "<nil>", v)
-	eventually(t, time.Second, "flush event", func() bool { return ev.count(runtime.CacheFlushed) > 0 })
+	redistest.Eventually(t, time.Second, "flush event", func() bool { return ev.count(runtime.CacheFlushed) > 0 })
 	// The flush through the client itself flushes at once.
 	require.NoError(t, other3.Set(ctx, "f", "2", 0).Err())
 	cached(t, c, "f", "2")
@@ -234,12 +221,12 @@ func TestCacheDB3(t *testing.T) {
 	require.NoError(t, other3.Set(ctx, "k", "db3-a", 0).Err())
 	cached(t, c, "k", "db3-a")
 	require.NoError(t, other3.Set(ctx, "k", "db3-b", 0).Err())
-	eventually(t, time.Second, "db 3 invalidation", func() bool { v, _ := get(t, c, "k"); return v == "db3-b" })
+	redistest.Eventually(t, time.Second, "db 3 invalidation", func() bool { v, _ := get(t, c, "k"); return v == "db3-b" })
 	// A write to the same name in db 0 drops it too (tracking is by name).
 	cached(t, c, "k", "db3-b")
 	inv := stats(t, c).Invalidations
 	require.NoError(t, srv.Client(t).Set(ctx, "k", "db0", 0).Err())
-	eventually(t, time.Second, "cross-db invalidation", func() bool { return stats(t, c).Invalidations > inv })
+	redistest.Eventually(t, time.Second, "cross-db invalidation", func() bool { return stats(t, c).Invalidations > inv })
 	v, _ := get(t, c, "k")
 	require.Equal(t, "db3-b", v)
 }
@@ -324,7 +311,7 @@ func TestCacheBoundsAndTTL(t *testing.T) {
 		require.NoError(t, srv.Client(t).Set(ctx, "ttl", "1", 0).Err())
 		cached(t, tc, "ttl", "1")
 		start := time.Now()
-		eventually(t, time.Second, "expiry", func() bool { _, hit := get(t, tc, "ttl"); return !hit })
+		redistest.Eventually(t, time.Second, "expiry", func() bool { _, hit := get(t, tc, "ttl"); return !hit })
 		require.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond)
 	})
 }
