@@ -30,7 +30,11 @@ type Config struct {
 	MaxEntries int
 	MaxBytes   int64
 	// TTL is the longest an entry lives; zero means until invalidated or
-	// evicted.
+	// evicted. A TTL of a second or more is checked against a clock that
+	// one goroutine advances every 10 ms (reading the system clock on
+	// every hit would cost a third of the hit): an entry then lives at
+	// most the TTL unless that goroutine is kept from running for longer
+	// than a tick (a CPU quota throttle, a stopped process), by that much.
 	TTL time.Duration
 	// Mode and Prefixes select the tracking mode.
 	Mode     Mode
@@ -180,7 +184,9 @@ type shard struct {
 	_     [40]byte
 }
 
-// New returns a cache. Close releases its invalidation connections.
+// New returns a cache. Close releases its invalidation connections and,
+// for a TTL of a second or more, its share of the clock goroutine: a cache
+// that is dropped without Close keeps that goroutine running.
 func New(cfg Config) *Cache {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -251,11 +257,11 @@ func (c *Cache) Close() error {
 		n.close()
 	}
 	c.wg.Wait()
-	if c.coarseTTL {
-		releaseCoarse()
-	}
 	c.down.Add(1) // never trusted again
 	c.flush("", false)
+	if c.coarseTTL {
+		releaseCoarse() // after the flush: no hit is checked against a stopped clock
+	}
 	return nil
 }
 
@@ -351,7 +357,7 @@ func (c *Cache) Invalidate(name string) {
 		s.mu.Unlock()
 		return
 	}
-	var foreign []*entry
+	var foreign, unindex []*entry
 	var freed, n int64
 	for _, e := range list {
 		if e.shard != s {
@@ -360,6 +366,9 @@ func (c *Cache) Invalidate(name string) {
 		}
 		f, k := s.removeLocked(e, name)
 		freed, n = freed+f, n+k
+		if len(e.foreign) > 0 {
+			unindex = append(unindex, e)
+		}
 	}
 	if len(foreign) == 0 {
 		delete(s.names, name)
@@ -368,8 +377,8 @@ func (c *Cache) Invalidate(name string) {
 	}
 	s.mu.Unlock()
 	c.account(-n, -freed)
-	if len(foreign) == 0 {
-		return
+	for _, e := range unindex {
+		c.unindex(e)
 	}
 	for _, e := range foreign {
 		es := e.shard
@@ -377,46 +386,24 @@ func (c *Cache) Invalidate(name string) {
 		f, k := es.removeLocked(e, name)
 		es.mu.Unlock()
 		c.account(-k, -f)
+		c.unindex(e) // name's index included
 	}
-	s.mu.Lock()
-	if l, ok := s.names[name]; ok {
-		l = slices.DeleteFunc(l, func(e *entry) bool { return slices.Contains(foreign, e) })
-		if len(l) == 0 {
-			delete(s.names, name)
-		} else {
-			s.names[name] = l
-		}
-	}
-	s.mu.Unlock()
 }
 
 // removeLocked removes e from its shard (whose lock is held) if it is still
 // there; skip is a name whose index entry the caller already dropped. It
 // returns the bytes and entries freed. Index entries of e under names of
-// other shards stay until those names are invalidated or e's slot reused;
-// they hold no value.
+// other shards (e.foreign) are the caller's to drop with unindex once it
+// has released this shard's lock, since no two shard locks are ever held
+// at once.
 func (s *shard) removeLocked(e *entry, skip string) (int64, int64) {
 	if s.m[e.key] != e {
 		return 0, 0
 	}
 	delete(s.m, e.key)
 	for _, nm := range e.names {
-		if nm == skip {
-			continue
-		}
-		if l, ok := s.names[nm]; ok {
-			for i, x := range l {
-				if x == e {
-					l[i] = l[len(l)-1]
-					l = l[:len(l)-1]
-					break
-				}
-			}
-			if len(l) == 0 {
-				delete(s.names, nm)
-			} else {
-				s.names[nm] = l
-			}
+		if nm != skip {
+			s.dropIndexLocked(nm, e)
 		}
 	}
 	if e.pending {
@@ -425,6 +412,37 @@ func (s *shard) removeLocked(e *entry, skip string) (int64, int64) {
 	}
 	s.unlink(e)
 	return e.size, 1
+}
+
+// dropIndexLocked removes e from the index of name nm (s's lock held).
+func (s *shard) dropIndexLocked(nm string, e *entry) {
+	l, ok := s.names[nm]
+	if !ok {
+		return
+	}
+	if i := slices.Index(l, e); i >= 0 {
+		l[i] = l[len(l)-1]
+		l[len(l)-1] = nil
+		l = l[:len(l)-1]
+	}
+	if len(l) == 0 {
+		delete(s.names, nm)
+	} else {
+		s.names[nm] = l
+	}
+}
+
+// unindex drops a removed entry from the indexes of its names in other
+// shards, one shard lock at a time. Without it, an entry of a key that is
+// never invalidated (read, never written) would stay referenced from those
+// indexes, its value with it, outside every bound. It is idempotent.
+func (c *Cache) unindex(e *entry) {
+	for _, nm := range e.foreign {
+		fs := c.shardOf(nm)
+		fs.mu.Lock()
+		fs.dropIndexLocked(nm, e)
+		fs.mu.Unlock()
+	}
 }
 
 func (s *shard) unlink(e *entry) {
@@ -471,17 +489,19 @@ func (c *Cache) evictOne(s *shard, keep *entry) bool {
 		victim = e
 		break
 	}
-	if victim == nil && s.head != keep {
-		victim = s.head
+	if victim == nil {
+		// All recently hit: the oldest goes, keep only if it is alone.
+		if victim = s.head; victim == keep && victim != nil {
+			victim = keep.next
+		}
 	}
 	if victim == nil {
 		s.mu.Unlock()
 		return false
 	}
 	f, n := s.removeLocked(victim, "")
-	// Drop the names index entries of victim in its own shard only; see
-	// removeLocked.
 	s.mu.Unlock()
+	c.unindex(victim)
 	c.account(-n, -f)
 	c.evictions.Add(1)
 	return true

@@ -16,7 +16,8 @@ import (
 type entry struct {
 	value
 	key     string
-	names   []string
+	names   []string // the keys it read
+	foreign []string // those of names indexed in another shard than its own
 	shard   *shard
 	expires int64 // monotonic ns; 0 never
 	ref     atomic.Bool
@@ -126,6 +127,7 @@ func (c *Cache) pendingNone() bool { return c.inflight.Load() == 0 }
 // that is not cached.
 func appendKey(buf []byte, name string, args []any) ([]byte, bool) {
 	buf = append(buf, name...)
+	buf = append(buf, 0) // no name is a prefix of another's key
 	for _, a := range args {
 		switch v := a.(type) {
 		case string:
@@ -220,10 +222,12 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		}
 		return next(ctx, cmd)
 	}
+	var replaced *entry
 	if e != nil {
 		// Expired or of another command type: replace it.
 		f, n := s.removeLocked(e, "")
 		c.account(-n, -f)
+		replaced = e
 	}
 	p := &entry{key: string(buf), shard: s, pending: true, done: make(chan struct{})}
 	p.names = make([]string, 0, len(keys))
@@ -231,22 +235,27 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		name, ok := a.(string)
 		if !ok {
 			s.mu.Unlock()
+			if replaced != nil {
+				c.unindex(replaced)
+			}
 			return next(ctx, cmd)
 		}
 		p.names = append(p.names, name)
 	}
 	s.m[p.key] = p
-	var foreign []string
 	for _, name := range p.names {
 		if c.shardOf(name) == s {
 			s.names[name] = append(s.names[name], p)
 		} else {
-			foreign = append(foreign, name)
+			p.foreign = append(p.foreign, name)
 		}
 	}
 	s.mu.Unlock()
+	if replaced != nil {
+		c.unindex(replaced)
+	}
 	c.inflight.Add(1)
-	for _, name := range foreign {
+	for _, name := range p.foreign {
 		fs := c.shardOf(name)
 		fs.mu.Lock()
 		fs.names[name] = append(fs.names[name], p)
@@ -276,6 +285,10 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 	if store {
 		c.account(1, p.size)
 		c.enforce(p)
+	} else {
+		// Also covers an Invalidate or flush that removed p before the
+		// loop above had indexed it in the other shards.
+		c.unindex(p)
 	}
 	return err
 }

@@ -36,6 +36,12 @@ func answer(cmd redis.Cmder) {
 		c.SetVal(map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"})
 	case *redis.StringSliceCmd:
 		c.SetVal([]string{"a", "b"})
+	case *redis.SliceCmd:
+		vals := make([]any, len(c.Args())-1)
+		for i := range vals {
+			vals[i] = "v"
+		}
+		c.SetVal(vals)
 	}
 }
 
