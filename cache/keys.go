@@ -109,8 +109,10 @@ func intArg(a any) (int64, bool) {
 	return 0, false
 }
 
-// noKeyCommands name no keys, or only keys they do not change: writes are
-// not invalidated for them.
+// noKeyCommands name no keys, or only keys they do not change: they do not
+// invalidate what they name. Every command with a spec is read-only and
+// is added at init, so a read outside a cache's allow list does not drop
+// entries.
 var noKeyCommands = map[string]bool{
 	"ping": true, "echo": true, "info": true, "client": true, "config": true, "hello": true,
 	"auth": true, "select": true, "command": true, "time": true, "dbsize": true, "scan": true,
@@ -167,5 +169,11 @@ func (l *allowList) get(name string) *cmdSpec {
 		if sl.name == name {
 			return sl.spec
 		}
+	}
+}
+
+func init() {
+	for name := range specs {
+		noKeyCommands[name] = true
 	}
 }
