@@ -1,7 +1,6 @@
 package profiles
 
 import (
-	"fmt"
 	"os"
 	"strings"
 
@@ -68,7 +67,7 @@ func (l *loader) readReferencedFiles(res *Result) {
 
 func (l *loader) emptySecret(res *Result, name, rel, path string) {
 	o, _ := lookupOrigin(res.origins[name], rel)
-	l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: fmt.Sprintf("the file is empty; it must hold the password"), Value: path, HasValue: true})
+	l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: "the file is empty; it must hold the password", Value: path, HasValue: true})
 }
 
 // exclusive reports (and records) a profile that sets both a password and

@@ -49,7 +49,7 @@ func parseYAML(name string, data []byte) (p *parsed, err error) {
 		p.tree = t
 	case nil:
 	default:
-		return nil, errors.New("invalid YAML: the top level must be a map with defaults: and profiles:")
+		return nil, errors.New("invalid YAML: the top level must be a map of `defaults` and `profiles`")
 	}
 	return p, nil
 }
