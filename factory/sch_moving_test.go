@@ -50,9 +50,14 @@
 // failure fails the test.
 //
 // Frequency of the race report: 3 runs in 40 with -race -cpu 4, 0 in 60
-// with -race at GOMAXPROCS=2. Related upstream fixes of other handoff races: go-redis
-// #3876 (isHealthyConn vs SetNetConn) and #3966 (onClose vs init); none
-// for this one was found. Everything else of ours runs under -race, this
+// with -race at GOMAXPROCS=2. The fix belongs upstream: keep the
+// connection INITIALIZING for the whole handshake (a SingleConnPool mode
+// that leaves the state alone) and publish IDLE once, after
+// ClearHandoffState; reAuthConnection (redis.go:816) uses the same
+// SingleConnPool pattern on a pooled connection and is likely affected
+// too. Related upstream fixes of other handoff races: go-redis #3876
+// (isHealthyConn vs SetNetConn) and #3966 (onClose vs init); no report of
+// this one was found. Everything else of ours runs under -race, this
 // scenario's relaxed-timeout variant (TestSCHRelaxedTimeouts) and the sch
 // and rehearse tests included.
 
