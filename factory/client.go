@@ -84,16 +84,16 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 			bus.Publish(runtime.Event{Kind: runtime.ConnReplaced, Profile: name, Class: string(errclass.Of(err))})
 		},
 	}
-	cm := common{
-		dialer: dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks),
-		tls:    tlsCfg,
-		read:   read,
-		write:  write,
-	}
 	if c.exts, err = extensions(name, p, rt); err != nil {
 		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
 	}
-	onConnect := chainOnConnect(c.exts)
+	cm := common{
+		dialer:    dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks),
+		tls:       tlsCfg,
+		read:      read,
+		write:     write,
+		onConnect: chainOnConnect(c.exts),
+	}
 	outer := func(add func(redis.Hook)) {
 		for _, e := range c.exts {
 			if e.outerHook != nil {
@@ -104,23 +104,17 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 
 	switch p.Mode {
 	case schema.Cluster:
-		o := clusterOptions(p, cm)
-		o.OnConnect = onConnect
-		cc := redis.NewClusterClient(o)
+		cc := redis.NewClusterClient(clusterOptions(p, cm))
 		outer(cc.AddHook)
 		installClusterPolicy(cc, c.policy)
 		c.UniversalClient = cc
 	case schema.Sentinel:
-		o := failoverOptions(p, cm)
-		o.OnConnect = onConnect
-		fc := redis.NewFailoverClient(o)
+		fc := redis.NewFailoverClient(failoverOptions(p, cm))
 		outer(fc.AddHook)
 		fc.AddHook(c.policy.Hook())
 		c.UniversalClient = fc
 	default:
-		o := standaloneOptions(p, cm)
-		o.OnConnect = onConnect
-		sc := redis.NewClient(o)
+		sc := redis.NewClient(standaloneOptions(p, cm))
 		outer(sc.AddHook)
 		sc.AddHook(c.policy.Hook())
 		c.UniversalClient = sc

@@ -49,19 +49,22 @@ func tlsConfig(p *schema.Profile) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// common holds the options every mode shares.
+// common holds the options every mode shares that do not come from the
+// profile alone.
 type common struct {
 	dialer      func(ctx context.Context, network, addr string) (net.Conn, error)
 	tls         *tls.Config
 	read, write time.Duration
+	onConnect   func(ctx context.Context, cn *redis.Conn) error
 }
 
-// standaloneOptions maps a standalone profile onto redis.Options.
-func standaloneOptions(p *schema.Profile, c common) *redis.Options {
-	return &redis.Options{
-		Network:    p.Network,
-		Addr:       p.Addr,
+// universalOptions maps a profile onto go-redis's UniversalOptions, whose
+// Simple, Failover and Cluster methods give each mode's options: the keys
+// the modes share are mapped once, here.
+func universalOptions(p *schema.Profile, c common) *redis.UniversalOptions {
+	o := &redis.UniversalOptions{
 		Dialer:     c.dialer,
+		OnConnect:  c.onConnect,
 		Protocol:   p.Protocol,
 		Username:   p.Username,
 		Password:   p.Password.Reveal(),
@@ -90,77 +93,41 @@ func standaloneOptions(p *schema.Profile, c common) *redis.Options {
 
 		MaintNotificationsConfig: maintConfig(p),
 	}
+	switch p.Mode {
+	case schema.Cluster:
+		o.Addrs = p.Addrs
+		o.MaxRedirects = p.Cluster.MaxRedirects // 0: go-redis's default (3)
+		o.ReadOnly = p.Cluster.ReadOnly
+		o.RouteByLatency = p.Cluster.RouteByLatency
+		o.RouteRandomly = p.Cluster.RouteRandomly
+	case schema.Sentinel:
+		o.Addrs = p.Sentinel.Addrs
+		o.MasterName = p.Sentinel.MasterName
+		o.SentinelUsername = p.Sentinel.Username
+		o.SentinelPassword = p.Sentinel.Password.Reveal()
+		o.ReadOnly = p.Sentinel.ReplicaOnly // Failover maps it to ReplicaOnly
+	default:
+		o.Addrs = []string{p.Addr}
+	}
+	return o
+}
+
+// standaloneOptions maps a standalone profile onto redis.Options.
+func standaloneOptions(p *schema.Profile, c common) *redis.Options {
+	o := universalOptions(p, c).Simple()
+	o.Network = p.Network // a unix socket; UniversalOptions has no network
+	return o
 }
 
 // failoverOptions maps a sentinel profile onto redis.FailoverOptions.
 // go-redis's failover client has no maintenance notifications (sch.mode
-// enabled is a validation error for sentinel; auto means off).
+// enabled is a validation error for sentinel; auto means off), and
+// Failover drops the setting.
 func failoverOptions(p *schema.Profile, c common) *redis.FailoverOptions {
-	return &redis.FailoverOptions{
-		MasterName:       p.Sentinel.MasterName,
-		SentinelAddrs:    p.Sentinel.Addrs,
-		SentinelUsername: p.Sentinel.Username,
-		SentinelPassword: p.Sentinel.Password.Reveal(),
-		ReplicaOnly:      p.Sentinel.ReplicaOnly,
-
-		Dialer:     c.dialer,
-		Protocol:   p.Protocol,
-		Username:   p.Username,
-		Password:   p.Password.Reveal(),
-		DB:         p.DB,
-		ClientName: p.ClientName,
-		TLSConfig:  c.tls,
-
-		MaxRetries:    -1,
-		DialerRetries: 1,
-
-		DialTimeout:           p.Timeouts.Connect,
-		ReadTimeout:           c.read,
-		WriteTimeout:          c.write,
-		ContextTimeoutEnabled: true,
-
-		PoolSize:        p.Pool.Size,
-		MinIdleConns:    p.Pool.MinIdle,
-		MaxIdleConns:    p.Pool.MaxIdle,
-		MaxActiveConns:  p.Pool.MaxActive,
-		PoolTimeout:     p.Pool.Timeout,
-		ConnMaxIdleTime: p.Pool.ConnMaxIdleTime,
-		ConnMaxLifetime: p.Pool.ConnMaxLifetime,
-	}
+	return universalOptions(p, c).Failover()
 }
 
 // clusterOptions maps a cluster profile onto redis.ClusterOptions.
 func clusterOptions(p *schema.Profile, c common) *redis.ClusterOptions {
-	return &redis.ClusterOptions{
-		Addrs:          p.Addrs,
-		MaxRedirects:   p.Cluster.MaxRedirects, // 0: go-redis's default (3)
-		ReadOnly:       p.Cluster.ReadOnly,
-		RouteByLatency: p.Cluster.RouteByLatency,
-		RouteRandomly:  p.Cluster.RouteRandomly,
-
-		Dialer:     c.dialer,
-		Protocol:   p.Protocol,
-		Username:   p.Username,
-		Password:   p.Password.Reveal(),
-		ClientName: p.ClientName,
-		TLSConfig:  c.tls,
-
-		MaxRetries:    -1,
-		DialerRetries: 1,
-
-		DialTimeout:           p.Timeouts.Connect,
-		ReadTimeout:           c.read,
-		WriteTimeout:          c.write,
-		ContextTimeoutEnabled: true,
-
-		PoolSize:        p.Pool.Size,
-		MinIdleConns:    p.Pool.MinIdle,
-		MaxIdleConns:    p.Pool.MaxIdle,
-		MaxActiveConns:  p.Pool.MaxActive,
-		PoolTimeout:     p.Pool.Timeout,
-		ConnMaxIdleTime: p.Pool.ConnMaxIdleTime,
-		ConnMaxLifetime: p.Pool.ConnMaxLifetime,
-
-		MaintNotificationsConfig: maintConfig(p),
-	}
+	return universalOptions(p, c).Cluster()
 }
