@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/runtime"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
@@ -108,7 +109,7 @@ func NewPolicy(p *schema.Profile, opts Options) *Policy {
 		pol.rnd = rand.Float64
 	}
 	if pol.sleep == nil {
-		pol.sleep = sleep
+		pol.sleep = runtime.RealClock().Sleep
 	}
 	if p == nil {
 		return pol
@@ -140,21 +141,6 @@ func (p *Policy) Strategy() Strategy { return p.strategy }
 // Budget returns the retry budget of the policy, or nil when the profile
 // has none. Its Tokens method is meant for metrics.
 func (p *Policy) Budget() *Budget { return p.budget }
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // eligible reports whether err, from a try of a command run under ctx, is
 // one the policy retries: its class is listed, and ctx is still live. It
