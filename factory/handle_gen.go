@@ -15,276 +15,276 @@ var (
 )
 
 // ACLCat calls ACLCat on the profile's current client.
-func (h *Handle) ACLCat(a0 context.Context) *redis.StringSliceCmd {
+func (h *Handle) ACLCat(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLCat(a0)
+	return g.client.ACLCat(ctx)
 }
 
 // ACLCatArgs calls ACLCatArgs on the profile's current client.
-func (h *Handle) ACLCatArgs(a0 context.Context, a1 *redis.ACLCatArgs) *redis.StringSliceCmd {
+func (h *Handle) ACLCatArgs(ctx context.Context, options *redis.ACLCatArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLCatArgs(a0, a1)
+	return g.client.ACLCatArgs(ctx, options)
 }
 
 // ACLDelUser calls ACLDelUser on the profile's current client.
-func (h *Handle) ACLDelUser(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) ACLDelUser(ctx context.Context, username string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLDelUser(a0, a1)
+	return g.client.ACLDelUser(ctx, username)
 }
 
 // ACLDryRun calls ACLDryRun on the profile's current client.
-func (h *Handle) ACLDryRun(a0 context.Context, a1 string, a2 ...interface{}) *redis.StringCmd {
+func (h *Handle) ACLDryRun(ctx context.Context, username string, command ...interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLDryRun(a0, a1, a2...)
+	return g.client.ACLDryRun(ctx, username, command...)
 }
 
 // ACLGenPass calls ACLGenPass on the profile's current client.
-func (h *Handle) ACLGenPass(a0 context.Context, a1 int) *redis.StringCmd {
+func (h *Handle) ACLGenPass(ctx context.Context, bit int) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLGenPass(a0, a1)
+	return g.client.ACLGenPass(ctx, bit)
 }
 
 // ACLList calls ACLList on the profile's current client.
-func (h *Handle) ACLList(a0 context.Context) *redis.StringSliceCmd {
+func (h *Handle) ACLList(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLList(a0)
+	return g.client.ACLList(ctx)
 }
 
 // ACLLog calls ACLLog on the profile's current client.
-func (h *Handle) ACLLog(a0 context.Context, a1 int64) *redis.ACLLogCmd {
+func (h *Handle) ACLLog(ctx context.Context, count int64) *redis.ACLLogCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLLog(a0, a1)
+	return g.client.ACLLog(ctx, count)
 }
 
 // ACLLogReset calls ACLLogReset on the profile's current client.
-func (h *Handle) ACLLogReset(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ACLLogReset(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLLogReset(a0)
+	return g.client.ACLLogReset(ctx)
 }
 
 // ACLSetUser calls ACLSetUser on the profile's current client.
-func (h *Handle) ACLSetUser(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
+func (h *Handle) ACLSetUser(ctx context.Context, username string, rules ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLSetUser(a0, a1, a2...)
+	return g.client.ACLSetUser(ctx, username, rules...)
 }
 
 // ACLUsers calls ACLUsers on the profile's current client.
-func (h *Handle) ACLUsers(a0 context.Context) *redis.StringSliceCmd {
+func (h *Handle) ACLUsers(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLUsers(a0)
+	return g.client.ACLUsers(ctx)
 }
 
 // ACLWhoAmI calls ACLWhoAmI on the profile's current client.
-func (h *Handle) ACLWhoAmI(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ACLWhoAmI(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLWhoAmI(a0)
+	return g.client.ACLWhoAmI(ctx)
 }
 
 // ARCount calls ARCount on the profile's current client.
-func (h *Handle) ARCount(a0 context.Context, a1 string) *redis.UintCmd {
+func (h *Handle) ARCount(ctx context.Context, key string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARCount(a0, a1)
+	return g.client.ARCount(ctx, key)
 }
 
 // ARDel calls ARDel on the profile's current client.
-func (h *Handle) ARDel(a0 context.Context, a1 string, a2 ...uint64) *redis.IntCmd {
+func (h *Handle) ARDel(ctx context.Context, key string, indexes ...uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARDel(a0, a1, a2...)
+	return g.client.ARDel(ctx, key, indexes...)
 }
 
 // ARDelRange calls ARDelRange on the profile's current client.
-func (h *Handle) ARDelRange(a0 context.Context, a1 string, a2 ...redis.ARRange) *redis.UintCmd {
+func (h *Handle) ARDelRange(ctx context.Context, key string, ranges ...redis.ARRange) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARDelRange(a0, a1, a2...)
+	return g.client.ARDelRange(ctx, key, ranges...)
 }
 
 // ARGet calls ARGet on the profile's current client.
-func (h *Handle) ARGet(a0 context.Context, a1 string, a2 uint64) *redis.StringCmd {
+func (h *Handle) ARGet(ctx context.Context, key string, index uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGet(a0, a1, a2)
+	return g.client.ARGet(ctx, key, index)
 }
 
 // ARGetRange calls ARGetRange on the profile's current client.
-func (h *Handle) ARGetRange(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.SliceCmd {
+func (h *Handle) ARGetRange(ctx context.Context, key string, start uint64, end uint64) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGetRange(a0, a1, a2, a3)
+	return g.client.ARGetRange(ctx, key, start, end)
 }
 
 // ARGrep calls ARGrep on the profile's current client.
-func (h *Handle) ARGrep(a0 context.Context, a1 string, a2 string, a3 string, a4 *redis.ARGrepArgs) *redis.UintSliceCmd {
+func (h *Handle) ARGrep(ctx context.Context, key string, start string, end string, args *redis.ARGrepArgs) *redis.UintSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGrep(a0, a1, a2, a3, a4)
+	return g.client.ARGrep(ctx, key, start, end, args)
 }
 
 // ARGrepWithValues calls ARGrepWithValues on the profile's current client.
-func (h *Handle) ARGrepWithValues(a0 context.Context, a1 string, a2 string, a3 string, a4 *redis.ARGrepArgs) *redis.AREntrySliceCmd {
+func (h *Handle) ARGrepWithValues(ctx context.Context, key string, start string, end string, args *redis.ARGrepArgs) *redis.AREntrySliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGrepWithValues(a0, a1, a2, a3, a4)
+	return g.client.ARGrepWithValues(ctx, key, start, end, args)
 }
 
 // ARInfo calls ARInfo on the profile's current client.
-func (h *Handle) ARInfo(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
+func (h *Handle) ARInfo(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInfo(a0, a1)
+	return g.client.ARInfo(ctx, key)
 }
 
 // ARInfoFull calls ARInfoFull on the profile's current client.
-func (h *Handle) ARInfoFull(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
+func (h *Handle) ARInfoFull(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInfoFull(a0, a1)
+	return g.client.ARInfoFull(ctx, key)
 }
 
 // ARInsert calls ARInsert on the profile's current client.
-func (h *Handle) ARInsert(a0 context.Context, a1 string, a2 ...string) *redis.UintCmd {
+func (h *Handle) ARInsert(ctx context.Context, key string, values ...string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInsert(a0, a1, a2...)
+	return g.client.ARInsert(ctx, key, values...)
 }
 
 // ARLastItems calls ARLastItems on the profile's current client.
-func (h *Handle) ARLastItems(a0 context.Context, a1 string, a2 uint64, a3 bool) *redis.SliceCmd {
+func (h *Handle) ARLastItems(ctx context.Context, key string, count uint64, rev bool) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARLastItems(a0, a1, a2, a3)
+	return g.client.ARLastItems(ctx, key, count, rev)
 }
 
 // ARLen calls ARLen on the profile's current client.
-func (h *Handle) ARLen(a0 context.Context, a1 string) *redis.UintCmd {
+func (h *Handle) ARLen(ctx context.Context, key string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARLen(a0, a1)
+	return g.client.ARLen(ctx, key)
 }
 
 // ARMGet calls ARMGet on the profile's current client.
-func (h *Handle) ARMGet(a0 context.Context, a1 string, a2 ...uint64) *redis.SliceCmd {
+func (h *Handle) ARMGet(ctx context.Context, key string, indexes ...uint64) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARMGet(a0, a1, a2...)
+	return g.client.ARMGet(ctx, key, indexes...)
 }
 
 // ARMSet calls ARMSet on the profile's current client.
-func (h *Handle) ARMSet(a0 context.Context, a1 string, a2 ...redis.AREntry) *redis.IntCmd {
+func (h *Handle) ARMSet(ctx context.Context, key string, members ...redis.AREntry) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARMSet(a0, a1, a2...)
+	return g.client.ARMSet(ctx, key, members...)
 }
 
 // ARNext calls ARNext on the profile's current client.
-func (h *Handle) ARNext(a0 context.Context, a1 string) *redis.UintCmd {
+func (h *Handle) ARNext(ctx context.Context, key string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARNext(a0, a1)
+	return g.client.ARNext(ctx, key)
 }
 
 // AROpAnd calls AROpAnd on the profile's current client.
-func (h *Handle) AROpAnd(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
+func (h *Handle) AROpAnd(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpAnd(a0, a1, a2, a3)
+	return g.client.AROpAnd(ctx, key, start, end)
 }
 
 // AROpMatch calls AROpMatch on the profile's current client.
-func (h *Handle) AROpMatch(a0 context.Context, a1 string, a2 uint64, a3 uint64, a4 string) *redis.IntCmd {
+func (h *Handle) AROpMatch(ctx context.Context, key string, start uint64, end uint64, value string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMatch(a0, a1, a2, a3, a4)
+	return g.client.AROpMatch(ctx, key, start, end, value)
 }
 
 // AROpMax calls AROpMax on the profile's current client.
-func (h *Handle) AROpMax(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.StringCmd {
+func (h *Handle) AROpMax(ctx context.Context, key string, start uint64, end uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMax(a0, a1, a2, a3)
+	return g.client.AROpMax(ctx, key, start, end)
 }
 
 // AROpMin calls AROpMin on the profile's current client.
-func (h *Handle) AROpMin(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.StringCmd {
+func (h *Handle) AROpMin(ctx context.Context, key string, start uint64, end uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMin(a0, a1, a2, a3)
+	return g.client.AROpMin(ctx, key, start, end)
 }
 
 // AROpOr calls AROpOr on the profile's current client.
-func (h *Handle) AROpOr(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
+func (h *Handle) AROpOr(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpOr(a0, a1, a2, a3)
+	return g.client.AROpOr(ctx, key, start, end)
 }
 
 // AROpSum calls AROpSum on the profile's current client.
-func (h *Handle) AROpSum(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.StringCmd {
+func (h *Handle) AROpSum(ctx context.Context, key string, start uint64, end uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpSum(a0, a1, a2, a3)
+	return g.client.AROpSum(ctx, key, start, end)
 }
 
 // AROpUsed calls AROpUsed on the profile's current client.
-func (h *Handle) AROpUsed(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
+func (h *Handle) AROpUsed(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpUsed(a0, a1, a2, a3)
+	return g.client.AROpUsed(ctx, key, start, end)
 }
 
 // AROpXor calls AROpXor on the profile's current client.
-func (h *Handle) AROpXor(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
+func (h *Handle) AROpXor(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpXor(a0, a1, a2, a3)
+	return g.client.AROpXor(ctx, key, start, end)
 }
 
 // ARRing calls ARRing on the profile's current client.
-func (h *Handle) ARRing(a0 context.Context, a1 string, a2 uint64, a3 ...string) *redis.UintCmd {
+func (h *Handle) ARRing(ctx context.Context, key string, size uint64, values ...string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARRing(a0, a1, a2, a3...)
+	return g.client.ARRing(ctx, key, size, values...)
 }
 
 // ARScan calls ARScan on the profile's current client.
-func (h *Handle) ARScan(a0 context.Context, a1 string, a2 uint64, a3 uint64, a4 *redis.ARScanArgs) *redis.AREntrySliceCmd {
+func (h *Handle) ARScan(ctx context.Context, key string, start uint64, end uint64, args *redis.ARScanArgs) *redis.AREntrySliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARScan(a0, a1, a2, a3, a4)
+	return g.client.ARScan(ctx, key, start, end, args)
 }
 
 // ARSeek calls ARSeek on the profile's current client.
-func (h *Handle) ARSeek(a0 context.Context, a1 string, a2 uint64) *redis.IntCmd {
+func (h *Handle) ARSeek(ctx context.Context, key string, index uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARSeek(a0, a1, a2)
+	return g.client.ARSeek(ctx, key, index)
 }
 
 // ARSet calls ARSet on the profile's current client.
-func (h *Handle) ARSet(a0 context.Context, a1 string, a2 uint64, a3 ...string) *redis.IntCmd {
+func (h *Handle) ARSet(ctx context.Context, key string, index uint64, values ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARSet(a0, a1, a2, a3...)
+	return g.client.ARSet(ctx, key, index, values...)
 }
 
 // Append calls Append on the profile's current client.
-func (h *Handle) Append(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) Append(ctx context.Context, key string, value string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Append(a0, a1, a2)
+	return g.client.Append(ctx, key, value)
 }
 
 // AsyncAutoPipeline calls AsyncAutoPipeline on the profile's current client.
@@ -295,10 +295,10 @@ func (h *Handle) AsyncAutoPipeline() (*redis.AutoPipeliner, error) {
 }
 
 // AsyncAutoPipelineWithOptions calls AsyncAutoPipelineWithOptions on the profile's current client.
-func (h *Handle) AsyncAutoPipelineWithOptions(a0 *redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
+func (h *Handle) AsyncAutoPipelineWithOptions(config *redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AsyncAutoPipelineWithOptions(a0)
+	return g.client.AsyncAutoPipelineWithOptions(config)
 }
 
 // AutoPipeline calls AutoPipeline on the profile's current client.
@@ -309,2250 +309,2250 @@ func (h *Handle) AutoPipeline() (*redis.AutoPipeliner, error) {
 }
 
 // AutoPipelineWithOptions calls AutoPipelineWithOptions on the profile's current client.
-func (h *Handle) AutoPipelineWithOptions(a0 *redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
+func (h *Handle) AutoPipelineWithOptions(config *redis.AutoPipelineOptions) (*redis.AutoPipeliner, error) {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AutoPipelineWithOptions(a0)
+	return g.client.AutoPipelineWithOptions(config)
 }
 
 // BFAdd calls BFAdd on the profile's current client.
-func (h *Handle) BFAdd(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) BFAdd(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFAdd(a0, a1, a2)
+	return g.client.BFAdd(ctx, key, element)
 }
 
 // BFCard calls BFCard on the profile's current client.
-func (h *Handle) BFCard(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) BFCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFCard(a0, a1)
+	return g.client.BFCard(ctx, key)
 }
 
 // BFExists calls BFExists on the profile's current client.
-func (h *Handle) BFExists(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) BFExists(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFExists(a0, a1, a2)
+	return g.client.BFExists(ctx, key, element)
 }
 
 // BFInfo calls BFInfo on the profile's current client.
-func (h *Handle) BFInfo(a0 context.Context, a1 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfo(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfo(a0, a1)
+	return g.client.BFInfo(ctx, key)
 }
 
 // BFInfoArg calls BFInfoArg on the profile's current client.
-func (h *Handle) BFInfoArg(a0 context.Context, a1 string, a2 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfoArg(ctx context.Context, key string, option string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoArg(a0, a1, a2)
+	return g.client.BFInfoArg(ctx, key, option)
 }
 
 // BFInfoCapacity calls BFInfoCapacity on the profile's current client.
-func (h *Handle) BFInfoCapacity(a0 context.Context, a1 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfoCapacity(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoCapacity(a0, a1)
+	return g.client.BFInfoCapacity(ctx, key)
 }
 
 // BFInfoExpansion calls BFInfoExpansion on the profile's current client.
-func (h *Handle) BFInfoExpansion(a0 context.Context, a1 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfoExpansion(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoExpansion(a0, a1)
+	return g.client.BFInfoExpansion(ctx, key)
 }
 
 // BFInfoFilters calls BFInfoFilters on the profile's current client.
-func (h *Handle) BFInfoFilters(a0 context.Context, a1 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfoFilters(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoFilters(a0, a1)
+	return g.client.BFInfoFilters(ctx, key)
 }
 
 // BFInfoItems calls BFInfoItems on the profile's current client.
-func (h *Handle) BFInfoItems(a0 context.Context, a1 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfoItems(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoItems(a0, a1)
+	return g.client.BFInfoItems(ctx, key)
 }
 
 // BFInfoSize calls BFInfoSize on the profile's current client.
-func (h *Handle) BFInfoSize(a0 context.Context, a1 string) *redis.BFInfoCmd {
+func (h *Handle) BFInfoSize(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoSize(a0, a1)
+	return g.client.BFInfoSize(ctx, key)
 }
 
 // BFInsert calls BFInsert on the profile's current client.
-func (h *Handle) BFInsert(a0 context.Context, a1 string, a2 *redis.BFInsertOptions, a3 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) BFInsert(ctx context.Context, key string, options *redis.BFInsertOptions, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInsert(a0, a1, a2, a3...)
+	return g.client.BFInsert(ctx, key, options, elements...)
 }
 
 // BFLoadChunk calls BFLoadChunk on the profile's current client.
-func (h *Handle) BFLoadChunk(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.StatusCmd {
+func (h *Handle) BFLoadChunk(ctx context.Context, key string, iterator int64, data interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFLoadChunk(a0, a1, a2, a3)
+	return g.client.BFLoadChunk(ctx, key, iterator, data)
 }
 
 // BFMAdd calls BFMAdd on the profile's current client.
-func (h *Handle) BFMAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) BFMAdd(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFMAdd(a0, a1, a2...)
+	return g.client.BFMAdd(ctx, key, elements...)
 }
 
 // BFMExists calls BFMExists on the profile's current client.
-func (h *Handle) BFMExists(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) BFMExists(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFMExists(a0, a1, a2...)
+	return g.client.BFMExists(ctx, key, elements...)
 }
 
 // BFReserve calls BFReserve on the profile's current client.
-func (h *Handle) BFReserve(a0 context.Context, a1 string, a2 float64, a3 int64) *redis.StatusCmd {
+func (h *Handle) BFReserve(ctx context.Context, key string, errorRate float64, capacity int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserve(a0, a1, a2, a3)
+	return g.client.BFReserve(ctx, key, errorRate, capacity)
 }
 
 // BFReserveExpansion calls BFReserveExpansion on the profile's current client.
-func (h *Handle) BFReserveExpansion(a0 context.Context, a1 string, a2 float64, a3 int64, a4 int64) *redis.StatusCmd {
+func (h *Handle) BFReserveExpansion(ctx context.Context, key string, errorRate float64, capacity int64, expansion int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveExpansion(a0, a1, a2, a3, a4)
+	return g.client.BFReserveExpansion(ctx, key, errorRate, capacity, expansion)
 }
 
 // BFReserveNonScaling calls BFReserveNonScaling on the profile's current client.
-func (h *Handle) BFReserveNonScaling(a0 context.Context, a1 string, a2 float64, a3 int64) *redis.StatusCmd {
+func (h *Handle) BFReserveNonScaling(ctx context.Context, key string, errorRate float64, capacity int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveNonScaling(a0, a1, a2, a3)
+	return g.client.BFReserveNonScaling(ctx, key, errorRate, capacity)
 }
 
 // BFReserveWithArgs calls BFReserveWithArgs on the profile's current client.
-func (h *Handle) BFReserveWithArgs(a0 context.Context, a1 string, a2 *redis.BFReserveOptions) *redis.StatusCmd {
+func (h *Handle) BFReserveWithArgs(ctx context.Context, key string, options *redis.BFReserveOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveWithArgs(a0, a1, a2)
+	return g.client.BFReserveWithArgs(ctx, key, options)
 }
 
 // BFScanDump calls BFScanDump on the profile's current client.
-func (h *Handle) BFScanDump(a0 context.Context, a1 string, a2 int64) *redis.ScanDumpCmd {
+func (h *Handle) BFScanDump(ctx context.Context, key string, iterator int64) *redis.ScanDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFScanDump(a0, a1, a2)
+	return g.client.BFScanDump(ctx, key, iterator)
 }
 
 // BLMPop calls BLMPop on the profile's current client.
-func (h *Handle) BLMPop(a0 context.Context, a1 time.Duration, a2 string, a3 int64, a4 ...string) *redis.KeyValuesCmd {
+func (h *Handle) BLMPop(ctx context.Context, timeout time.Duration, direction string, count int64, keys ...string) *redis.KeyValuesCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BLMPop(a0, a1, a2, a3, a4...)
+	return g.client.BLMPop(ctx, timeout, direction, count, keys...)
 }
 
 // BLMove calls BLMove on the profile's current client.
-func (h *Handle) BLMove(a0 context.Context, a1 string, a2 string, a3 string, a4 string, a5 time.Duration) *redis.StringCmd {
+func (h *Handle) BLMove(ctx context.Context, source string, destination string, srcpos string, destpos string, timeout time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BLMove(a0, a1, a2, a3, a4, a5)
+	return g.client.BLMove(ctx, source, destination, srcpos, destpos, timeout)
 }
 
 // BLMoveM calls BLMoveM on the profile's current client.
-func (h *Handle) BLMoveM(a0 context.Context, a1 string, a2 string, a3 string, a4 string, a5 time.Duration, a6 redis.LMoveMArgs) *redis.StringSliceCmd {
+func (h *Handle) BLMoveM(ctx context.Context, source string, destination string, srcpos string, destpos string, timeout time.Duration, args redis.LMoveMArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BLMoveM(a0, a1, a2, a3, a4, a5, a6)
+	return g.client.BLMoveM(ctx, source, destination, srcpos, destpos, timeout, args)
 }
 
 // BLPop calls BLPop on the profile's current client.
-func (h *Handle) BLPop(a0 context.Context, a1 time.Duration, a2 ...string) *redis.StringSliceCmd {
+func (h *Handle) BLPop(ctx context.Context, timeout time.Duration, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BLPop(a0, a1, a2...)
+	return g.client.BLPop(ctx, timeout, keys...)
 }
 
 // BRPop calls BRPop on the profile's current client.
-func (h *Handle) BRPop(a0 context.Context, a1 time.Duration, a2 ...string) *redis.StringSliceCmd {
+func (h *Handle) BRPop(ctx context.Context, timeout time.Duration, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BRPop(a0, a1, a2...)
+	return g.client.BRPop(ctx, timeout, keys...)
 }
 
 // BRPopLPush calls BRPopLPush on the profile's current client.
-func (h *Handle) BRPopLPush(a0 context.Context, a1 string, a2 string, a3 time.Duration) *redis.StringCmd {
+func (h *Handle) BRPopLPush(ctx context.Context, source string, destination string, timeout time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BRPopLPush(a0, a1, a2, a3)
+	return g.client.BRPopLPush(ctx, source, destination, timeout)
 }
 
 // BZMPop calls BZMPop on the profile's current client.
-func (h *Handle) BZMPop(a0 context.Context, a1 time.Duration, a2 string, a3 int64, a4 ...string) *redis.ZSliceWithKeyCmd {
+func (h *Handle) BZMPop(ctx context.Context, timeout time.Duration, order string, count int64, keys ...string) *redis.ZSliceWithKeyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BZMPop(a0, a1, a2, a3, a4...)
+	return g.client.BZMPop(ctx, timeout, order, count, keys...)
 }
 
 // BZPopMax calls BZPopMax on the profile's current client.
-func (h *Handle) BZPopMax(a0 context.Context, a1 time.Duration, a2 ...string) *redis.ZWithKeyCmd {
+func (h *Handle) BZPopMax(ctx context.Context, timeout time.Duration, keys ...string) *redis.ZWithKeyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BZPopMax(a0, a1, a2...)
+	return g.client.BZPopMax(ctx, timeout, keys...)
 }
 
 // BZPopMin calls BZPopMin on the profile's current client.
-func (h *Handle) BZPopMin(a0 context.Context, a1 time.Duration, a2 ...string) *redis.ZWithKeyCmd {
+func (h *Handle) BZPopMin(ctx context.Context, timeout time.Duration, keys ...string) *redis.ZWithKeyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BZPopMin(a0, a1, a2...)
+	return g.client.BZPopMin(ctx, timeout, keys...)
 }
 
 // BgRewriteAOF calls BgRewriteAOF on the profile's current client.
-func (h *Handle) BgRewriteAOF(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) BgRewriteAOF(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BgRewriteAOF(a0)
+	return g.client.BgRewriteAOF(ctx)
 }
 
 // BgSave calls BgSave on the profile's current client.
-func (h *Handle) BgSave(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) BgSave(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BgSave(a0)
+	return g.client.BgSave(ctx)
 }
 
 // BitCount calls BitCount on the profile's current client.
-func (h *Handle) BitCount(a0 context.Context, a1 string, a2 *redis.BitCount) *redis.IntCmd {
+func (h *Handle) BitCount(ctx context.Context, key string, bitCount *redis.BitCount) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitCount(a0, a1, a2)
+	return g.client.BitCount(ctx, key, bitCount)
 }
 
 // BitField calls BitField on the profile's current client.
-func (h *Handle) BitField(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) BitField(ctx context.Context, key string, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitField(a0, a1, a2...)
+	return g.client.BitField(ctx, key, values...)
 }
 
 // BitFieldRO calls BitFieldRO on the profile's current client.
-func (h *Handle) BitFieldRO(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) BitFieldRO(ctx context.Context, key string, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitFieldRO(a0, a1, a2...)
+	return g.client.BitFieldRO(ctx, key, values...)
 }
 
 // BitOpAnd calls BitOpAnd on the profile's current client.
-func (h *Handle) BitOpAnd(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpAnd(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpAnd(a0, a1, a2...)
+	return g.client.BitOpAnd(ctx, destKey, keys...)
 }
 
 // BitOpAndOr calls BitOpAndOr on the profile's current client.
-func (h *Handle) BitOpAndOr(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpAndOr(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpAndOr(a0, a1, a2...)
+	return g.client.BitOpAndOr(ctx, destKey, keys...)
 }
 
 // BitOpDiff calls BitOpDiff on the profile's current client.
-func (h *Handle) BitOpDiff(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpDiff(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpDiff(a0, a1, a2...)
+	return g.client.BitOpDiff(ctx, destKey, keys...)
 }
 
 // BitOpDiff1 calls BitOpDiff1 on the profile's current client.
-func (h *Handle) BitOpDiff1(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpDiff1(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpDiff1(a0, a1, a2...)
+	return g.client.BitOpDiff1(ctx, destKey, keys...)
 }
 
 // BitOpNot calls BitOpNot on the profile's current client.
-func (h *Handle) BitOpNot(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) BitOpNot(ctx context.Context, destKey string, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpNot(a0, a1, a2)
+	return g.client.BitOpNot(ctx, destKey, key)
 }
 
 // BitOpOne calls BitOpOne on the profile's current client.
-func (h *Handle) BitOpOne(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpOne(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpOne(a0, a1, a2...)
+	return g.client.BitOpOne(ctx, destKey, keys...)
 }
 
 // BitOpOr calls BitOpOr on the profile's current client.
-func (h *Handle) BitOpOr(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpOr(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpOr(a0, a1, a2...)
+	return g.client.BitOpOr(ctx, destKey, keys...)
 }
 
 // BitOpXor calls BitOpXor on the profile's current client.
-func (h *Handle) BitOpXor(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) BitOpXor(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpXor(a0, a1, a2...)
+	return g.client.BitOpXor(ctx, destKey, keys...)
 }
 
 // BitPos calls BitPos on the profile's current client.
-func (h *Handle) BitPos(a0 context.Context, a1 string, a2 int64, a3 ...int64) *redis.IntCmd {
+func (h *Handle) BitPos(ctx context.Context, key string, bit int64, pos ...int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitPos(a0, a1, a2, a3...)
+	return g.client.BitPos(ctx, key, bit, pos...)
 }
 
 // BitPosSpan calls BitPosSpan on the profile's current client.
-func (h *Handle) BitPosSpan(a0 context.Context, a1 string, a2 int8, a3 int64, a4 int64, a5 string) *redis.IntCmd {
+func (h *Handle) BitPosSpan(ctx context.Context, key string, bit int8, start int64, end int64, span string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitPosSpan(a0, a1, a2, a3, a4, a5)
+	return g.client.BitPosSpan(ctx, key, bit, start, end, span)
 }
 
 // CFAdd calls CFAdd on the profile's current client.
-func (h *Handle) CFAdd(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) CFAdd(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFAdd(a0, a1, a2)
+	return g.client.CFAdd(ctx, key, element)
 }
 
 // CFAddNX calls CFAddNX on the profile's current client.
-func (h *Handle) CFAddNX(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) CFAddNX(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFAddNX(a0, a1, a2)
+	return g.client.CFAddNX(ctx, key, element)
 }
 
 // CFCount calls CFCount on the profile's current client.
-func (h *Handle) CFCount(a0 context.Context, a1 string, a2 interface{}) *redis.IntCmd {
+func (h *Handle) CFCount(ctx context.Context, key string, element interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFCount(a0, a1, a2)
+	return g.client.CFCount(ctx, key, element)
 }
 
 // CFDel calls CFDel on the profile's current client.
-func (h *Handle) CFDel(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) CFDel(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFDel(a0, a1, a2)
+	return g.client.CFDel(ctx, key, element)
 }
 
 // CFExists calls CFExists on the profile's current client.
-func (h *Handle) CFExists(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) CFExists(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFExists(a0, a1, a2)
+	return g.client.CFExists(ctx, key, element)
 }
 
 // CFInfo calls CFInfo on the profile's current client.
-func (h *Handle) CFInfo(a0 context.Context, a1 string) *redis.CFInfoCmd {
+func (h *Handle) CFInfo(ctx context.Context, key string) *redis.CFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInfo(a0, a1)
+	return g.client.CFInfo(ctx, key)
 }
 
 // CFInsert calls CFInsert on the profile's current client.
-func (h *Handle) CFInsert(a0 context.Context, a1 string, a2 *redis.CFInsertOptions, a3 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) CFInsert(ctx context.Context, key string, options *redis.CFInsertOptions, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInsert(a0, a1, a2, a3...)
+	return g.client.CFInsert(ctx, key, options, elements...)
 }
 
 // CFInsertNX calls CFInsertNX on the profile's current client.
-func (h *Handle) CFInsertNX(a0 context.Context, a1 string, a2 *redis.CFInsertOptions, a3 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) CFInsertNX(ctx context.Context, key string, options *redis.CFInsertOptions, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInsertNX(a0, a1, a2, a3...)
+	return g.client.CFInsertNX(ctx, key, options, elements...)
 }
 
 // CFLoadChunk calls CFLoadChunk on the profile's current client.
-func (h *Handle) CFLoadChunk(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.StatusCmd {
+func (h *Handle) CFLoadChunk(ctx context.Context, key string, iterator int64, data interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFLoadChunk(a0, a1, a2, a3)
+	return g.client.CFLoadChunk(ctx, key, iterator, data)
 }
 
 // CFMExists calls CFMExists on the profile's current client.
-func (h *Handle) CFMExists(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) CFMExists(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFMExists(a0, a1, a2...)
+	return g.client.CFMExists(ctx, key, elements...)
 }
 
 // CFReserve calls CFReserve on the profile's current client.
-func (h *Handle) CFReserve(a0 context.Context, a1 string, a2 int64) *redis.StatusCmd {
+func (h *Handle) CFReserve(ctx context.Context, key string, capacity int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserve(a0, a1, a2)
+	return g.client.CFReserve(ctx, key, capacity)
 }
 
 // CFReserveBucketSize calls CFReserveBucketSize on the profile's current client.
-func (h *Handle) CFReserveBucketSize(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
+func (h *Handle) CFReserveBucketSize(ctx context.Context, key string, capacity int64, bucketsize int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveBucketSize(a0, a1, a2, a3)
+	return g.client.CFReserveBucketSize(ctx, key, capacity, bucketsize)
 }
 
 // CFReserveExpansion calls CFReserveExpansion on the profile's current client.
-func (h *Handle) CFReserveExpansion(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
+func (h *Handle) CFReserveExpansion(ctx context.Context, key string, capacity int64, expansion int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveExpansion(a0, a1, a2, a3)
+	return g.client.CFReserveExpansion(ctx, key, capacity, expansion)
 }
 
 // CFReserveMaxIterations calls CFReserveMaxIterations on the profile's current client.
-func (h *Handle) CFReserveMaxIterations(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
+func (h *Handle) CFReserveMaxIterations(ctx context.Context, key string, capacity int64, maxiterations int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveMaxIterations(a0, a1, a2, a3)
+	return g.client.CFReserveMaxIterations(ctx, key, capacity, maxiterations)
 }
 
 // CFReserveWithArgs calls CFReserveWithArgs on the profile's current client.
-func (h *Handle) CFReserveWithArgs(a0 context.Context, a1 string, a2 *redis.CFReserveOptions) *redis.StatusCmd {
+func (h *Handle) CFReserveWithArgs(ctx context.Context, key string, options *redis.CFReserveOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveWithArgs(a0, a1, a2)
+	return g.client.CFReserveWithArgs(ctx, key, options)
 }
 
 // CFScanDump calls CFScanDump on the profile's current client.
-func (h *Handle) CFScanDump(a0 context.Context, a1 string, a2 int64) *redis.ScanDumpCmd {
+func (h *Handle) CFScanDump(ctx context.Context, key string, iterator int64) *redis.ScanDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFScanDump(a0, a1, a2)
+	return g.client.CFScanDump(ctx, key, iterator)
 }
 
 // CMSIncrBy calls CMSIncrBy on the profile's current client.
-func (h *Handle) CMSIncrBy(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) CMSIncrBy(ctx context.Context, key string, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSIncrBy(a0, a1, a2...)
+	return g.client.CMSIncrBy(ctx, key, elements...)
 }
 
 // CMSInfo calls CMSInfo on the profile's current client.
-func (h *Handle) CMSInfo(a0 context.Context, a1 string) *redis.CMSInfoCmd {
+func (h *Handle) CMSInfo(ctx context.Context, key string) *redis.CMSInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInfo(a0, a1)
+	return g.client.CMSInfo(ctx, key)
 }
 
 // CMSInitByDim calls CMSInitByDim on the profile's current client.
-func (h *Handle) CMSInitByDim(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
+func (h *Handle) CMSInitByDim(ctx context.Context, key string, width int64, height int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInitByDim(a0, a1, a2, a3)
+	return g.client.CMSInitByDim(ctx, key, width, height)
 }
 
 // CMSInitByProb calls CMSInitByProb on the profile's current client.
-func (h *Handle) CMSInitByProb(a0 context.Context, a1 string, a2 float64, a3 float64) *redis.StatusCmd {
+func (h *Handle) CMSInitByProb(ctx context.Context, key string, errorRate float64, probability float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInitByProb(a0, a1, a2, a3)
+	return g.client.CMSInitByProb(ctx, key, errorRate, probability)
 }
 
 // CMSMerge calls CMSMerge on the profile's current client.
-func (h *Handle) CMSMerge(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
+func (h *Handle) CMSMerge(ctx context.Context, destKey string, sourceKeys ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSMerge(a0, a1, a2...)
+	return g.client.CMSMerge(ctx, destKey, sourceKeys...)
 }
 
 // CMSMergeWithWeight calls CMSMergeWithWeight on the profile's current client.
-func (h *Handle) CMSMergeWithWeight(a0 context.Context, a1 string, a2 map[string]int64) *redis.StatusCmd {
+func (h *Handle) CMSMergeWithWeight(ctx context.Context, destKey string, sourceKeys map[string]int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSMergeWithWeight(a0, a1, a2)
+	return g.client.CMSMergeWithWeight(ctx, destKey, sourceKeys)
 }
 
 // CMSQuery calls CMSQuery on the profile's current client.
-func (h *Handle) CMSQuery(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) CMSQuery(ctx context.Context, key string, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSQuery(a0, a1, a2...)
+	return g.client.CMSQuery(ctx, key, elements...)
 }
 
 // ClientGetName calls ClientGetName on the profile's current client.
-func (h *Handle) ClientGetName(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ClientGetName(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientGetName(a0)
+	return g.client.ClientGetName(ctx)
 }
 
 // ClientID calls ClientID on the profile's current client.
-func (h *Handle) ClientID(a0 context.Context) *redis.IntCmd {
+func (h *Handle) ClientID(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientID(a0)
+	return g.client.ClientID(ctx)
 }
 
 // ClientInfo calls ClientInfo on the profile's current client.
-func (h *Handle) ClientInfo(a0 context.Context) *redis.ClientInfoCmd {
+func (h *Handle) ClientInfo(ctx context.Context) *redis.ClientInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientInfo(a0)
+	return g.client.ClientInfo(ctx)
 }
 
 // ClientKill calls ClientKill on the profile's current client.
-func (h *Handle) ClientKill(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) ClientKill(ctx context.Context, ipPort string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientKill(a0, a1)
+	return g.client.ClientKill(ctx, ipPort)
 }
 
 // ClientKillByFilter calls ClientKillByFilter on the profile's current client.
-func (h *Handle) ClientKillByFilter(a0 context.Context, a1 ...string) *redis.IntCmd {
+func (h *Handle) ClientKillByFilter(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientKillByFilter(a0, a1...)
+	return g.client.ClientKillByFilter(ctx, keys...)
 }
 
 // ClientList calls ClientList on the profile's current client.
-func (h *Handle) ClientList(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ClientList(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientList(a0)
+	return g.client.ClientList(ctx)
 }
 
 // ClientMaintNotifications calls ClientMaintNotifications on the profile's current client.
-func (h *Handle) ClientMaintNotifications(a0 context.Context, a1 bool, a2 string) *redis.StatusCmd {
+func (h *Handle) ClientMaintNotifications(ctx context.Context, enabled bool, endpointType string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientMaintNotifications(a0, a1, a2)
+	return g.client.ClientMaintNotifications(ctx, enabled, endpointType)
 }
 
 // ClientPause calls ClientPause on the profile's current client.
-func (h *Handle) ClientPause(a0 context.Context, a1 time.Duration) *redis.BoolCmd {
+func (h *Handle) ClientPause(ctx context.Context, dur time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientPause(a0, a1)
+	return g.client.ClientPause(ctx, dur)
 }
 
 // ClientTracking calls ClientTracking on the profile's current client.
-func (h *Handle) ClientTracking(a0 context.Context, a1 bool, a2 *redis.ClientTrackingOptions) *redis.StatusCmd {
+func (h *Handle) ClientTracking(ctx context.Context, on bool, opt *redis.ClientTrackingOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientTracking(a0, a1, a2)
+	return g.client.ClientTracking(ctx, on, opt)
 }
 
 // ClientTrackingOff calls ClientTrackingOff on the profile's current client.
-func (h *Handle) ClientTrackingOff(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ClientTrackingOff(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientTrackingOff(a0)
+	return g.client.ClientTrackingOff(ctx)
 }
 
 // ClientTrackingOn calls ClientTrackingOn on the profile's current client.
-func (h *Handle) ClientTrackingOn(a0 context.Context, a1 *redis.ClientTrackingOptions) *redis.StatusCmd {
+func (h *Handle) ClientTrackingOn(ctx context.Context, opt *redis.ClientTrackingOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientTrackingOn(a0, a1)
+	return g.client.ClientTrackingOn(ctx, opt)
 }
 
 // ClientUnblock calls ClientUnblock on the profile's current client.
-func (h *Handle) ClientUnblock(a0 context.Context, a1 int64) *redis.IntCmd {
+func (h *Handle) ClientUnblock(ctx context.Context, id int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientUnblock(a0, a1)
+	return g.client.ClientUnblock(ctx, id)
 }
 
 // ClientUnblockWithError calls ClientUnblockWithError on the profile's current client.
-func (h *Handle) ClientUnblockWithError(a0 context.Context, a1 int64) *redis.IntCmd {
+func (h *Handle) ClientUnblockWithError(ctx context.Context, id int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientUnblockWithError(a0, a1)
+	return g.client.ClientUnblockWithError(ctx, id)
 }
 
 // ClientUnpause calls ClientUnpause on the profile's current client.
-func (h *Handle) ClientUnpause(a0 context.Context) *redis.BoolCmd {
+func (h *Handle) ClientUnpause(ctx context.Context) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClientUnpause(a0)
+	return g.client.ClientUnpause(ctx)
 }
 
 // ClusterAddSlots calls ClusterAddSlots on the profile's current client.
-func (h *Handle) ClusterAddSlots(a0 context.Context, a1 ...int) *redis.StatusCmd {
+func (h *Handle) ClusterAddSlots(ctx context.Context, slots ...int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterAddSlots(a0, a1...)
+	return g.client.ClusterAddSlots(ctx, slots...)
 }
 
 // ClusterAddSlotsRange calls ClusterAddSlotsRange on the profile's current client.
-func (h *Handle) ClusterAddSlotsRange(a0 context.Context, a1 int, a2 int) *redis.StatusCmd {
+func (h *Handle) ClusterAddSlotsRange(ctx context.Context, min int, max int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterAddSlotsRange(a0, a1, a2)
+	return g.client.ClusterAddSlotsRange(ctx, min, max)
 }
 
 // ClusterCountFailureReports calls ClusterCountFailureReports on the profile's current client.
-func (h *Handle) ClusterCountFailureReports(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) ClusterCountFailureReports(ctx context.Context, nodeID string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterCountFailureReports(a0, a1)
+	return g.client.ClusterCountFailureReports(ctx, nodeID)
 }
 
 // ClusterCountKeysInSlot calls ClusterCountKeysInSlot on the profile's current client.
-func (h *Handle) ClusterCountKeysInSlot(a0 context.Context, a1 int) *redis.IntCmd {
+func (h *Handle) ClusterCountKeysInSlot(ctx context.Context, slot int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterCountKeysInSlot(a0, a1)
+	return g.client.ClusterCountKeysInSlot(ctx, slot)
 }
 
 // ClusterDelSlots calls ClusterDelSlots on the profile's current client.
-func (h *Handle) ClusterDelSlots(a0 context.Context, a1 ...int) *redis.StatusCmd {
+func (h *Handle) ClusterDelSlots(ctx context.Context, slots ...int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterDelSlots(a0, a1...)
+	return g.client.ClusterDelSlots(ctx, slots...)
 }
 
 // ClusterDelSlotsRange calls ClusterDelSlotsRange on the profile's current client.
-func (h *Handle) ClusterDelSlotsRange(a0 context.Context, a1 int, a2 int) *redis.StatusCmd {
+func (h *Handle) ClusterDelSlotsRange(ctx context.Context, min int, max int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterDelSlotsRange(a0, a1, a2)
+	return g.client.ClusterDelSlotsRange(ctx, min, max)
 }
 
 // ClusterFailover calls ClusterFailover on the profile's current client.
-func (h *Handle) ClusterFailover(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ClusterFailover(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterFailover(a0)
+	return g.client.ClusterFailover(ctx)
 }
 
 // ClusterForget calls ClusterForget on the profile's current client.
-func (h *Handle) ClusterForget(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) ClusterForget(ctx context.Context, nodeID string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterForget(a0, a1)
+	return g.client.ClusterForget(ctx, nodeID)
 }
 
 // ClusterGetKeysInSlot calls ClusterGetKeysInSlot on the profile's current client.
-func (h *Handle) ClusterGetKeysInSlot(a0 context.Context, a1 int, a2 int) *redis.StringSliceCmd {
+func (h *Handle) ClusterGetKeysInSlot(ctx context.Context, slot int, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterGetKeysInSlot(a0, a1, a2)
+	return g.client.ClusterGetKeysInSlot(ctx, slot, count)
 }
 
 // ClusterInfo calls ClusterInfo on the profile's current client.
-func (h *Handle) ClusterInfo(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ClusterInfo(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterInfo(a0)
+	return g.client.ClusterInfo(ctx)
 }
 
 // ClusterKeySlot calls ClusterKeySlot on the profile's current client.
-func (h *Handle) ClusterKeySlot(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) ClusterKeySlot(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterKeySlot(a0, a1)
+	return g.client.ClusterKeySlot(ctx, key)
 }
 
 // ClusterLinks calls ClusterLinks on the profile's current client.
-func (h *Handle) ClusterLinks(a0 context.Context) *redis.ClusterLinksCmd {
+func (h *Handle) ClusterLinks(ctx context.Context) *redis.ClusterLinksCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterLinks(a0)
+	return g.client.ClusterLinks(ctx)
 }
 
 // ClusterMeet calls ClusterMeet on the profile's current client.
-func (h *Handle) ClusterMeet(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) ClusterMeet(ctx context.Context, host string, port string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMeet(a0, a1, a2)
+	return g.client.ClusterMeet(ctx, host, port)
 }
 
 // ClusterMyID calls ClusterMyID on the profile's current client.
-func (h *Handle) ClusterMyID(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ClusterMyID(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMyID(a0)
+	return g.client.ClusterMyID(ctx)
 }
 
 // ClusterMyShardID calls ClusterMyShardID on the profile's current client.
-func (h *Handle) ClusterMyShardID(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ClusterMyShardID(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMyShardID(a0)
+	return g.client.ClusterMyShardID(ctx)
 }
 
 // ClusterNodes calls ClusterNodes on the profile's current client.
-func (h *Handle) ClusterNodes(a0 context.Context) *redis.StringCmd {
+func (h *Handle) ClusterNodes(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterNodes(a0)
+	return g.client.ClusterNodes(ctx)
 }
 
 // ClusterReplicate calls ClusterReplicate on the profile's current client.
-func (h *Handle) ClusterReplicate(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) ClusterReplicate(ctx context.Context, nodeID string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterReplicate(a0, a1)
+	return g.client.ClusterReplicate(ctx, nodeID)
 }
 
 // ClusterResetHard calls ClusterResetHard on the profile's current client.
-func (h *Handle) ClusterResetHard(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ClusterResetHard(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterResetHard(a0)
+	return g.client.ClusterResetHard(ctx)
 }
 
 // ClusterResetSoft calls ClusterResetSoft on the profile's current client.
-func (h *Handle) ClusterResetSoft(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ClusterResetSoft(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterResetSoft(a0)
+	return g.client.ClusterResetSoft(ctx)
 }
 
 // ClusterSaveConfig calls ClusterSaveConfig on the profile's current client.
-func (h *Handle) ClusterSaveConfig(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ClusterSaveConfig(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSaveConfig(a0)
+	return g.client.ClusterSaveConfig(ctx)
 }
 
 // ClusterShards calls ClusterShards on the profile's current client.
-func (h *Handle) ClusterShards(a0 context.Context) *redis.ClusterShardsCmd {
+func (h *Handle) ClusterShards(ctx context.Context) *redis.ClusterShardsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterShards(a0)
+	return g.client.ClusterShards(ctx)
 }
 
 // ClusterSlaves calls ClusterSlaves on the profile's current client.
-func (h *Handle) ClusterSlaves(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) ClusterSlaves(ctx context.Context, nodeID string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSlaves(a0, a1)
+	return g.client.ClusterSlaves(ctx, nodeID)
 }
 
 // ClusterSlots calls ClusterSlots on the profile's current client.
-func (h *Handle) ClusterSlots(a0 context.Context) *redis.ClusterSlotsCmd {
+func (h *Handle) ClusterSlots(ctx context.Context) *redis.ClusterSlotsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSlots(a0)
+	return g.client.ClusterSlots(ctx)
 }
 
 // Command calls Command on the profile's current client.
-func (h *Handle) Command(a0 context.Context) *redis.CommandsInfoCmd {
+func (h *Handle) Command(ctx context.Context) *redis.CommandsInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Command(a0)
+	return g.client.Command(ctx)
 }
 
 // CommandGetKeys calls CommandGetKeys on the profile's current client.
-func (h *Handle) CommandGetKeys(a0 context.Context, a1 ...interface{}) *redis.StringSliceCmd {
+func (h *Handle) CommandGetKeys(ctx context.Context, commands ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandGetKeys(a0, a1...)
+	return g.client.CommandGetKeys(ctx, commands...)
 }
 
 // CommandGetKeysAndFlags calls CommandGetKeysAndFlags on the profile's current client.
-func (h *Handle) CommandGetKeysAndFlags(a0 context.Context, a1 ...interface{}) *redis.KeyFlagsCmd {
+func (h *Handle) CommandGetKeysAndFlags(ctx context.Context, commands ...interface{}) *redis.KeyFlagsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandGetKeysAndFlags(a0, a1...)
+	return g.client.CommandGetKeysAndFlags(ctx, commands...)
 }
 
 // CommandList calls CommandList on the profile's current client.
-func (h *Handle) CommandList(a0 context.Context, a1 *redis.FilterBy) *redis.StringSliceCmd {
+func (h *Handle) CommandList(ctx context.Context, filter *redis.FilterBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandList(a0, a1)
+	return g.client.CommandList(ctx, filter)
 }
 
 // ConfigGet calls ConfigGet on the profile's current client.
-func (h *Handle) ConfigGet(a0 context.Context, a1 string) *redis.MapStringStringCmd {
+func (h *Handle) ConfigGet(ctx context.Context, parameter string) *redis.MapStringStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigGet(a0, a1)
+	return g.client.ConfigGet(ctx, parameter)
 }
 
 // ConfigResetStat calls ConfigResetStat on the profile's current client.
-func (h *Handle) ConfigResetStat(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ConfigResetStat(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigResetStat(a0)
+	return g.client.ConfigResetStat(ctx)
 }
 
 // ConfigRewrite calls ConfigRewrite on the profile's current client.
-func (h *Handle) ConfigRewrite(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ConfigRewrite(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigRewrite(a0)
+	return g.client.ConfigRewrite(ctx)
 }
 
 // ConfigSet calls ConfigSet on the profile's current client.
-func (h *Handle) ConfigSet(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) ConfigSet(ctx context.Context, parameter string, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigSet(a0, a1, a2)
+	return g.client.ConfigSet(ctx, parameter, value)
 }
 
 // Copy calls Copy on the profile's current client.
-func (h *Handle) Copy(a0 context.Context, a1 string, a2 string, a3 int, a4 bool) *redis.IntCmd {
+func (h *Handle) Copy(ctx context.Context, sourceKey string, destKey string, db int, replace bool) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Copy(a0, a1, a2, a3, a4)
+	return g.client.Copy(ctx, sourceKey, destKey, db, replace)
 }
 
 // DBSize calls DBSize on the profile's current client.
-func (h *Handle) DBSize(a0 context.Context) *redis.IntCmd {
+func (h *Handle) DBSize(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DBSize(a0)
+	return g.client.DBSize(ctx)
 }
 
 // DebugObject calls DebugObject on the profile's current client.
-func (h *Handle) DebugObject(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) DebugObject(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DebugObject(a0, a1)
+	return g.client.DebugObject(ctx, key)
 }
 
 // Decr calls Decr on the profile's current client.
-func (h *Handle) Decr(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) Decr(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Decr(a0, a1)
+	return g.client.Decr(ctx, key)
 }
 
 // DecrBy calls DecrBy on the profile's current client.
-func (h *Handle) DecrBy(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
+func (h *Handle) DecrBy(ctx context.Context, key string, decrement int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DecrBy(a0, a1, a2)
+	return g.client.DecrBy(ctx, key, decrement)
 }
 
 // Del calls Del on the profile's current client.
-func (h *Handle) Del(a0 context.Context, a1 ...string) *redis.IntCmd {
+func (h *Handle) Del(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Del(a0, a1...)
+	return g.client.Del(ctx, keys...)
 }
 
 // DelExArgs calls DelExArgs on the profile's current client.
-func (h *Handle) DelExArgs(a0 context.Context, a1 string, a2 redis.DelExArgs) *redis.IntCmd {
+func (h *Handle) DelExArgs(ctx context.Context, key string, a redis.DelExArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DelExArgs(a0, a1, a2)
+	return g.client.DelExArgs(ctx, key, a)
 }
 
 // Digest calls Digest on the profile's current client.
-func (h *Handle) Digest(a0 context.Context, a1 string) *redis.DigestCmd {
+func (h *Handle) Digest(ctx context.Context, key string) *redis.DigestCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Digest(a0, a1)
+	return g.client.Digest(ctx, key)
 }
 
 // Do calls Do on the profile's current client.
-func (h *Handle) Do(a0 context.Context, a1 ...interface{}) *redis.Cmd {
+func (h *Handle) Do(ctx context.Context, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Do(a0, a1...)
+	return g.client.Do(ctx, args...)
 }
 
 // Dump calls Dump on the profile's current client.
-func (h *Handle) Dump(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) Dump(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Dump(a0, a1)
+	return g.client.Dump(ctx, key)
 }
 
 // Echo calls Echo on the profile's current client.
-func (h *Handle) Echo(a0 context.Context, a1 interface{}) *redis.StringCmd {
+func (h *Handle) Echo(ctx context.Context, message interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Echo(a0, a1)
+	return g.client.Echo(ctx, message)
 }
 
 // Eval calls Eval on the profile's current client.
-func (h *Handle) Eval(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) Eval(ctx context.Context, script string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Eval(a0, a1, a2, a3...)
+	return g.client.Eval(ctx, script, keys, args...)
 }
 
 // EvalRO calls EvalRO on the profile's current client.
-func (h *Handle) EvalRO(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) EvalRO(ctx context.Context, script string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalRO(a0, a1, a2, a3...)
+	return g.client.EvalRO(ctx, script, keys, args...)
 }
 
 // EvalSha calls EvalSha on the profile's current client.
-func (h *Handle) EvalSha(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) EvalSha(ctx context.Context, sha1 string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalSha(a0, a1, a2, a3...)
+	return g.client.EvalSha(ctx, sha1, keys, args...)
 }
 
 // EvalShaRO calls EvalShaRO on the profile's current client.
-func (h *Handle) EvalShaRO(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalShaRO(a0, a1, a2, a3...)
+	return g.client.EvalShaRO(ctx, sha1, keys, args...)
 }
 
 // Exists calls Exists on the profile's current client.
-func (h *Handle) Exists(a0 context.Context, a1 ...string) *redis.IntCmd {
+func (h *Handle) Exists(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Exists(a0, a1...)
+	return g.client.Exists(ctx, keys...)
 }
 
 // Expire calls Expire on the profile's current client.
-func (h *Handle) Expire(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
+func (h *Handle) Expire(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Expire(a0, a1, a2)
+	return g.client.Expire(ctx, key, expiration)
 }
 
 // ExpireAt calls ExpireAt on the profile's current client.
-func (h *Handle) ExpireAt(a0 context.Context, a1 string, a2 time.Time) *redis.BoolCmd {
+func (h *Handle) ExpireAt(ctx context.Context, key string, tm time.Time) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireAt(a0, a1, a2)
+	return g.client.ExpireAt(ctx, key, tm)
 }
 
 // ExpireGT calls ExpireGT on the profile's current client.
-func (h *Handle) ExpireGT(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
+func (h *Handle) ExpireGT(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireGT(a0, a1, a2)
+	return g.client.ExpireGT(ctx, key, expiration)
 }
 
 // ExpireLT calls ExpireLT on the profile's current client.
-func (h *Handle) ExpireLT(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
+func (h *Handle) ExpireLT(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireLT(a0, a1, a2)
+	return g.client.ExpireLT(ctx, key, expiration)
 }
 
 // ExpireNX calls ExpireNX on the profile's current client.
-func (h *Handle) ExpireNX(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
+func (h *Handle) ExpireNX(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireNX(a0, a1, a2)
+	return g.client.ExpireNX(ctx, key, expiration)
 }
 
 // ExpireTime calls ExpireTime on the profile's current client.
-func (h *Handle) ExpireTime(a0 context.Context, a1 string) *redis.DurationCmd {
+func (h *Handle) ExpireTime(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireTime(a0, a1)
+	return g.client.ExpireTime(ctx, key)
 }
 
 // ExpireXX calls ExpireXX on the profile's current client.
-func (h *Handle) ExpireXX(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
+func (h *Handle) ExpireXX(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireXX(a0, a1, a2)
+	return g.client.ExpireXX(ctx, key, expiration)
 }
 
 // FCall calls FCall on the profile's current client.
-func (h *Handle) FCall(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) FCall(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCall(a0, a1, a2, a3...)
+	return g.client.FCall(ctx, function, keys, args...)
 }
 
 // FCallRO calls FCallRO on the profile's current client.
-func (h *Handle) FCallRO(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) FCallRO(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCallRO(a0, a1, a2, a3...)
+	return g.client.FCallRO(ctx, function, keys, args...)
 }
 
 // FCallRo calls FCallRo on the profile's current client.
-func (h *Handle) FCallRo(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
+func (h *Handle) FCallRo(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCallRo(a0, a1, a2, a3...)
+	return g.client.FCallRo(ctx, function, keys, args...)
 }
 
 // FTAggregate calls FTAggregate on the profile's current client.
-func (h *Handle) FTAggregate(a0 context.Context, a1 string, a2 string) *redis.MapStringInterfaceCmd {
+func (h *Handle) FTAggregate(ctx context.Context, index string, query string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAggregate(a0, a1, a2)
+	return g.client.FTAggregate(ctx, index, query)
 }
 
 // FTAggregateWithArgs calls FTAggregateWithArgs on the profile's current client.
-func (h *Handle) FTAggregateWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTAggregateOptions) *redis.AggregateCmd {
+func (h *Handle) FTAggregateWithArgs(ctx context.Context, index string, query string, options *redis.FTAggregateOptions) *redis.AggregateCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAggregateWithArgs(a0, a1, a2, a3)
+	return g.client.FTAggregateWithArgs(ctx, index, query, options)
 }
 
 // FTAliasAdd calls FTAliasAdd on the profile's current client.
-func (h *Handle) FTAliasAdd(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) FTAliasAdd(ctx context.Context, index string, alias string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasAdd(a0, a1, a2)
+	return g.client.FTAliasAdd(ctx, index, alias)
 }
 
 // FTAliasDel calls FTAliasDel on the profile's current client.
-func (h *Handle) FTAliasDel(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) FTAliasDel(ctx context.Context, alias string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasDel(a0, a1)
+	return g.client.FTAliasDel(ctx, alias)
 }
 
 // FTAliasList calls FTAliasList on the profile's current client.
-func (h *Handle) FTAliasList(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) FTAliasList(ctx context.Context, index string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasList(a0, a1)
+	return g.client.FTAliasList(ctx, index)
 }
 
 // FTAliasUpdate calls FTAliasUpdate on the profile's current client.
-func (h *Handle) FTAliasUpdate(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) FTAliasUpdate(ctx context.Context, index string, alias string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasUpdate(a0, a1, a2)
+	return g.client.FTAliasUpdate(ctx, index, alias)
 }
 
 // FTAlter calls FTAlter on the profile's current client.
-func (h *Handle) FTAlter(a0 context.Context, a1 string, a2 bool, a3 []interface{}) *redis.StatusCmd {
+func (h *Handle) FTAlter(ctx context.Context, index string, skipInitialScan bool, definition []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAlter(a0, a1, a2, a3)
+	return g.client.FTAlter(ctx, index, skipInitialScan, definition)
 }
 
 // FTConfigGet calls FTConfigGet on the profile's current client.
-func (h *Handle) FTConfigGet(a0 context.Context, a1 string) *redis.MapMapStringInterfaceCmd {
+func (h *Handle) FTConfigGet(ctx context.Context, option string) *redis.MapMapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTConfigGet(a0, a1)
+	return g.client.FTConfigGet(ctx, option)
 }
 
 // FTConfigSet calls FTConfigSet on the profile's current client.
-func (h *Handle) FTConfigSet(a0 context.Context, a1 string, a2 interface{}) *redis.StatusCmd {
+func (h *Handle) FTConfigSet(ctx context.Context, option string, value interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTConfigSet(a0, a1, a2)
+	return g.client.FTConfigSet(ctx, option, value)
 }
 
 // FTCreate calls FTCreate on the profile's current client.
-func (h *Handle) FTCreate(a0 context.Context, a1 string, a2 *redis.FTCreateOptions, a3 ...*redis.FieldSchema) *redis.StatusCmd {
+func (h *Handle) FTCreate(ctx context.Context, index string, options *redis.FTCreateOptions, schema ...*redis.FieldSchema) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCreate(a0, a1, a2, a3...)
+	return g.client.FTCreate(ctx, index, options, schema...)
 }
 
 // FTCursorDel calls FTCursorDel on the profile's current client.
-func (h *Handle) FTCursorDel(a0 context.Context, a1 string, a2 int) *redis.StatusCmd {
+func (h *Handle) FTCursorDel(ctx context.Context, index string, cursorId int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCursorDel(a0, a1, a2)
+	return g.client.FTCursorDel(ctx, index, cursorId)
 }
 
 // FTCursorRead calls FTCursorRead on the profile's current client.
-func (h *Handle) FTCursorRead(a0 context.Context, a1 string, a2 int, a3 int) *redis.MapStringInterfaceCmd {
+func (h *Handle) FTCursorRead(ctx context.Context, index string, cursorId int, count int) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCursorRead(a0, a1, a2, a3)
+	return g.client.FTCursorRead(ctx, index, cursorId, count)
 }
 
 // FTDictAdd calls FTDictAdd on the profile's current client.
-func (h *Handle) FTDictAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) FTDictAdd(ctx context.Context, dict string, term ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictAdd(a0, a1, a2...)
+	return g.client.FTDictAdd(ctx, dict, term...)
 }
 
 // FTDictDel calls FTDictDel on the profile's current client.
-func (h *Handle) FTDictDel(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) FTDictDel(ctx context.Context, dict string, term ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictDel(a0, a1, a2...)
+	return g.client.FTDictDel(ctx, dict, term...)
 }
 
 // FTDictDump calls FTDictDump on the profile's current client.
-func (h *Handle) FTDictDump(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) FTDictDump(ctx context.Context, dict string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictDump(a0, a1)
+	return g.client.FTDictDump(ctx, dict)
 }
 
 // FTDropIndex calls FTDropIndex on the profile's current client.
-func (h *Handle) FTDropIndex(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) FTDropIndex(ctx context.Context, index string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDropIndex(a0, a1)
+	return g.client.FTDropIndex(ctx, index)
 }
 
 // FTDropIndexWithArgs calls FTDropIndexWithArgs on the profile's current client.
-func (h *Handle) FTDropIndexWithArgs(a0 context.Context, a1 string, a2 *redis.FTDropIndexOptions) *redis.StatusCmd {
+func (h *Handle) FTDropIndexWithArgs(ctx context.Context, index string, options *redis.FTDropIndexOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDropIndexWithArgs(a0, a1, a2)
+	return g.client.FTDropIndexWithArgs(ctx, index, options)
 }
 
 // FTExplain calls FTExplain on the profile's current client.
-func (h *Handle) FTExplain(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
+func (h *Handle) FTExplain(ctx context.Context, index string, query string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTExplain(a0, a1, a2)
+	return g.client.FTExplain(ctx, index, query)
 }
 
 // FTExplainWithArgs calls FTExplainWithArgs on the profile's current client.
-func (h *Handle) FTExplainWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTExplainOptions) *redis.StringCmd {
+func (h *Handle) FTExplainWithArgs(ctx context.Context, index string, query string, options *redis.FTExplainOptions) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTExplainWithArgs(a0, a1, a2, a3)
+	return g.client.FTExplainWithArgs(ctx, index, query, options)
 }
 
 // FTHybrid calls FTHybrid on the profile's current client.
-func (h *Handle) FTHybrid(a0 context.Context, a1 string, a2 string, a3 string, a4 redis.Vector) *redis.FTHybridCmd {
+func (h *Handle) FTHybrid(ctx context.Context, index string, searchExpr string, vectorField string, vectorData redis.Vector) *redis.FTHybridCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTHybrid(a0, a1, a2, a3, a4)
+	return g.client.FTHybrid(ctx, index, searchExpr, vectorField, vectorData)
 }
 
 // FTHybridWithArgs calls FTHybridWithArgs on the profile's current client.
-func (h *Handle) FTHybridWithArgs(a0 context.Context, a1 string, a2 *redis.FTHybridOptions) *redis.FTHybridCmd {
+func (h *Handle) FTHybridWithArgs(ctx context.Context, index string, options *redis.FTHybridOptions) *redis.FTHybridCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTHybridWithArgs(a0, a1, a2)
+	return g.client.FTHybridWithArgs(ctx, index, options)
 }
 
 // FTInfo calls FTInfo on the profile's current client.
-func (h *Handle) FTInfo(a0 context.Context, a1 string) *redis.FTInfoCmd {
+func (h *Handle) FTInfo(ctx context.Context, index string) *redis.FTInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTInfo(a0, a1)
+	return g.client.FTInfo(ctx, index)
 }
 
 // FTSearch calls FTSearch on the profile's current client.
-func (h *Handle) FTSearch(a0 context.Context, a1 string, a2 string) *redis.FTSearchCmd {
+func (h *Handle) FTSearch(ctx context.Context, index string, query string) *redis.FTSearchCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSearch(a0, a1, a2)
+	return g.client.FTSearch(ctx, index, query)
 }
 
 // FTSearchWithArgs calls FTSearchWithArgs on the profile's current client.
-func (h *Handle) FTSearchWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTSearchOptions) *redis.FTSearchCmd {
+func (h *Handle) FTSearchWithArgs(ctx context.Context, index string, query string, options *redis.FTSearchOptions) *redis.FTSearchCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSearchWithArgs(a0, a1, a2, a3)
+	return g.client.FTSearchWithArgs(ctx, index, query, options)
 }
 
 // FTSpellCheck calls FTSpellCheck on the profile's current client.
-func (h *Handle) FTSpellCheck(a0 context.Context, a1 string, a2 string) *redis.FTSpellCheckCmd {
+func (h *Handle) FTSpellCheck(ctx context.Context, index string, query string) *redis.FTSpellCheckCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSpellCheck(a0, a1, a2)
+	return g.client.FTSpellCheck(ctx, index, query)
 }
 
 // FTSpellCheckWithArgs calls FTSpellCheckWithArgs on the profile's current client.
-func (h *Handle) FTSpellCheckWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTSpellCheckOptions) *redis.FTSpellCheckCmd {
+func (h *Handle) FTSpellCheckWithArgs(ctx context.Context, index string, query string, options *redis.FTSpellCheckOptions) *redis.FTSpellCheckCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSpellCheckWithArgs(a0, a1, a2, a3)
+	return g.client.FTSpellCheckWithArgs(ctx, index, query, options)
 }
 
 // FTSynDump calls FTSynDump on the profile's current client.
-func (h *Handle) FTSynDump(a0 context.Context, a1 string) *redis.FTSynDumpCmd {
+func (h *Handle) FTSynDump(ctx context.Context, index string) *redis.FTSynDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynDump(a0, a1)
+	return g.client.FTSynDump(ctx, index)
 }
 
 // FTSynUpdate calls FTSynUpdate on the profile's current client.
-func (h *Handle) FTSynUpdate(a0 context.Context, a1 string, a2 interface{}, a3 []interface{}) *redis.StatusCmd {
+func (h *Handle) FTSynUpdate(ctx context.Context, index string, synGroupId interface{}, terms []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynUpdate(a0, a1, a2, a3)
+	return g.client.FTSynUpdate(ctx, index, synGroupId, terms)
 }
 
 // FTSynUpdateWithArgs calls FTSynUpdateWithArgs on the profile's current client.
-func (h *Handle) FTSynUpdateWithArgs(a0 context.Context, a1 string, a2 interface{}, a3 *redis.FTSynUpdateOptions, a4 []interface{}) *redis.StatusCmd {
+func (h *Handle) FTSynUpdateWithArgs(ctx context.Context, index string, synGroupId interface{}, options *redis.FTSynUpdateOptions, terms []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynUpdateWithArgs(a0, a1, a2, a3, a4)
+	return g.client.FTSynUpdateWithArgs(ctx, index, synGroupId, options, terms)
 }
 
 // FTTagVals calls FTTagVals on the profile's current client.
-func (h *Handle) FTTagVals(a0 context.Context, a1 string, a2 string) *redis.StringSliceCmd {
+func (h *Handle) FTTagVals(ctx context.Context, index string, field string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTTagVals(a0, a1, a2)
+	return g.client.FTTagVals(ctx, index, field)
 }
 
 // FT_List calls FT_List on the profile's current client.
-func (h *Handle) FT_List(a0 context.Context) *redis.StringSliceCmd {
+func (h *Handle) FT_List(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FT_List(a0)
+	return g.client.FT_List(ctx)
 }
 
 // FlushAll calls FlushAll on the profile's current client.
-func (h *Handle) FlushAll(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) FlushAll(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushAll(a0)
+	return g.client.FlushAll(ctx)
 }
 
 // FlushAllAsync calls FlushAllAsync on the profile's current client.
-func (h *Handle) FlushAllAsync(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) FlushAllAsync(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushAllAsync(a0)
+	return g.client.FlushAllAsync(ctx)
 }
 
 // FlushDB calls FlushDB on the profile's current client.
-func (h *Handle) FlushDB(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) FlushDB(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushDB(a0)
+	return g.client.FlushDB(ctx)
 }
 
 // FlushDBAsync calls FlushDBAsync on the profile's current client.
-func (h *Handle) FlushDBAsync(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) FlushDBAsync(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushDBAsync(a0)
+	return g.client.FlushDBAsync(ctx)
 }
 
 // FunctionDelete calls FunctionDelete on the profile's current client.
-func (h *Handle) FunctionDelete(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) FunctionDelete(ctx context.Context, libName string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionDelete(a0, a1)
+	return g.client.FunctionDelete(ctx, libName)
 }
 
 // FunctionDump calls FunctionDump on the profile's current client.
-func (h *Handle) FunctionDump(a0 context.Context) *redis.StringCmd {
+func (h *Handle) FunctionDump(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionDump(a0)
+	return g.client.FunctionDump(ctx)
 }
 
 // FunctionFlush calls FunctionFlush on the profile's current client.
-func (h *Handle) FunctionFlush(a0 context.Context) *redis.StringCmd {
+func (h *Handle) FunctionFlush(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionFlush(a0)
+	return g.client.FunctionFlush(ctx)
 }
 
 // FunctionFlushAsync calls FunctionFlushAsync on the profile's current client.
-func (h *Handle) FunctionFlushAsync(a0 context.Context) *redis.StringCmd {
+func (h *Handle) FunctionFlushAsync(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionFlushAsync(a0)
+	return g.client.FunctionFlushAsync(ctx)
 }
 
 // FunctionKill calls FunctionKill on the profile's current client.
-func (h *Handle) FunctionKill(a0 context.Context) *redis.StringCmd {
+func (h *Handle) FunctionKill(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionKill(a0)
+	return g.client.FunctionKill(ctx)
 }
 
 // FunctionList calls FunctionList on the profile's current client.
-func (h *Handle) FunctionList(a0 context.Context, a1 redis.FunctionListQuery) *redis.FunctionListCmd {
+func (h *Handle) FunctionList(ctx context.Context, q redis.FunctionListQuery) *redis.FunctionListCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionList(a0, a1)
+	return g.client.FunctionList(ctx, q)
 }
 
 // FunctionLoad calls FunctionLoad on the profile's current client.
-func (h *Handle) FunctionLoad(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) FunctionLoad(ctx context.Context, code string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionLoad(a0, a1)
+	return g.client.FunctionLoad(ctx, code)
 }
 
 // FunctionLoadReplace calls FunctionLoadReplace on the profile's current client.
-func (h *Handle) FunctionLoadReplace(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) FunctionLoadReplace(ctx context.Context, code string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionLoadReplace(a0, a1)
+	return g.client.FunctionLoadReplace(ctx, code)
 }
 
 // FunctionRestore calls FunctionRestore on the profile's current client.
-func (h *Handle) FunctionRestore(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) FunctionRestore(ctx context.Context, libDump string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionRestore(a0, a1)
+	return g.client.FunctionRestore(ctx, libDump)
 }
 
 // FunctionStats calls FunctionStats on the profile's current client.
-func (h *Handle) FunctionStats(a0 context.Context) *redis.FunctionStatsCmd {
+func (h *Handle) FunctionStats(ctx context.Context) *redis.FunctionStatsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionStats(a0)
+	return g.client.FunctionStats(ctx)
 }
 
 // GeoAdd calls GeoAdd on the profile's current client.
-func (h *Handle) GeoAdd(a0 context.Context, a1 string, a2 ...*redis.GeoLocation) *redis.IntCmd {
+func (h *Handle) GeoAdd(ctx context.Context, key string, geoLocation ...*redis.GeoLocation) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoAdd(a0, a1, a2...)
+	return g.client.GeoAdd(ctx, key, geoLocation...)
 }
 
 // GeoDist calls GeoDist on the profile's current client.
-func (h *Handle) GeoDist(a0 context.Context, a1 string, a2 string, a3 string, a4 string) *redis.FloatCmd {
+func (h *Handle) GeoDist(ctx context.Context, key string, member1 string, member2 string, unit string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoDist(a0, a1, a2, a3, a4)
+	return g.client.GeoDist(ctx, key, member1, member2, unit)
 }
 
 // GeoHash calls GeoHash on the profile's current client.
-func (h *Handle) GeoHash(a0 context.Context, a1 string, a2 ...string) *redis.StringSliceCmd {
+func (h *Handle) GeoHash(ctx context.Context, key string, members ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoHash(a0, a1, a2...)
+	return g.client.GeoHash(ctx, key, members...)
 }
 
 // GeoPos calls GeoPos on the profile's current client.
-func (h *Handle) GeoPos(a0 context.Context, a1 string, a2 ...string) *redis.GeoPosCmd {
+func (h *Handle) GeoPos(ctx context.Context, key string, members ...string) *redis.GeoPosCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoPos(a0, a1, a2...)
+	return g.client.GeoPos(ctx, key, members...)
 }
 
 // GeoRadius calls GeoRadius on the profile's current client.
-func (h *Handle) GeoRadius(a0 context.Context, a1 string, a2 float64, a3 float64, a4 *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
+func (h *Handle) GeoRadius(ctx context.Context, key string, longitude float64, latitude float64, query *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadius(a0, a1, a2, a3, a4)
+	return g.client.GeoRadius(ctx, key, longitude, latitude, query)
 }
 
 // GeoRadiusByMember calls GeoRadiusByMember on the profile's current client.
-func (h *Handle) GeoRadiusByMember(a0 context.Context, a1 string, a2 string, a3 *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
+func (h *Handle) GeoRadiusByMember(ctx context.Context, key string, member string, query *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusByMember(a0, a1, a2, a3)
+	return g.client.GeoRadiusByMember(ctx, key, member, query)
 }
 
 // GeoRadiusByMemberStore calls GeoRadiusByMemberStore on the profile's current client.
-func (h *Handle) GeoRadiusByMemberStore(a0 context.Context, a1 string, a2 string, a3 *redis.GeoRadiusQuery) *redis.IntCmd {
+func (h *Handle) GeoRadiusByMemberStore(ctx context.Context, key string, member string, query *redis.GeoRadiusQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusByMemberStore(a0, a1, a2, a3)
+	return g.client.GeoRadiusByMemberStore(ctx, key, member, query)
 }
 
 // GeoRadiusStore calls GeoRadiusStore on the profile's current client.
-func (h *Handle) GeoRadiusStore(a0 context.Context, a1 string, a2 float64, a3 float64, a4 *redis.GeoRadiusQuery) *redis.IntCmd {
+func (h *Handle) GeoRadiusStore(ctx context.Context, key string, longitude float64, latitude float64, query *redis.GeoRadiusQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusStore(a0, a1, a2, a3, a4)
+	return g.client.GeoRadiusStore(ctx, key, longitude, latitude, query)
 }
 
 // GeoSearch calls GeoSearch on the profile's current client.
-func (h *Handle) GeoSearch(a0 context.Context, a1 string, a2 *redis.GeoSearchQuery) *redis.StringSliceCmd {
+func (h *Handle) GeoSearch(ctx context.Context, key string, q *redis.GeoSearchQuery) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearch(a0, a1, a2)
+	return g.client.GeoSearch(ctx, key, q)
 }
 
 // GeoSearchLocation calls GeoSearchLocation on the profile's current client.
-func (h *Handle) GeoSearchLocation(a0 context.Context, a1 string, a2 *redis.GeoSearchLocationQuery) *redis.GeoSearchLocationCmd {
+func (h *Handle) GeoSearchLocation(ctx context.Context, key string, q *redis.GeoSearchLocationQuery) *redis.GeoSearchLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearchLocation(a0, a1, a2)
+	return g.client.GeoSearchLocation(ctx, key, q)
 }
 
 // GeoSearchStore calls GeoSearchStore on the profile's current client.
-func (h *Handle) GeoSearchStore(a0 context.Context, a1 string, a2 string, a3 *redis.GeoSearchStoreQuery) *redis.IntCmd {
+func (h *Handle) GeoSearchStore(ctx context.Context, key string, store string, q *redis.GeoSearchStoreQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearchStore(a0, a1, a2, a3)
+	return g.client.GeoSearchStore(ctx, key, store, q)
 }
 
 // Get calls Get on the profile's current client.
-func (h *Handle) Get(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) Get(ctx context.Context, cacheKey string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Get(a0, a1)
+	return g.client.Get(ctx, cacheKey)
 }
 
 // GetBit calls GetBit on the profile's current client.
-func (h *Handle) GetBit(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
+func (h *Handle) GetBit(ctx context.Context, key string, offset int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetBit(a0, a1, a2)
+	return g.client.GetBit(ctx, key, offset)
 }
 
 // GetDel calls GetDel on the profile's current client.
-func (h *Handle) GetDel(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) GetDel(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetDel(a0, a1)
+	return g.client.GetDel(ctx, key)
 }
 
 // GetEx calls GetEx on the profile's current client.
-func (h *Handle) GetEx(a0 context.Context, a1 string, a2 time.Duration) *redis.StringCmd {
+func (h *Handle) GetEx(ctx context.Context, key string, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetEx(a0, a1, a2)
+	return g.client.GetEx(ctx, key, expiration)
 }
 
 // GetRange calls GetRange on the profile's current client.
-func (h *Handle) GetRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringCmd {
+func (h *Handle) GetRange(ctx context.Context, key string, start int64, end int64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetRange(a0, a1, a2, a3)
+	return g.client.GetRange(ctx, key, start, end)
 }
 
 // GetSet calls GetSet on the profile's current client.
-func (h *Handle) GetSet(a0 context.Context, a1 string, a2 interface{}) *redis.StringCmd {
+func (h *Handle) GetSet(ctx context.Context, key string, value interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetSet(a0, a1, a2)
+	return g.client.GetSet(ctx, key, value)
 }
 
 // GetToBuffer calls GetToBuffer on the profile's current client.
-func (h *Handle) GetToBuffer(a0 context.Context, a1 string, a2 []uint8) *redis.ZeroCopyStringCmd {
+func (h *Handle) GetToBuffer(ctx context.Context, key string, buf []uint8) *redis.ZeroCopyStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetToBuffer(a0, a1, a2)
+	return g.client.GetToBuffer(ctx, key, buf)
 }
 
 // HDel calls HDel on the profile's current client.
-func (h *Handle) HDel(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) HDel(ctx context.Context, key string, fields ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HDel(a0, a1, a2...)
+	return g.client.HDel(ctx, key, fields...)
 }
 
 // HExists calls HExists on the profile's current client.
-func (h *Handle) HExists(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
+func (h *Handle) HExists(ctx context.Context, key string, field string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExists(a0, a1, a2)
+	return g.client.HExists(ctx, key, field)
 }
 
 // HExpire calls HExpire on the profile's current client.
-func (h *Handle) HExpire(a0 context.Context, a1 string, a2 time.Duration, a3 ...string) *redis.IntSliceCmd {
+func (h *Handle) HExpire(ctx context.Context, key string, expiration time.Duration, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpire(a0, a1, a2, a3...)
+	return g.client.HExpire(ctx, key, expiration, fields...)
 }
 
 // HExpireAt calls HExpireAt on the profile's current client.
-func (h *Handle) HExpireAt(a0 context.Context, a1 string, a2 time.Time, a3 ...string) *redis.IntSliceCmd {
+func (h *Handle) HExpireAt(ctx context.Context, key string, tm time.Time, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireAt(a0, a1, a2, a3...)
+	return g.client.HExpireAt(ctx, key, tm, fields...)
 }
 
 // HExpireAtWithArgs calls HExpireAtWithArgs on the profile's current client.
-func (h *Handle) HExpireAtWithArgs(a0 context.Context, a1 string, a2 time.Time, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
+func (h *Handle) HExpireAtWithArgs(ctx context.Context, key string, tm time.Time, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireAtWithArgs(a0, a1, a2, a3, a4...)
+	return g.client.HExpireAtWithArgs(ctx, key, tm, expirationArgs, fields...)
 }
 
 // HExpireTime calls HExpireTime on the profile's current client.
-func (h *Handle) HExpireTime(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
+func (h *Handle) HExpireTime(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireTime(a0, a1, a2...)
+	return g.client.HExpireTime(ctx, key, fields...)
 }
 
 // HExpireWithArgs calls HExpireWithArgs on the profile's current client.
-func (h *Handle) HExpireWithArgs(a0 context.Context, a1 string, a2 time.Duration, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
+func (h *Handle) HExpireWithArgs(ctx context.Context, key string, expiration time.Duration, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireWithArgs(a0, a1, a2, a3, a4...)
+	return g.client.HExpireWithArgs(ctx, key, expiration, expirationArgs, fields...)
 }
 
 // HGet calls HGet on the profile's current client.
-func (h *Handle) HGet(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
+func (h *Handle) HGet(ctx context.Context, key string, field string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGet(a0, a1, a2)
+	return g.client.HGet(ctx, key, field)
 }
 
 // HGetAll calls HGetAll on the profile's current client.
-func (h *Handle) HGetAll(a0 context.Context, a1 string) *redis.MapStringStringCmd {
+func (h *Handle) HGetAll(ctx context.Context, key string) *redis.MapStringStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetAll(a0, a1)
+	return g.client.HGetAll(ctx, key)
 }
 
 // HGetDel calls HGetDel on the profile's current client.
-func (h *Handle) HGetDel(a0 context.Context, a1 string, a2 ...string) *redis.StringSliceCmd {
+func (h *Handle) HGetDel(ctx context.Context, key string, fields ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetDel(a0, a1, a2...)
+	return g.client.HGetDel(ctx, key, fields...)
 }
 
 // HGetEX calls HGetEX on the profile's current client.
-func (h *Handle) HGetEX(a0 context.Context, a1 string, a2 ...string) *redis.StringSliceCmd {
+func (h *Handle) HGetEX(ctx context.Context, key string, fields ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetEX(a0, a1, a2...)
+	return g.client.HGetEX(ctx, key, fields...)
 }
 
 // HGetEXWithArgs calls HGetEXWithArgs on the profile's current client.
-func (h *Handle) HGetEXWithArgs(a0 context.Context, a1 string, a2 *redis.HGetEXOptions, a3 ...string) *redis.StringSliceCmd {
+func (h *Handle) HGetEXWithArgs(ctx context.Context, key string, options *redis.HGetEXOptions, fields ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetEXWithArgs(a0, a1, a2, a3...)
+	return g.client.HGetEXWithArgs(ctx, key, options, fields...)
 }
 
 // HImportDiscard calls HImportDiscard on the profile's current client.
-func (h *Handle) HImportDiscard(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) HImportDiscard(ctx context.Context, fieldsetName string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HImportDiscard(a0, a1)
+	return g.client.HImportDiscard(ctx, fieldsetName)
 }
 
 // HImportDiscardAll calls HImportDiscardAll on the profile's current client.
-func (h *Handle) HImportDiscardAll(a0 context.Context) *redis.IntCmd {
+func (h *Handle) HImportDiscardAll(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HImportDiscardAll(a0)
+	return g.client.HImportDiscardAll(ctx)
 }
 
 // HImportPrepare calls HImportPrepare on the profile's current client.
-func (h *Handle) HImportPrepare(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
+func (h *Handle) HImportPrepare(ctx context.Context, fieldsetName string, fields ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HImportPrepare(a0, a1, a2...)
+	return g.client.HImportPrepare(ctx, fieldsetName, fields...)
 }
 
 // HImportSet calls HImportSet on the profile's current client.
-func (h *Handle) HImportSet(a0 context.Context, a1 string, a2 string, a3 ...interface{}) *redis.StatusCmd {
+func (h *Handle) HImportSet(ctx context.Context, key string, fieldsetName string, values ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HImportSet(a0, a1, a2, a3...)
+	return g.client.HImportSet(ctx, key, fieldsetName, values...)
 }
 
 // HIncrBy calls HIncrBy on the profile's current client.
-func (h *Handle) HIncrBy(a0 context.Context, a1 string, a2 string, a3 int64) *redis.IntCmd {
+func (h *Handle) HIncrBy(ctx context.Context, key string, field string, incr int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HIncrBy(a0, a1, a2, a3)
+	return g.client.HIncrBy(ctx, key, field, incr)
 }
 
 // HIncrByFloat calls HIncrByFloat on the profile's current client.
-func (h *Handle) HIncrByFloat(a0 context.Context, a1 string, a2 string, a3 float64) *redis.FloatCmd {
+func (h *Handle) HIncrByFloat(ctx context.Context, key string, field string, incr float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HIncrByFloat(a0, a1, a2, a3)
+	return g.client.HIncrByFloat(ctx, key, field, incr)
 }
 
 // HKeys calls HKeys on the profile's current client.
-func (h *Handle) HKeys(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) HKeys(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HKeys(a0, a1)
+	return g.client.HKeys(ctx, key)
 }
 
 // HLen calls HLen on the profile's current client.
-func (h *Handle) HLen(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) HLen(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HLen(a0, a1)
+	return g.client.HLen(ctx, key)
 }
 
 // HMGet calls HMGet on the profile's current client.
-func (h *Handle) HMGet(a0 context.Context, a1 string, a2 ...string) *redis.SliceCmd {
+func (h *Handle) HMGet(ctx context.Context, key string, fields ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HMGet(a0, a1, a2...)
+	return g.client.HMGet(ctx, key, fields...)
 }
 
 // HMSet calls HMSet on the profile's current client.
-func (h *Handle) HMSet(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolCmd {
+func (h *Handle) HMSet(ctx context.Context, key string, values ...interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HMSet(a0, a1, a2...)
+	return g.client.HMSet(ctx, key, values...)
 }
 
 // HPExpire calls HPExpire on the profile's current client.
-func (h *Handle) HPExpire(a0 context.Context, a1 string, a2 time.Duration, a3 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPExpire(ctx context.Context, key string, expiration time.Duration, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpire(a0, a1, a2, a3...)
+	return g.client.HPExpire(ctx, key, expiration, fields...)
 }
 
 // HPExpireAt calls HPExpireAt on the profile's current client.
-func (h *Handle) HPExpireAt(a0 context.Context, a1 string, a2 time.Time, a3 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPExpireAt(ctx context.Context, key string, tm time.Time, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireAt(a0, a1, a2, a3...)
+	return g.client.HPExpireAt(ctx, key, tm, fields...)
 }
 
 // HPExpireAtWithArgs calls HPExpireAtWithArgs on the profile's current client.
-func (h *Handle) HPExpireAtWithArgs(a0 context.Context, a1 string, a2 time.Time, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPExpireAtWithArgs(ctx context.Context, key string, tm time.Time, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireAtWithArgs(a0, a1, a2, a3, a4...)
+	return g.client.HPExpireAtWithArgs(ctx, key, tm, expirationArgs, fields...)
 }
 
 // HPExpireTime calls HPExpireTime on the profile's current client.
-func (h *Handle) HPExpireTime(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPExpireTime(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireTime(a0, a1, a2...)
+	return g.client.HPExpireTime(ctx, key, fields...)
 }
 
 // HPExpireWithArgs calls HPExpireWithArgs on the profile's current client.
-func (h *Handle) HPExpireWithArgs(a0 context.Context, a1 string, a2 time.Duration, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPExpireWithArgs(ctx context.Context, key string, expiration time.Duration, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireWithArgs(a0, a1, a2, a3, a4...)
+	return g.client.HPExpireWithArgs(ctx, key, expiration, expirationArgs, fields...)
 }
 
 // HPTTL calls HPTTL on the profile's current client.
-func (h *Handle) HPTTL(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPTTL(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPTTL(a0, a1, a2...)
+	return g.client.HPTTL(ctx, key, fields...)
 }
 
 // HPersist calls HPersist on the profile's current client.
-func (h *Handle) HPersist(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
+func (h *Handle) HPersist(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPersist(a0, a1, a2...)
+	return g.client.HPersist(ctx, key, fields...)
 }
 
 // HRandField calls HRandField on the profile's current client.
-func (h *Handle) HRandField(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
+func (h *Handle) HRandField(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HRandField(a0, a1, a2)
+	return g.client.HRandField(ctx, key, count)
 }
 
 // HRandFieldWithValues calls HRandFieldWithValues on the profile's current client.
-func (h *Handle) HRandFieldWithValues(a0 context.Context, a1 string, a2 int) *redis.KeyValueSliceCmd {
+func (h *Handle) HRandFieldWithValues(ctx context.Context, key string, count int) *redis.KeyValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HRandFieldWithValues(a0, a1, a2)
+	return g.client.HRandFieldWithValues(ctx, key, count)
 }
 
 // HScan calls HScan on the profile's current client.
-func (h *Handle) HScan(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
+func (h *Handle) HScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HScan(a0, a1, a2, a3, a4)
+	return g.client.HScan(ctx, key, cursor, match, count)
 }
 
 // HScanNoValues calls HScanNoValues on the profile's current client.
-func (h *Handle) HScanNoValues(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
+func (h *Handle) HScanNoValues(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HScanNoValues(a0, a1, a2, a3, a4)
+	return g.client.HScanNoValues(ctx, key, cursor, match, count)
 }
 
 // HSet calls HSet on the profile's current client.
-func (h *Handle) HSet(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) HSet(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSet(a0, a1, a2...)
+	return g.client.HSet(ctx, key, values...)
 }
 
 // HSetEX calls HSetEX on the profile's current client.
-func (h *Handle) HSetEX(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) HSetEX(ctx context.Context, key string, fieldsAndValues ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetEX(a0, a1, a2...)
+	return g.client.HSetEX(ctx, key, fieldsAndValues...)
 }
 
 // HSetEXWithArgs calls HSetEXWithArgs on the profile's current client.
-func (h *Handle) HSetEXWithArgs(a0 context.Context, a1 string, a2 *redis.HSetEXOptions, a3 ...string) *redis.IntCmd {
+func (h *Handle) HSetEXWithArgs(ctx context.Context, key string, options *redis.HSetEXOptions, fieldsAndValues ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetEXWithArgs(a0, a1, a2, a3...)
+	return g.client.HSetEXWithArgs(ctx, key, options, fieldsAndValues...)
 }
 
 // HSetNX calls HSetNX on the profile's current client.
-func (h *Handle) HSetNX(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.BoolCmd {
+func (h *Handle) HSetNX(ctx context.Context, key string, field string, value interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetNX(a0, a1, a2, a3)
+	return g.client.HSetNX(ctx, key, field, value)
 }
 
 // HStrLen calls HStrLen on the profile's current client.
-func (h *Handle) HStrLen(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) HStrLen(ctx context.Context, key string, field string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HStrLen(a0, a1, a2)
+	return g.client.HStrLen(ctx, key, field)
 }
 
 // HTTL calls HTTL on the profile's current client.
-func (h *Handle) HTTL(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
+func (h *Handle) HTTL(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HTTL(a0, a1, a2...)
+	return g.client.HTTL(ctx, key, fields...)
 }
 
 // HVals calls HVals on the profile's current client.
-func (h *Handle) HVals(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) HVals(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HVals(a0, a1)
+	return g.client.HVals(ctx, key)
 }
 
 // Incr calls Incr on the profile's current client.
-func (h *Handle) Incr(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) Incr(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Incr(a0, a1)
+	return g.client.Incr(ctx, key)
 }
 
 // IncrBy calls IncrBy on the profile's current client.
-func (h *Handle) IncrBy(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
+func (h *Handle) IncrBy(ctx context.Context, key string, value int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrBy(a0, a1, a2)
+	return g.client.IncrBy(ctx, key, value)
 }
 
 // IncrByFloat calls IncrByFloat on the profile's current client.
-func (h *Handle) IncrByFloat(a0 context.Context, a1 string, a2 float64) *redis.FloatCmd {
+func (h *Handle) IncrByFloat(ctx context.Context, key string, value float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrByFloat(a0, a1, a2)
+	return g.client.IncrByFloat(ctx, key, value)
 }
 
 // IncrEXFloat calls IncrEXFloat on the profile's current client.
-func (h *Handle) IncrEXFloat(a0 context.Context, a1 string, a2 redis.IncrEXFloatArgs) *redis.IncrEXFloatCmd {
+func (h *Handle) IncrEXFloat(ctx context.Context, key string, args redis.IncrEXFloatArgs) *redis.IncrEXFloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrEXFloat(a0, a1, a2)
+	return g.client.IncrEXFloat(ctx, key, args)
 }
 
 // IncrEXInt calls IncrEXInt on the profile's current client.
-func (h *Handle) IncrEXInt(a0 context.Context, a1 string, a2 redis.IncrEXIntArgs) *redis.IncrEXIntCmd {
+func (h *Handle) IncrEXInt(ctx context.Context, key string, args redis.IncrEXIntArgs) *redis.IncrEXIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrEXInt(a0, a1, a2)
+	return g.client.IncrEXInt(ctx, key, args)
 }
 
 // Info calls Info on the profile's current client.
-func (h *Handle) Info(a0 context.Context, a1 ...string) *redis.StringCmd {
+func (h *Handle) Info(ctx context.Context, section ...string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Info(a0, a1...)
+	return g.client.Info(ctx, section...)
 }
 
 // InfoMap calls InfoMap on the profile's current client.
-func (h *Handle) InfoMap(a0 context.Context, a1 ...string) *redis.InfoCmd {
+func (h *Handle) InfoMap(ctx context.Context, section ...string) *redis.InfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.InfoMap(a0, a1...)
+	return g.client.InfoMap(ctx, section...)
 }
 
 // JSONArrAppend calls JSONArrAppend on the profile's current client.
-func (h *Handle) JSONArrAppend(a0 context.Context, a1 string, a2 string, a3 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) JSONArrAppend(ctx context.Context, key string, path string, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrAppend(a0, a1, a2, a3...)
+	return g.client.JSONArrAppend(ctx, key, path, values...)
 }
 
 // JSONArrIndex calls JSONArrIndex on the profile's current client.
-func (h *Handle) JSONArrIndex(a0 context.Context, a1 string, a2 string, a3 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) JSONArrIndex(ctx context.Context, key string, path string, value ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrIndex(a0, a1, a2, a3...)
+	return g.client.JSONArrIndex(ctx, key, path, value...)
 }
 
 // JSONArrIndexWithArgs calls JSONArrIndexWithArgs on the profile's current client.
-func (h *Handle) JSONArrIndexWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.JSONArrIndexArgs, a4 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) JSONArrIndexWithArgs(ctx context.Context, key string, path string, options *redis.JSONArrIndexArgs, value ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrIndexWithArgs(a0, a1, a2, a3, a4...)
+	return g.client.JSONArrIndexWithArgs(ctx, key, path, options, value...)
 }
 
 // JSONArrInsert calls JSONArrInsert on the profile's current client.
-func (h *Handle) JSONArrInsert(a0 context.Context, a1 string, a2 string, a3 int64, a4 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) JSONArrInsert(ctx context.Context, key string, path string, index int64, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrInsert(a0, a1, a2, a3, a4...)
+	return g.client.JSONArrInsert(ctx, key, path, index, values...)
 }
 
 // JSONArrLen calls JSONArrLen on the profile's current client.
-func (h *Handle) JSONArrLen(a0 context.Context, a1 string, a2 string) *redis.IntSliceCmd {
+func (h *Handle) JSONArrLen(ctx context.Context, key string, path string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrLen(a0, a1, a2)
+	return g.client.JSONArrLen(ctx, key, path)
 }
 
 // JSONArrPop calls JSONArrPop on the profile's current client.
-func (h *Handle) JSONArrPop(a0 context.Context, a1 string, a2 string, a3 int) *redis.StringSliceCmd {
+func (h *Handle) JSONArrPop(ctx context.Context, key string, path string, index int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrPop(a0, a1, a2, a3)
+	return g.client.JSONArrPop(ctx, key, path, index)
 }
 
 // JSONArrTrim calls JSONArrTrim on the profile's current client.
-func (h *Handle) JSONArrTrim(a0 context.Context, a1 string, a2 string) *redis.IntSliceCmd {
+func (h *Handle) JSONArrTrim(ctx context.Context, key string, path string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrTrim(a0, a1, a2)
+	return g.client.JSONArrTrim(ctx, key, path)
 }
 
 // JSONArrTrimWithArgs calls JSONArrTrimWithArgs on the profile's current client.
-func (h *Handle) JSONArrTrimWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.JSONArrTrimArgs) *redis.IntSliceCmd {
+func (h *Handle) JSONArrTrimWithArgs(ctx context.Context, key string, path string, options *redis.JSONArrTrimArgs) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrTrimWithArgs(a0, a1, a2, a3)
+	return g.client.JSONArrTrimWithArgs(ctx, key, path, options)
 }
 
 // JSONClear calls JSONClear on the profile's current client.
-func (h *Handle) JSONClear(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) JSONClear(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONClear(a0, a1, a2)
+	return g.client.JSONClear(ctx, key, path)
 }
 
 // JSONDebugMemory calls JSONDebugMemory on the profile's current client.
-func (h *Handle) JSONDebugMemory(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) JSONDebugMemory(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONDebugMemory(a0, a1, a2)
+	return g.client.JSONDebugMemory(ctx, key, path)
 }
 
 // JSONDel calls JSONDel on the profile's current client.
-func (h *Handle) JSONDel(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) JSONDel(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONDel(a0, a1, a2)
+	return g.client.JSONDel(ctx, key, path)
 }
 
 // JSONForget calls JSONForget on the profile's current client.
-func (h *Handle) JSONForget(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) JSONForget(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONForget(a0, a1, a2)
+	return g.client.JSONForget(ctx, key, path)
 }
 
 // JSONGet calls JSONGet on the profile's current client.
-func (h *Handle) JSONGet(a0 context.Context, a1 string, a2 ...string) *redis.JSONCmd {
+func (h *Handle) JSONGet(ctx context.Context, key string, paths ...string) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONGet(a0, a1, a2...)
+	return g.client.JSONGet(ctx, key, paths...)
 }
 
 // JSONGetWithArgs calls JSONGetWithArgs on the profile's current client.
-func (h *Handle) JSONGetWithArgs(a0 context.Context, a1 string, a2 *redis.JSONGetArgs, a3 ...string) *redis.JSONCmd {
+func (h *Handle) JSONGetWithArgs(ctx context.Context, key string, options *redis.JSONGetArgs, paths ...string) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONGetWithArgs(a0, a1, a2, a3...)
+	return g.client.JSONGetWithArgs(ctx, key, options, paths...)
 }
 
 // JSONMGet calls JSONMGet on the profile's current client.
-func (h *Handle) JSONMGet(a0 context.Context, a1 string, a2 ...string) *redis.JSONSliceCmd {
+func (h *Handle) JSONMGet(ctx context.Context, path string, keys ...string) *redis.JSONSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMGet(a0, a1, a2...)
+	return g.client.JSONMGet(ctx, path, keys...)
 }
 
 // JSONMSet calls JSONMSet on the profile's current client.
-func (h *Handle) JSONMSet(a0 context.Context, a1 ...interface{}) *redis.StatusCmd {
+func (h *Handle) JSONMSet(ctx context.Context, params ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMSet(a0, a1...)
+	return g.client.JSONMSet(ctx, params...)
 }
 
 // JSONMSetArgs calls JSONMSetArgs on the profile's current client.
-func (h *Handle) JSONMSetArgs(a0 context.Context, a1 []redis.JSONSetArgs) *redis.StatusCmd {
+func (h *Handle) JSONMSetArgs(ctx context.Context, docs []redis.JSONSetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMSetArgs(a0, a1)
+	return g.client.JSONMSetArgs(ctx, docs)
 }
 
 // JSONMerge calls JSONMerge on the profile's current client.
-func (h *Handle) JSONMerge(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
+func (h *Handle) JSONMerge(ctx context.Context, key string, path string, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMerge(a0, a1, a2, a3)
+	return g.client.JSONMerge(ctx, key, path, value)
 }
 
 // JSONNumIncrBy calls JSONNumIncrBy on the profile's current client.
-func (h *Handle) JSONNumIncrBy(a0 context.Context, a1 string, a2 string, a3 float64) *redis.JSONCmd {
+func (h *Handle) JSONNumIncrBy(ctx context.Context, key string, path string, value float64) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONNumIncrBy(a0, a1, a2, a3)
+	return g.client.JSONNumIncrBy(ctx, key, path, value)
 }
 
 // JSONObjKeys calls JSONObjKeys on the profile's current client.
-func (h *Handle) JSONObjKeys(a0 context.Context, a1 string, a2 string) *redis.SliceCmd {
+func (h *Handle) JSONObjKeys(ctx context.Context, key string, path string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONObjKeys(a0, a1, a2)
+	return g.client.JSONObjKeys(ctx, key, path)
 }
 
 // JSONObjLen calls JSONObjLen on the profile's current client.
-func (h *Handle) JSONObjLen(a0 context.Context, a1 string, a2 string) *redis.IntPointerSliceCmd {
+func (h *Handle) JSONObjLen(ctx context.Context, key string, path string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONObjLen(a0, a1, a2)
+	return g.client.JSONObjLen(ctx, key, path)
 }
 
 // JSONSet calls JSONSet on the profile's current client.
-func (h *Handle) JSONSet(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.StatusCmd {
+func (h *Handle) JSONSet(ctx context.Context, key string, path string, value interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSet(a0, a1, a2, a3)
+	return g.client.JSONSet(ctx, key, path, value)
 }
 
 // JSONSetMode calls JSONSetMode on the profile's current client.
-func (h *Handle) JSONSetMode(a0 context.Context, a1 string, a2 string, a3 interface{}, a4 string) *redis.StatusCmd {
+func (h *Handle) JSONSetMode(ctx context.Context, key string, path string, value interface{}, mode string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSetMode(a0, a1, a2, a3, a4)
+	return g.client.JSONSetMode(ctx, key, path, value, mode)
 }
 
 // JSONSetWithArgs calls JSONSetWithArgs on the profile's current client.
-func (h *Handle) JSONSetWithArgs(a0 context.Context, a1 string, a2 string, a3 interface{}, a4 *redis.JSONSetArgsOptions) *redis.StatusCmd {
+func (h *Handle) JSONSetWithArgs(ctx context.Context, key string, path string, value interface{}, options *redis.JSONSetArgsOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSetWithArgs(a0, a1, a2, a3, a4)
+	return g.client.JSONSetWithArgs(ctx, key, path, value, options)
 }
 
 // JSONStrAppend calls JSONStrAppend on the profile's current client.
-func (h *Handle) JSONStrAppend(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntPointerSliceCmd {
+func (h *Handle) JSONStrAppend(ctx context.Context, key string, path string, value string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONStrAppend(a0, a1, a2, a3)
+	return g.client.JSONStrAppend(ctx, key, path, value)
 }
 
 // JSONStrLen calls JSONStrLen on the profile's current client.
-func (h *Handle) JSONStrLen(a0 context.Context, a1 string, a2 string) *redis.IntPointerSliceCmd {
+func (h *Handle) JSONStrLen(ctx context.Context, key string, path string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONStrLen(a0, a1, a2)
+	return g.client.JSONStrLen(ctx, key, path)
 }
 
 // JSONToggle calls JSONToggle on the profile's current client.
-func (h *Handle) JSONToggle(a0 context.Context, a1 string, a2 string) *redis.IntPointerSliceCmd {
+func (h *Handle) JSONToggle(ctx context.Context, key string, path string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONToggle(a0, a1, a2)
+	return g.client.JSONToggle(ctx, key, path)
 }
 
 // JSONType calls JSONType on the profile's current client.
-func (h *Handle) JSONType(a0 context.Context, a1 string, a2 string) *redis.JSONSliceCmd {
+func (h *Handle) JSONType(ctx context.Context, key string, path string) *redis.JSONSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONType(a0, a1, a2)
+	return g.client.JSONType(ctx, key, path)
 }
 
 // Keys calls Keys on the profile's current client.
-func (h *Handle) Keys(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) Keys(ctx context.Context, pattern string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Keys(a0, a1)
+	return g.client.Keys(ctx, pattern)
 }
 
 // LCS calls LCS on the profile's current client.
-func (h *Handle) LCS(a0 context.Context, a1 *redis.LCSQuery) *redis.LCSCmd {
+func (h *Handle) LCS(ctx context.Context, q *redis.LCSQuery) *redis.LCSCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LCS(a0, a1)
+	return g.client.LCS(ctx, q)
 }
 
 // LIndex calls LIndex on the profile's current client.
-func (h *Handle) LIndex(a0 context.Context, a1 string, a2 int64) *redis.StringCmd {
+func (h *Handle) LIndex(ctx context.Context, key string, index int64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LIndex(a0, a1, a2)
+	return g.client.LIndex(ctx, key, index)
 }
 
 // LInsert calls LInsert on the profile's current client.
-func (h *Handle) LInsert(a0 context.Context, a1 string, a2 string, a3 interface{}, a4 interface{}) *redis.IntCmd {
+func (h *Handle) LInsert(ctx context.Context, key string, op string, pivot interface{}, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsert(a0, a1, a2, a3, a4)
+	return g.client.LInsert(ctx, key, op, pivot, value)
 }
 
 // LInsertAfter calls LInsertAfter on the profile's current client.
-func (h *Handle) LInsertAfter(a0 context.Context, a1 string, a2 interface{}, a3 interface{}) *redis.IntCmd {
+func (h *Handle) LInsertAfter(ctx context.Context, key string, pivot interface{}, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsertAfter(a0, a1, a2, a3)
+	return g.client.LInsertAfter(ctx, key, pivot, value)
 }
 
 // LInsertBefore calls LInsertBefore on the profile's current client.
-func (h *Handle) LInsertBefore(a0 context.Context, a1 string, a2 interface{}, a3 interface{}) *redis.IntCmd {
+func (h *Handle) LInsertBefore(ctx context.Context, key string, pivot interface{}, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsertBefore(a0, a1, a2, a3)
+	return g.client.LInsertBefore(ctx, key, pivot, value)
 }
 
 // LLen calls LLen on the profile's current client.
-func (h *Handle) LLen(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) LLen(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LLen(a0, a1)
+	return g.client.LLen(ctx, key)
 }
 
 // LMPop calls LMPop on the profile's current client.
-func (h *Handle) LMPop(a0 context.Context, a1 string, a2 int64, a3 ...string) *redis.KeyValuesCmd {
+func (h *Handle) LMPop(ctx context.Context, direction string, count int64, keys ...string) *redis.KeyValuesCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMPop(a0, a1, a2, a3...)
+	return g.client.LMPop(ctx, direction, count, keys...)
 }
 
 // LMove calls LMove on the profile's current client.
-func (h *Handle) LMove(a0 context.Context, a1 string, a2 string, a3 string, a4 string) *redis.StringCmd {
+func (h *Handle) LMove(ctx context.Context, source string, destination string, srcpos string, destpos string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMove(a0, a1, a2, a3, a4)
+	return g.client.LMove(ctx, source, destination, srcpos, destpos)
 }
 
 // LMoveM calls LMoveM on the profile's current client.
-func (h *Handle) LMoveM(a0 context.Context, a1 string, a2 string, a3 string, a4 string, a5 redis.LMoveMArgs) *redis.StringSliceCmd {
+func (h *Handle) LMoveM(ctx context.Context, source string, destination string, srcpos string, destpos string, args redis.LMoveMArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMoveM(a0, a1, a2, a3, a4, a5)
+	return g.client.LMoveM(ctx, source, destination, srcpos, destpos, args)
 }
 
 // LPop calls LPop on the profile's current client.
-func (h *Handle) LPop(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) LPop(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPop(a0, a1)
+	return g.client.LPop(ctx, key)
 }
 
 // LPopCount calls LPopCount on the profile's current client.
-func (h *Handle) LPopCount(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
+func (h *Handle) LPopCount(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPopCount(a0, a1, a2)
+	return g.client.LPopCount(ctx, key, count)
 }
 
 // LPos calls LPos on the profile's current client.
-func (h *Handle) LPos(a0 context.Context, a1 string, a2 string, a3 redis.LPosArgs) *redis.IntCmd {
+func (h *Handle) LPos(ctx context.Context, key string, value string, args redis.LPosArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPos(a0, a1, a2, a3)
+	return g.client.LPos(ctx, key, value, args)
 }
 
 // LPosCount calls LPosCount on the profile's current client.
-func (h *Handle) LPosCount(a0 context.Context, a1 string, a2 string, a3 int64, a4 redis.LPosArgs) *redis.IntSliceCmd {
+func (h *Handle) LPosCount(ctx context.Context, key string, value string, count int64, args redis.LPosArgs) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPosCount(a0, a1, a2, a3, a4)
+	return g.client.LPosCount(ctx, key, value, count, args)
 }
 
 // LPush calls LPush on the profile's current client.
-func (h *Handle) LPush(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) LPush(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPush(a0, a1, a2...)
+	return g.client.LPush(ctx, key, values...)
 }
 
 // LPushX calls LPushX on the profile's current client.
-func (h *Handle) LPushX(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) LPushX(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPushX(a0, a1, a2...)
+	return g.client.LPushX(ctx, key, values...)
 }
 
 // LRange calls LRange on the profile's current client.
-func (h *Handle) LRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringSliceCmd {
+func (h *Handle) LRange(ctx context.Context, key string, start int64, stop int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LRange(a0, a1, a2, a3)
+	return g.client.LRange(ctx, key, start, stop)
 }
 
 // LRem calls LRem on the profile's current client.
-func (h *Handle) LRem(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.IntCmd {
+func (h *Handle) LRem(ctx context.Context, key string, count int64, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LRem(a0, a1, a2, a3)
+	return g.client.LRem(ctx, key, count, value)
 }
 
 // LSet calls LSet on the profile's current client.
-func (h *Handle) LSet(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.StatusCmd {
+func (h *Handle) LSet(ctx context.Context, key string, index int64, value interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LSet(a0, a1, a2, a3)
+	return g.client.LSet(ctx, key, index, value)
 }
 
 // LTrim calls LTrim on the profile's current client.
-func (h *Handle) LTrim(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
+func (h *Handle) LTrim(ctx context.Context, key string, start int64, stop int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LTrim(a0, a1, a2, a3)
+	return g.client.LTrim(ctx, key, start, stop)
 }
 
 // LastSave calls LastSave on the profile's current client.
-func (h *Handle) LastSave(a0 context.Context) *redis.IntCmd {
+func (h *Handle) LastSave(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LastSave(a0)
+	return g.client.LastSave(ctx)
 }
 
 // Latency calls Latency on the profile's current client.
-func (h *Handle) Latency(a0 context.Context) *redis.LatencyCmd {
+func (h *Handle) Latency(ctx context.Context) *redis.LatencyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Latency(a0)
+	return g.client.Latency(ctx)
 }
 
 // LatencyReset calls LatencyReset on the profile's current client.
-func (h *Handle) LatencyReset(a0 context.Context, a1 ...interface{}) *redis.StatusCmd {
+func (h *Handle) LatencyReset(ctx context.Context, events ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LatencyReset(a0, a1...)
+	return g.client.LatencyReset(ctx, events...)
 }
 
 // MGet calls MGet on the profile's current client.
-func (h *Handle) MGet(a0 context.Context, a1 ...string) *redis.SliceCmd {
+func (h *Handle) MGet(ctx context.Context, keys ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MGet(a0, a1...)
+	return g.client.MGet(ctx, keys...)
 }
 
 // MSet calls MSet on the profile's current client.
-func (h *Handle) MSet(a0 context.Context, a1 ...interface{}) *redis.StatusCmd {
+func (h *Handle) MSet(ctx context.Context, values ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSet(a0, a1...)
+	return g.client.MSet(ctx, values...)
 }
 
 // MSetEX calls MSetEX on the profile's current client.
-func (h *Handle) MSetEX(a0 context.Context, a1 redis.MSetEXArgs, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) MSetEX(ctx context.Context, args redis.MSetEXArgs, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSetEX(a0, a1, a2...)
+	return g.client.MSetEX(ctx, args, values...)
 }
 
 // MSetNX calls MSetNX on the profile's current client.
-func (h *Handle) MSetNX(a0 context.Context, a1 ...interface{}) *redis.BoolCmd {
+func (h *Handle) MSetNX(ctx context.Context, values ...interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSetNX(a0, a1...)
+	return g.client.MSetNX(ctx, values...)
 }
 
 // MemoryUsage calls MemoryUsage on the profile's current client.
-func (h *Handle) MemoryUsage(a0 context.Context, a1 string, a2 ...int) *redis.IntCmd {
+func (h *Handle) MemoryUsage(ctx context.Context, key string, samples ...int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MemoryUsage(a0, a1, a2...)
+	return g.client.MemoryUsage(ctx, key, samples...)
 }
 
 // Migrate calls Migrate on the profile's current client.
-func (h *Handle) Migrate(a0 context.Context, a1 string, a2 string, a3 string, a4 int, a5 time.Duration) *redis.StatusCmd {
+func (h *Handle) Migrate(ctx context.Context, host string, port string, key string, db int, timeout time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Migrate(a0, a1, a2, a3, a4, a5)
+	return g.client.Migrate(ctx, host, port, key, db, timeout)
 }
 
 // ModuleLoadex calls ModuleLoadex on the profile's current client.
-func (h *Handle) ModuleLoadex(a0 context.Context, a1 *redis.ModuleLoadexConfig) *redis.StringCmd {
+func (h *Handle) ModuleLoadex(ctx context.Context, conf *redis.ModuleLoadexConfig) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ModuleLoadex(a0, a1)
+	return g.client.ModuleLoadex(ctx, conf)
 }
 
 // Move calls Move on the profile's current client.
-func (h *Handle) Move(a0 context.Context, a1 string, a2 int) *redis.BoolCmd {
+func (h *Handle) Move(ctx context.Context, key string, db int) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Move(a0, a1, a2)
+	return g.client.Move(ctx, key, db)
 }
 
 // ObjectEncoding calls ObjectEncoding on the profile's current client.
-func (h *Handle) ObjectEncoding(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) ObjectEncoding(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectEncoding(a0, a1)
+	return g.client.ObjectEncoding(ctx, key)
 }
 
 // ObjectFreq calls ObjectFreq on the profile's current client.
-func (h *Handle) ObjectFreq(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) ObjectFreq(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectFreq(a0, a1)
+	return g.client.ObjectFreq(ctx, key)
 }
 
 // ObjectIdleTime calls ObjectIdleTime on the profile's current client.
-func (h *Handle) ObjectIdleTime(a0 context.Context, a1 string) *redis.DurationCmd {
+func (h *Handle) ObjectIdleTime(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectIdleTime(a0, a1)
+	return g.client.ObjectIdleTime(ctx, key)
 }
 
 // ObjectRefCount calls ObjectRefCount on the profile's current client.
-func (h *Handle) ObjectRefCount(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) ObjectRefCount(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectRefCount(a0, a1)
+	return g.client.ObjectRefCount(ctx, key)
 }
 
 // PExpire calls PExpire on the profile's current client.
-func (h *Handle) PExpire(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
+func (h *Handle) PExpire(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpire(a0, a1, a2)
+	return g.client.PExpire(ctx, key, expiration)
 }
 
 // PExpireAt calls PExpireAt on the profile's current client.
-func (h *Handle) PExpireAt(a0 context.Context, a1 string, a2 time.Time) *redis.BoolCmd {
+func (h *Handle) PExpireAt(ctx context.Context, key string, tm time.Time) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpireAt(a0, a1, a2)
+	return g.client.PExpireAt(ctx, key, tm)
 }
 
 // PExpireTime calls PExpireTime on the profile's current client.
-func (h *Handle) PExpireTime(a0 context.Context, a1 string) *redis.DurationCmd {
+func (h *Handle) PExpireTime(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpireTime(a0, a1)
+	return g.client.PExpireTime(ctx, key)
 }
 
 // PFAdd calls PFAdd on the profile's current client.
-func (h *Handle) PFAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) PFAdd(ctx context.Context, key string, els ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFAdd(a0, a1, a2...)
+	return g.client.PFAdd(ctx, key, els...)
 }
 
 // PFCount calls PFCount on the profile's current client.
-func (h *Handle) PFCount(a0 context.Context, a1 ...string) *redis.IntCmd {
+func (h *Handle) PFCount(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFCount(a0, a1...)
+	return g.client.PFCount(ctx, keys...)
 }
 
 // PFMerge calls PFMerge on the profile's current client.
-func (h *Handle) PFMerge(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
+func (h *Handle) PFMerge(ctx context.Context, dest string, keys ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFMerge(a0, a1, a2...)
+	return g.client.PFMerge(ctx, dest, keys...)
 }
 
 // PSubscribe calls PSubscribe on the profile's current client.
-func (h *Handle) PSubscribe(a0 context.Context, a1 ...string) *redis.PubSub {
+func (h *Handle) PSubscribe(ctx context.Context, channels ...string) *redis.PubSub {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PSubscribe(a0, a1...)
+	return g.client.PSubscribe(ctx, channels...)
 }
 
 // PTTL calls PTTL on the profile's current client.
-func (h *Handle) PTTL(a0 context.Context, a1 string) *redis.DurationCmd {
+func (h *Handle) PTTL(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PTTL(a0, a1)
+	return g.client.PTTL(ctx, key)
 }
 
 // Persist calls Persist on the profile's current client.
-func (h *Handle) Persist(a0 context.Context, a1 string) *redis.BoolCmd {
+func (h *Handle) Persist(ctx context.Context, key string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Persist(a0, a1)
+	return g.client.Persist(ctx, key)
 }
 
 // Ping calls Ping on the profile's current client.
-func (h *Handle) Ping(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) Ping(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Ping(a0)
+	return g.client.Ping(ctx)
 }
 
 // Pipeline calls Pipeline on the profile's current client.
@@ -2563,10 +2563,10 @@ func (h *Handle) Pipeline() redis.Pipeliner {
 }
 
 // Pipelined calls Pipelined on the profile's current client.
-func (h *Handle) Pipelined(a0 context.Context, a1 func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+func (h *Handle) Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Pipelined(a0, a1)
+	return g.client.Pipelined(ctx, fn)
 }
 
 // PoolStats calls PoolStats on the profile's current client.
@@ -2577,1018 +2577,1018 @@ func (h *Handle) PoolStats() *redis.PoolStats {
 }
 
 // Process calls Process on the profile's current client.
-func (h *Handle) Process(a0 context.Context, a1 redis.Cmder) error {
+func (h *Handle) Process(ctx context.Context, cmd redis.Cmder) error {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Process(a0, a1)
+	return g.client.Process(ctx, cmd)
 }
 
 // PubSubChannels calls PubSubChannels on the profile's current client.
-func (h *Handle) PubSubChannels(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) PubSubChannels(ctx context.Context, pattern string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubChannels(a0, a1)
+	return g.client.PubSubChannels(ctx, pattern)
 }
 
 // PubSubNumPat calls PubSubNumPat on the profile's current client.
-func (h *Handle) PubSubNumPat(a0 context.Context) *redis.IntCmd {
+func (h *Handle) PubSubNumPat(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubNumPat(a0)
+	return g.client.PubSubNumPat(ctx)
 }
 
 // PubSubNumSub calls PubSubNumSub on the profile's current client.
-func (h *Handle) PubSubNumSub(a0 context.Context, a1 ...string) *redis.MapStringIntCmd {
+func (h *Handle) PubSubNumSub(ctx context.Context, channels ...string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubNumSub(a0, a1...)
+	return g.client.PubSubNumSub(ctx, channels...)
 }
 
 // PubSubShardChannels calls PubSubShardChannels on the profile's current client.
-func (h *Handle) PubSubShardChannels(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) PubSubShardChannels(ctx context.Context, pattern string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubShardChannels(a0, a1)
+	return g.client.PubSubShardChannels(ctx, pattern)
 }
 
 // PubSubShardNumSub calls PubSubShardNumSub on the profile's current client.
-func (h *Handle) PubSubShardNumSub(a0 context.Context, a1 ...string) *redis.MapStringIntCmd {
+func (h *Handle) PubSubShardNumSub(ctx context.Context, channels ...string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubShardNumSub(a0, a1...)
+	return g.client.PubSubShardNumSub(ctx, channels...)
 }
 
 // Publish calls Publish on the profile's current client.
-func (h *Handle) Publish(a0 context.Context, a1 string, a2 interface{}) *redis.IntCmd {
+func (h *Handle) Publish(ctx context.Context, channel string, message interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Publish(a0, a1, a2)
+	return g.client.Publish(ctx, channel, message)
 }
 
 // Quit calls Quit on the profile's current client.
-func (h *Handle) Quit(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) Quit(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Quit(a0)
+	return g.client.Quit(ctx)
 }
 
 // RPop calls RPop on the profile's current client.
-func (h *Handle) RPop(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) RPop(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPop(a0, a1)
+	return g.client.RPop(ctx, key)
 }
 
 // RPopCount calls RPopCount on the profile's current client.
-func (h *Handle) RPopCount(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
+func (h *Handle) RPopCount(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPopCount(a0, a1, a2)
+	return g.client.RPopCount(ctx, key, count)
 }
 
 // RPopLPush calls RPopLPush on the profile's current client.
-func (h *Handle) RPopLPush(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
+func (h *Handle) RPopLPush(ctx context.Context, source string, destination string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPopLPush(a0, a1, a2)
+	return g.client.RPopLPush(ctx, source, destination)
 }
 
 // RPush calls RPush on the profile's current client.
-func (h *Handle) RPush(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) RPush(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPush(a0, a1, a2...)
+	return g.client.RPush(ctx, key, values...)
 }
 
 // RPushX calls RPushX on the profile's current client.
-func (h *Handle) RPushX(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) RPushX(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPushX(a0, a1, a2...)
+	return g.client.RPushX(ctx, key, values...)
 }
 
 // RandomKey calls RandomKey on the profile's current client.
-func (h *Handle) RandomKey(a0 context.Context) *redis.StringCmd {
+func (h *Handle) RandomKey(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RandomKey(a0)
+	return g.client.RandomKey(ctx)
 }
 
 // ReadOnly calls ReadOnly on the profile's current client.
-func (h *Handle) ReadOnly(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ReadOnly(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ReadOnly(a0)
+	return g.client.ReadOnly(ctx)
 }
 
 // ReadWrite calls ReadWrite on the profile's current client.
-func (h *Handle) ReadWrite(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ReadWrite(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ReadWrite(a0)
+	return g.client.ReadWrite(ctx)
 }
 
 // Rename calls Rename on the profile's current client.
-func (h *Handle) Rename(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) Rename(ctx context.Context, key string, newkey string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Rename(a0, a1, a2)
+	return g.client.Rename(ctx, key, newkey)
 }
 
 // RenameNX calls RenameNX on the profile's current client.
-func (h *Handle) RenameNX(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
+func (h *Handle) RenameNX(ctx context.Context, key string, newkey string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RenameNX(a0, a1, a2)
+	return g.client.RenameNX(ctx, key, newkey)
 }
 
 // ReplicaOf calls ReplicaOf on the profile's current client.
-func (h *Handle) ReplicaOf(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) ReplicaOf(ctx context.Context, host string, port string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ReplicaOf(a0, a1, a2)
+	return g.client.ReplicaOf(ctx, host, port)
 }
 
 // Restore calls Restore on the profile's current client.
-func (h *Handle) Restore(a0 context.Context, a1 string, a2 time.Duration, a3 string) *redis.StatusCmd {
+func (h *Handle) Restore(ctx context.Context, key string, ttl time.Duration, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Restore(a0, a1, a2, a3)
+	return g.client.Restore(ctx, key, ttl, value)
 }
 
 // RestoreReplace calls RestoreReplace on the profile's current client.
-func (h *Handle) RestoreReplace(a0 context.Context, a1 string, a2 time.Duration, a3 string) *redis.StatusCmd {
+func (h *Handle) RestoreReplace(ctx context.Context, key string, ttl time.Duration, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RestoreReplace(a0, a1, a2, a3)
+	return g.client.RestoreReplace(ctx, key, ttl, value)
 }
 
 // SAdd calls SAdd on the profile's current client.
-func (h *Handle) SAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) SAdd(ctx context.Context, key string, members ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SAdd(a0, a1, a2...)
+	return g.client.SAdd(ctx, key, members...)
 }
 
 // SCard calls SCard on the profile's current client.
-func (h *Handle) SCard(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) SCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SCard(a0, a1)
+	return g.client.SCard(ctx, key)
 }
 
 // SDiff calls SDiff on the profile's current client.
-func (h *Handle) SDiff(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
+func (h *Handle) SDiff(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiff(a0, a1...)
+	return g.client.SDiff(ctx, keys...)
 }
 
 // SDiffCard calls SDiffCard on the profile's current client.
-func (h *Handle) SDiffCard(a0 context.Context, a1 *redis.SDiffCardOptions, a2 ...string) *redis.IntCmd {
+func (h *Handle) SDiffCard(ctx context.Context, opts *redis.SDiffCardOptions, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiffCard(a0, a1, a2...)
+	return g.client.SDiffCard(ctx, opts, keys...)
 }
 
 // SDiffStore calls SDiffStore on the profile's current client.
-func (h *Handle) SDiffStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) SDiffStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiffStore(a0, a1, a2...)
+	return g.client.SDiffStore(ctx, destination, keys...)
 }
 
 // SInter calls SInter on the profile's current client.
-func (h *Handle) SInter(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
+func (h *Handle) SInter(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInter(a0, a1...)
+	return g.client.SInter(ctx, keys...)
 }
 
 // SInterCard calls SInterCard on the profile's current client.
-func (h *Handle) SInterCard(a0 context.Context, a1 int64, a2 ...string) *redis.IntCmd {
+func (h *Handle) SInterCard(ctx context.Context, limit int64, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInterCard(a0, a1, a2...)
+	return g.client.SInterCard(ctx, limit, keys...)
 }
 
 // SInterStore calls SInterStore on the profile's current client.
-func (h *Handle) SInterStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) SInterStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInterStore(a0, a1, a2...)
+	return g.client.SInterStore(ctx, destination, keys...)
 }
 
 // SIsMember calls SIsMember on the profile's current client.
-func (h *Handle) SIsMember(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
+func (h *Handle) SIsMember(ctx context.Context, key string, member interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SIsMember(a0, a1, a2)
+	return g.client.SIsMember(ctx, key, member)
 }
 
 // SMIsMember calls SMIsMember on the profile's current client.
-func (h *Handle) SMIsMember(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) SMIsMember(ctx context.Context, key string, members ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMIsMember(a0, a1, a2...)
+	return g.client.SMIsMember(ctx, key, members...)
 }
 
 // SMembers calls SMembers on the profile's current client.
-func (h *Handle) SMembers(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) SMembers(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMembers(a0, a1)
+	return g.client.SMembers(ctx, key)
 }
 
 // SMembersMap calls SMembersMap on the profile's current client.
-func (h *Handle) SMembersMap(a0 context.Context, a1 string) *redis.StringStructMapCmd {
+func (h *Handle) SMembersMap(ctx context.Context, key string) *redis.StringStructMapCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMembersMap(a0, a1)
+	return g.client.SMembersMap(ctx, key)
 }
 
 // SMove calls SMove on the profile's current client.
-func (h *Handle) SMove(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.BoolCmd {
+func (h *Handle) SMove(ctx context.Context, source string, destination string, member interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMove(a0, a1, a2, a3)
+	return g.client.SMove(ctx, source, destination, member)
 }
 
 // SPop calls SPop on the profile's current client.
-func (h *Handle) SPop(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) SPop(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPop(a0, a1)
+	return g.client.SPop(ctx, key)
 }
 
 // SPopN calls SPopN on the profile's current client.
-func (h *Handle) SPopN(a0 context.Context, a1 string, a2 int64) *redis.StringSliceCmd {
+func (h *Handle) SPopN(ctx context.Context, key string, count int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPopN(a0, a1, a2)
+	return g.client.SPopN(ctx, key, count)
 }
 
 // SPublish calls SPublish on the profile's current client.
-func (h *Handle) SPublish(a0 context.Context, a1 string, a2 interface{}) *redis.IntCmd {
+func (h *Handle) SPublish(ctx context.Context, channel string, message interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPublish(a0, a1, a2)
+	return g.client.SPublish(ctx, channel, message)
 }
 
 // SRandMember calls SRandMember on the profile's current client.
-func (h *Handle) SRandMember(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) SRandMember(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRandMember(a0, a1)
+	return g.client.SRandMember(ctx, key)
 }
 
 // SRandMemberN calls SRandMemberN on the profile's current client.
-func (h *Handle) SRandMemberN(a0 context.Context, a1 string, a2 int64) *redis.StringSliceCmd {
+func (h *Handle) SRandMemberN(ctx context.Context, key string, count int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRandMemberN(a0, a1, a2)
+	return g.client.SRandMemberN(ctx, key, count)
 }
 
 // SRem calls SRem on the profile's current client.
-func (h *Handle) SRem(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) SRem(ctx context.Context, key string, members ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRem(a0, a1, a2...)
+	return g.client.SRem(ctx, key, members...)
 }
 
 // SScan calls SScan on the profile's current client.
-func (h *Handle) SScan(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
+func (h *Handle) SScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SScan(a0, a1, a2, a3, a4)
+	return g.client.SScan(ctx, key, cursor, match, count)
 }
 
 // SSubscribe calls SSubscribe on the profile's current client.
-func (h *Handle) SSubscribe(a0 context.Context, a1 ...string) *redis.PubSub {
+func (h *Handle) SSubscribe(ctx context.Context, channels ...string) *redis.PubSub {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SSubscribe(a0, a1...)
+	return g.client.SSubscribe(ctx, channels...)
 }
 
 // SUnion calls SUnion on the profile's current client.
-func (h *Handle) SUnion(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
+func (h *Handle) SUnion(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnion(a0, a1...)
+	return g.client.SUnion(ctx, keys...)
 }
 
 // SUnionCard calls SUnionCard on the profile's current client.
-func (h *Handle) SUnionCard(a0 context.Context, a1 *redis.SUnionCardOptions, a2 ...string) *redis.IntCmd {
+func (h *Handle) SUnionCard(ctx context.Context, opts *redis.SUnionCardOptions, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnionCard(a0, a1, a2...)
+	return g.client.SUnionCard(ctx, opts, keys...)
 }
 
 // SUnionStore calls SUnionStore on the profile's current client.
-func (h *Handle) SUnionStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) SUnionStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnionStore(a0, a1, a2...)
+	return g.client.SUnionStore(ctx, destination, keys...)
 }
 
 // Save calls Save on the profile's current client.
-func (h *Handle) Save(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) Save(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Save(a0)
+	return g.client.Save(ctx)
 }
 
 // Scan calls Scan on the profile's current client.
-func (h *Handle) Scan(a0 context.Context, a1 uint64, a2 string, a3 int64) *redis.ScanCmd {
+func (h *Handle) Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Scan(a0, a1, a2, a3)
+	return g.client.Scan(ctx, cursor, match, count)
 }
 
 // ScanType calls ScanType on the profile's current client.
-func (h *Handle) ScanType(a0 context.Context, a1 uint64, a2 string, a3 int64, a4 string) *redis.ScanCmd {
+func (h *Handle) ScanType(ctx context.Context, cursor uint64, match string, count int64, keyType string) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScanType(a0, a1, a2, a3, a4)
+	return g.client.ScanType(ctx, cursor, match, count, keyType)
 }
 
 // ScriptExists calls ScriptExists on the profile's current client.
-func (h *Handle) ScriptExists(a0 context.Context, a1 ...string) *redis.BoolSliceCmd {
+func (h *Handle) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptExists(a0, a1...)
+	return g.client.ScriptExists(ctx, hashes...)
 }
 
 // ScriptFlush calls ScriptFlush on the profile's current client.
-func (h *Handle) ScriptFlush(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ScriptFlush(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptFlush(a0)
+	return g.client.ScriptFlush(ctx)
 }
 
 // ScriptKill calls ScriptKill on the profile's current client.
-func (h *Handle) ScriptKill(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ScriptKill(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptKill(a0)
+	return g.client.ScriptKill(ctx)
 }
 
 // ScriptLoad calls ScriptLoad on the profile's current client.
-func (h *Handle) ScriptLoad(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptLoad(a0, a1)
+	return g.client.ScriptLoad(ctx, script)
 }
 
 // Set calls Set on the profile's current client.
-func (h *Handle) Set(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.StatusCmd {
+func (h *Handle) Set(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Set(a0, a1, a2, a3)
+	return g.client.Set(ctx, key, value, expiration)
 }
 
 // SetArgs calls SetArgs on the profile's current client.
-func (h *Handle) SetArgs(a0 context.Context, a1 string, a2 interface{}, a3 redis.SetArgs) *redis.StatusCmd {
+func (h *Handle) SetArgs(ctx context.Context, key string, value interface{}, a redis.SetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetArgs(a0, a1, a2, a3)
+	return g.client.SetArgs(ctx, key, value, a)
 }
 
 // SetBit calls SetBit on the profile's current client.
-func (h *Handle) SetBit(a0 context.Context, a1 string, a2 int64, a3 int) *redis.IntCmd {
+func (h *Handle) SetBit(ctx context.Context, key string, offset int64, value int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetBit(a0, a1, a2, a3)
+	return g.client.SetBit(ctx, key, offset, value)
 }
 
 // SetEx calls SetEx on the profile's current client.
-func (h *Handle) SetEx(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.StatusCmd {
+func (h *Handle) SetEx(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetEx(a0, a1, a2, a3)
+	return g.client.SetEx(ctx, key, value, expiration)
 }
 
 // SetFromBuffer calls SetFromBuffer on the profile's current client.
-func (h *Handle) SetFromBuffer(a0 context.Context, a1 string, a2 []uint8) *redis.StatusCmd {
+func (h *Handle) SetFromBuffer(ctx context.Context, key string, buf []uint8) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetFromBuffer(a0, a1, a2)
+	return g.client.SetFromBuffer(ctx, key, buf)
 }
 
 // SetIFDEQ calls SetIFDEQ on the profile's current client.
-func (h *Handle) SetIFDEQ(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StatusCmd {
+func (h *Handle) SetIFDEQ(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDEQ(a0, a1, a2, a3, a4)
+	return g.client.SetIFDEQ(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFDEQGet calls SetIFDEQGet on the profile's current client.
-func (h *Handle) SetIFDEQGet(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StringCmd {
+func (h *Handle) SetIFDEQGet(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDEQGet(a0, a1, a2, a3, a4)
+	return g.client.SetIFDEQGet(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFDNE calls SetIFDNE on the profile's current client.
-func (h *Handle) SetIFDNE(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StatusCmd {
+func (h *Handle) SetIFDNE(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDNE(a0, a1, a2, a3, a4)
+	return g.client.SetIFDNE(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFDNEGet calls SetIFDNEGet on the profile's current client.
-func (h *Handle) SetIFDNEGet(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StringCmd {
+func (h *Handle) SetIFDNEGet(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDNEGet(a0, a1, a2, a3, a4)
+	return g.client.SetIFDNEGet(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFEQ calls SetIFEQ on the profile's current client.
-func (h *Handle) SetIFEQ(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StatusCmd {
+func (h *Handle) SetIFEQ(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFEQ(a0, a1, a2, a3, a4)
+	return g.client.SetIFEQ(ctx, key, value, matchValue, expiration)
 }
 
 // SetIFEQGet calls SetIFEQGet on the profile's current client.
-func (h *Handle) SetIFEQGet(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StringCmd {
+func (h *Handle) SetIFEQGet(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFEQGet(a0, a1, a2, a3, a4)
+	return g.client.SetIFEQGet(ctx, key, value, matchValue, expiration)
 }
 
 // SetIFNE calls SetIFNE on the profile's current client.
-func (h *Handle) SetIFNE(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StatusCmd {
+func (h *Handle) SetIFNE(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFNE(a0, a1, a2, a3, a4)
+	return g.client.SetIFNE(ctx, key, value, matchValue, expiration)
 }
 
 // SetIFNEGet calls SetIFNEGet on the profile's current client.
-func (h *Handle) SetIFNEGet(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StringCmd {
+func (h *Handle) SetIFNEGet(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFNEGet(a0, a1, a2, a3, a4)
+	return g.client.SetIFNEGet(ctx, key, value, matchValue, expiration)
 }
 
 // SetNX calls SetNX on the profile's current client.
-func (h *Handle) SetNX(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.BoolCmd {
+func (h *Handle) SetNX(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetNX(a0, a1, a2, a3)
+	return g.client.SetNX(ctx, key, value, expiration)
 }
 
 // SetRange calls SetRange on the profile's current client.
-func (h *Handle) SetRange(a0 context.Context, a1 string, a2 int64, a3 string) *redis.IntCmd {
+func (h *Handle) SetRange(ctx context.Context, key string, offset int64, value string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetRange(a0, a1, a2, a3)
+	return g.client.SetRange(ctx, key, offset, value)
 }
 
 // SetXX calls SetXX on the profile's current client.
-func (h *Handle) SetXX(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.BoolCmd {
+func (h *Handle) SetXX(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetXX(a0, a1, a2, a3)
+	return g.client.SetXX(ctx, key, value, expiration)
 }
 
 // Shutdown calls Shutdown on the profile's current client.
-func (h *Handle) Shutdown(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) Shutdown(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Shutdown(a0)
+	return g.client.Shutdown(ctx)
 }
 
 // ShutdownNoSave calls ShutdownNoSave on the profile's current client.
-func (h *Handle) ShutdownNoSave(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ShutdownNoSave(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ShutdownNoSave(a0)
+	return g.client.ShutdownNoSave(ctx)
 }
 
 // ShutdownSave calls ShutdownSave on the profile's current client.
-func (h *Handle) ShutdownSave(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) ShutdownSave(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ShutdownSave(a0)
+	return g.client.ShutdownSave(ctx)
 }
 
 // SlaveOf calls SlaveOf on the profile's current client.
-func (h *Handle) SlaveOf(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) SlaveOf(ctx context.Context, host string, port string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlaveOf(a0, a1, a2)
+	return g.client.SlaveOf(ctx, host, port)
 }
 
 // SlowLogGet calls SlowLogGet on the profile's current client.
-func (h *Handle) SlowLogGet(a0 context.Context, a1 int64) *redis.SlowLogCmd {
+func (h *Handle) SlowLogGet(ctx context.Context, num int64) *redis.SlowLogCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogGet(a0, a1)
+	return g.client.SlowLogGet(ctx, num)
 }
 
 // SlowLogLen calls SlowLogLen on the profile's current client.
-func (h *Handle) SlowLogLen(a0 context.Context) *redis.IntCmd {
+func (h *Handle) SlowLogLen(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogLen(a0)
+	return g.client.SlowLogLen(ctx)
 }
 
 // SlowLogReset calls SlowLogReset on the profile's current client.
-func (h *Handle) SlowLogReset(a0 context.Context) *redis.StatusCmd {
+func (h *Handle) SlowLogReset(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogReset(a0)
+	return g.client.SlowLogReset(ctx)
 }
 
 // Sort calls Sort on the profile's current client.
-func (h *Handle) Sort(a0 context.Context, a1 string, a2 *redis.Sort) *redis.StringSliceCmd {
+func (h *Handle) Sort(ctx context.Context, key string, sort *redis.Sort) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Sort(a0, a1, a2)
+	return g.client.Sort(ctx, key, sort)
 }
 
 // SortInterfaces calls SortInterfaces on the profile's current client.
-func (h *Handle) SortInterfaces(a0 context.Context, a1 string, a2 *redis.Sort) *redis.SliceCmd {
+func (h *Handle) SortInterfaces(ctx context.Context, key string, sort *redis.Sort) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortInterfaces(a0, a1, a2)
+	return g.client.SortInterfaces(ctx, key, sort)
 }
 
 // SortRO calls SortRO on the profile's current client.
-func (h *Handle) SortRO(a0 context.Context, a1 string, a2 *redis.Sort) *redis.StringSliceCmd {
+func (h *Handle) SortRO(ctx context.Context, key string, sort *redis.Sort) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortRO(a0, a1, a2)
+	return g.client.SortRO(ctx, key, sort)
 }
 
 // SortStore calls SortStore on the profile's current client.
-func (h *Handle) SortStore(a0 context.Context, a1 string, a2 string, a3 *redis.Sort) *redis.IntCmd {
+func (h *Handle) SortStore(ctx context.Context, key string, store string, sort *redis.Sort) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortStore(a0, a1, a2, a3)
+	return g.client.SortStore(ctx, key, store, sort)
 }
 
 // StrLen calls StrLen on the profile's current client.
-func (h *Handle) StrLen(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) StrLen(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.StrLen(a0, a1)
+	return g.client.StrLen(ctx, key)
 }
 
 // Subscribe calls Subscribe on the profile's current client.
-func (h *Handle) Subscribe(a0 context.Context, a1 ...string) *redis.PubSub {
+func (h *Handle) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Subscribe(a0, a1...)
+	return g.client.Subscribe(ctx, channels...)
 }
 
 // TDigestAdd calls TDigestAdd on the profile's current client.
-func (h *Handle) TDigestAdd(a0 context.Context, a1 string, a2 ...float64) *redis.StatusCmd {
+func (h *Handle) TDigestAdd(ctx context.Context, key string, elements ...float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestAdd(a0, a1, a2...)
+	return g.client.TDigestAdd(ctx, key, elements...)
 }
 
 // TDigestByRank calls TDigestByRank on the profile's current client.
-func (h *Handle) TDigestByRank(a0 context.Context, a1 string, a2 ...uint64) *redis.FloatSliceCmd {
+func (h *Handle) TDigestByRank(ctx context.Context, key string, rank ...uint64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestByRank(a0, a1, a2...)
+	return g.client.TDigestByRank(ctx, key, rank...)
 }
 
 // TDigestByRevRank calls TDigestByRevRank on the profile's current client.
-func (h *Handle) TDigestByRevRank(a0 context.Context, a1 string, a2 ...uint64) *redis.FloatSliceCmd {
+func (h *Handle) TDigestByRevRank(ctx context.Context, key string, rank ...uint64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestByRevRank(a0, a1, a2...)
+	return g.client.TDigestByRevRank(ctx, key, rank...)
 }
 
 // TDigestCDF calls TDigestCDF on the profile's current client.
-func (h *Handle) TDigestCDF(a0 context.Context, a1 string, a2 ...float64) *redis.FloatSliceCmd {
+func (h *Handle) TDigestCDF(ctx context.Context, key string, elements ...float64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCDF(a0, a1, a2...)
+	return g.client.TDigestCDF(ctx, key, elements...)
 }
 
 // TDigestCreate calls TDigestCreate on the profile's current client.
-func (h *Handle) TDigestCreate(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) TDigestCreate(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCreate(a0, a1)
+	return g.client.TDigestCreate(ctx, key)
 }
 
 // TDigestCreateWithCompression calls TDigestCreateWithCompression on the profile's current client.
-func (h *Handle) TDigestCreateWithCompression(a0 context.Context, a1 string, a2 int64) *redis.StatusCmd {
+func (h *Handle) TDigestCreateWithCompression(ctx context.Context, key string, compression int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCreateWithCompression(a0, a1, a2)
+	return g.client.TDigestCreateWithCompression(ctx, key, compression)
 }
 
 // TDigestInfo calls TDigestInfo on the profile's current client.
-func (h *Handle) TDigestInfo(a0 context.Context, a1 string) *redis.TDigestInfoCmd {
+func (h *Handle) TDigestInfo(ctx context.Context, key string) *redis.TDigestInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestInfo(a0, a1)
+	return g.client.TDigestInfo(ctx, key)
 }
 
 // TDigestMax calls TDigestMax on the profile's current client.
-func (h *Handle) TDigestMax(a0 context.Context, a1 string) *redis.FloatCmd {
+func (h *Handle) TDigestMax(ctx context.Context, key string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMax(a0, a1)
+	return g.client.TDigestMax(ctx, key)
 }
 
 // TDigestMerge calls TDigestMerge on the profile's current client.
-func (h *Handle) TDigestMerge(a0 context.Context, a1 string, a2 *redis.TDigestMergeOptions, a3 ...string) *redis.StatusCmd {
+func (h *Handle) TDigestMerge(ctx context.Context, destKey string, options *redis.TDigestMergeOptions, sourceKeys ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMerge(a0, a1, a2, a3...)
+	return g.client.TDigestMerge(ctx, destKey, options, sourceKeys...)
 }
 
 // TDigestMin calls TDigestMin on the profile's current client.
-func (h *Handle) TDigestMin(a0 context.Context, a1 string) *redis.FloatCmd {
+func (h *Handle) TDigestMin(ctx context.Context, key string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMin(a0, a1)
+	return g.client.TDigestMin(ctx, key)
 }
 
 // TDigestQuantile calls TDigestQuantile on the profile's current client.
-func (h *Handle) TDigestQuantile(a0 context.Context, a1 string, a2 ...float64) *redis.FloatSliceCmd {
+func (h *Handle) TDigestQuantile(ctx context.Context, key string, elements ...float64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestQuantile(a0, a1, a2...)
+	return g.client.TDigestQuantile(ctx, key, elements...)
 }
 
 // TDigestRank calls TDigestRank on the profile's current client.
-func (h *Handle) TDigestRank(a0 context.Context, a1 string, a2 ...float64) *redis.IntSliceCmd {
+func (h *Handle) TDigestRank(ctx context.Context, key string, values ...float64) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestRank(a0, a1, a2...)
+	return g.client.TDigestRank(ctx, key, values...)
 }
 
 // TDigestReset calls TDigestReset on the profile's current client.
-func (h *Handle) TDigestReset(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) TDigestReset(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestReset(a0, a1)
+	return g.client.TDigestReset(ctx, key)
 }
 
 // TDigestRevRank calls TDigestRevRank on the profile's current client.
-func (h *Handle) TDigestRevRank(a0 context.Context, a1 string, a2 ...float64) *redis.IntSliceCmd {
+func (h *Handle) TDigestRevRank(ctx context.Context, key string, values ...float64) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestRevRank(a0, a1, a2...)
+	return g.client.TDigestRevRank(ctx, key, values...)
 }
 
 // TDigestTrimmedMean calls TDigestTrimmedMean on the profile's current client.
-func (h *Handle) TDigestTrimmedMean(a0 context.Context, a1 string, a2 float64, a3 float64) *redis.FloatCmd {
+func (h *Handle) TDigestTrimmedMean(ctx context.Context, key string, lowCutQuantile float64, highCutQuantile float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestTrimmedMean(a0, a1, a2, a3)
+	return g.client.TDigestTrimmedMean(ctx, key, lowCutQuantile, highCutQuantile)
 }
 
 // TSAdd calls TSAdd on the profile's current client.
-func (h *Handle) TSAdd(a0 context.Context, a1 string, a2 interface{}, a3 float64) *redis.IntCmd {
+func (h *Handle) TSAdd(ctx context.Context, key string, timestamp interface{}, value float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAdd(a0, a1, a2, a3)
+	return g.client.TSAdd(ctx, key, timestamp, value)
 }
 
 // TSAddWithArgs calls TSAddWithArgs on the profile's current client.
-func (h *Handle) TSAddWithArgs(a0 context.Context, a1 string, a2 interface{}, a3 float64, a4 *redis.TSOptions) *redis.IntCmd {
+func (h *Handle) TSAddWithArgs(ctx context.Context, key string, timestamp interface{}, value float64, options *redis.TSOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAddWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSAddWithArgs(ctx, key, timestamp, value, options)
 }
 
 // TSAlter calls TSAlter on the profile's current client.
-func (h *Handle) TSAlter(a0 context.Context, a1 string, a2 *redis.TSAlterOptions) *redis.StatusCmd {
+func (h *Handle) TSAlter(ctx context.Context, key string, options *redis.TSAlterOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAlter(a0, a1, a2)
+	return g.client.TSAlter(ctx, key, options)
 }
 
 // TSCreate calls TSCreate on the profile's current client.
-func (h *Handle) TSCreate(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) TSCreate(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreate(a0, a1)
+	return g.client.TSCreate(ctx, key)
 }
 
 // TSCreateRule calls TSCreateRule on the profile's current client.
-func (h *Handle) TSCreateRule(a0 context.Context, a1 string, a2 string, a3 redis.Aggregator, a4 int) *redis.StatusCmd {
+func (h *Handle) TSCreateRule(ctx context.Context, sourceKey string, destKey string, aggregator redis.Aggregator, bucketDuration int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateRule(a0, a1, a2, a3, a4)
+	return g.client.TSCreateRule(ctx, sourceKey, destKey, aggregator, bucketDuration)
 }
 
 // TSCreateRuleWithArgs calls TSCreateRuleWithArgs on the profile's current client.
-func (h *Handle) TSCreateRuleWithArgs(a0 context.Context, a1 string, a2 string, a3 redis.Aggregator, a4 int, a5 *redis.TSCreateRuleOptions) *redis.StatusCmd {
+func (h *Handle) TSCreateRuleWithArgs(ctx context.Context, sourceKey string, destKey string, aggregator redis.Aggregator, bucketDuration int, options *redis.TSCreateRuleOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateRuleWithArgs(a0, a1, a2, a3, a4, a5)
+	return g.client.TSCreateRuleWithArgs(ctx, sourceKey, destKey, aggregator, bucketDuration, options)
 }
 
 // TSCreateWithArgs calls TSCreateWithArgs on the profile's current client.
-func (h *Handle) TSCreateWithArgs(a0 context.Context, a1 string, a2 *redis.TSOptions) *redis.StatusCmd {
+func (h *Handle) TSCreateWithArgs(ctx context.Context, key string, options *redis.TSOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateWithArgs(a0, a1, a2)
+	return g.client.TSCreateWithArgs(ctx, key, options)
 }
 
 // TSDecrBy calls TSDecrBy on the profile's current client.
-func (h *Handle) TSDecrBy(a0 context.Context, a1 string, a2 float64) *redis.IntCmd {
+func (h *Handle) TSDecrBy(ctx context.Context, Key string, timestamp float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDecrBy(a0, a1, a2)
+	return g.client.TSDecrBy(ctx, Key, timestamp)
 }
 
 // TSDecrByWithArgs calls TSDecrByWithArgs on the profile's current client.
-func (h *Handle) TSDecrByWithArgs(a0 context.Context, a1 string, a2 float64, a3 *redis.TSIncrDecrOptions) *redis.IntCmd {
+func (h *Handle) TSDecrByWithArgs(ctx context.Context, key string, timestamp float64, options *redis.TSIncrDecrOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDecrByWithArgs(a0, a1, a2, a3)
+	return g.client.TSDecrByWithArgs(ctx, key, timestamp, options)
 }
 
 // TSDel calls TSDel on the profile's current client.
-func (h *Handle) TSDel(a0 context.Context, a1 string, a2 int, a3 int) *redis.IntCmd {
+func (h *Handle) TSDel(ctx context.Context, Key string, fromTimestamp int, toTimestamp int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDel(a0, a1, a2, a3)
+	return g.client.TSDel(ctx, Key, fromTimestamp, toTimestamp)
 }
 
 // TSDeleteRule calls TSDeleteRule on the profile's current client.
-func (h *Handle) TSDeleteRule(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
+func (h *Handle) TSDeleteRule(ctx context.Context, sourceKey string, destKey string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDeleteRule(a0, a1, a2)
+	return g.client.TSDeleteRule(ctx, sourceKey, destKey)
 }
 
 // TSGet calls TSGet on the profile's current client.
-func (h *Handle) TSGet(a0 context.Context, a1 string) *redis.TSTimestampValueCmd {
+func (h *Handle) TSGet(ctx context.Context, key string) *redis.TSTimestampValueCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSGet(a0, a1)
+	return g.client.TSGet(ctx, key)
 }
 
 // TSGetWithArgs calls TSGetWithArgs on the profile's current client.
-func (h *Handle) TSGetWithArgs(a0 context.Context, a1 string, a2 *redis.TSGetOptions) *redis.TSTimestampValueCmd {
+func (h *Handle) TSGetWithArgs(ctx context.Context, key string, options *redis.TSGetOptions) *redis.TSTimestampValueCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSGetWithArgs(a0, a1, a2)
+	return g.client.TSGetWithArgs(ctx, key, options)
 }
 
 // TSIncrBy calls TSIncrBy on the profile's current client.
-func (h *Handle) TSIncrBy(a0 context.Context, a1 string, a2 float64) *redis.IntCmd {
+func (h *Handle) TSIncrBy(ctx context.Context, Key string, timestamp float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSIncrBy(a0, a1, a2)
+	return g.client.TSIncrBy(ctx, Key, timestamp)
 }
 
 // TSIncrByWithArgs calls TSIncrByWithArgs on the profile's current client.
-func (h *Handle) TSIncrByWithArgs(a0 context.Context, a1 string, a2 float64, a3 *redis.TSIncrDecrOptions) *redis.IntCmd {
+func (h *Handle) TSIncrByWithArgs(ctx context.Context, key string, timestamp float64, options *redis.TSIncrDecrOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSIncrByWithArgs(a0, a1, a2, a3)
+	return g.client.TSIncrByWithArgs(ctx, key, timestamp, options)
 }
 
 // TSInfo calls TSInfo on the profile's current client.
-func (h *Handle) TSInfo(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
+func (h *Handle) TSInfo(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSInfo(a0, a1)
+	return g.client.TSInfo(ctx, key)
 }
 
 // TSInfoWithArgs calls TSInfoWithArgs on the profile's current client.
-func (h *Handle) TSInfoWithArgs(a0 context.Context, a1 string, a2 *redis.TSInfoOptions) *redis.MapStringInterfaceCmd {
+func (h *Handle) TSInfoWithArgs(ctx context.Context, key string, options *redis.TSInfoOptions) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSInfoWithArgs(a0, a1, a2)
+	return g.client.TSInfoWithArgs(ctx, key, options)
 }
 
 // TSMAdd calls TSMAdd on the profile's current client.
-func (h *Handle) TSMAdd(a0 context.Context, a1 [][]interface{}) *redis.IntSliceCmd {
+func (h *Handle) TSMAdd(ctx context.Context, ktvSlices [][]interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMAdd(a0, a1)
+	return g.client.TSMAdd(ctx, ktvSlices)
 }
 
 // TSMGet calls TSMGet on the profile's current client.
-func (h *Handle) TSMGet(a0 context.Context, a1 []string) *redis.MapStringSliceInterfaceCmd {
+func (h *Handle) TSMGet(ctx context.Context, filters []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMGet(a0, a1)
+	return g.client.TSMGet(ctx, filters)
 }
 
 // TSMGetWithArgs calls TSMGetWithArgs on the profile's current client.
-func (h *Handle) TSMGetWithArgs(a0 context.Context, a1 []string, a2 *redis.TSMGetOptions) *redis.MapStringSliceInterfaceCmd {
+func (h *Handle) TSMGetWithArgs(ctx context.Context, filters []string, options *redis.TSMGetOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMGetWithArgs(a0, a1, a2)
+	return g.client.TSMGetWithArgs(ctx, filters, options)
 }
 
 // TSMRange calls TSMRange on the profile's current client.
-func (h *Handle) TSMRange(a0 context.Context, a1 int, a2 int, a3 []string) *redis.MapStringSliceInterfaceCmd {
+func (h *Handle) TSMRange(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRange(a0, a1, a2, a3)
+	return g.client.TSMRange(ctx, fromTimestamp, toTimestamp, filterExpr)
 }
 
 // TSMRangeWithArgs calls TSMRangeWithArgs on the profile's current client.
-func (h *Handle) TSMRangeWithArgs(a0 context.Context, a1 int, a2 int, a3 []string, a4 *redis.TSMRangeOptions) *redis.MapStringSliceInterfaceCmd {
+func (h *Handle) TSMRangeWithArgs(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string, options *redis.TSMRangeOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSMRangeWithArgs(ctx, fromTimestamp, toTimestamp, filterExpr, options)
 }
 
 // TSMRevRange calls TSMRevRange on the profile's current client.
-func (h *Handle) TSMRevRange(a0 context.Context, a1 int, a2 int, a3 []string) *redis.MapStringSliceInterfaceCmd {
+func (h *Handle) TSMRevRange(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRevRange(a0, a1, a2, a3)
+	return g.client.TSMRevRange(ctx, fromTimestamp, toTimestamp, filterExpr)
 }
 
 // TSMRevRangeWithArgs calls TSMRevRangeWithArgs on the profile's current client.
-func (h *Handle) TSMRevRangeWithArgs(a0 context.Context, a1 int, a2 int, a3 []string, a4 *redis.TSMRevRangeOptions) *redis.MapStringSliceInterfaceCmd {
+func (h *Handle) TSMRevRangeWithArgs(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string, options *redis.TSMRevRangeOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRevRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSMRevRangeWithArgs(ctx, fromTimestamp, toTimestamp, filterExpr, options)
 }
 
 // TSNRange calls TSNRange on the profile's current client.
-func (h *Handle) TSNRange(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}) *redis.TSNRangePivotRowSliceCmd {
+func (h *Handle) TSNRange(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRange(a0, a1, a2, a3)
+	return g.client.TSNRange(ctx, keys, fromTimestamp, toTimestamp)
 }
 
 // TSNRangeWithArgs calls TSNRangeWithArgs on the profile's current client.
-func (h *Handle) TSNRangeWithArgs(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}, a4 *redis.TSNRangeOptions) *redis.TSNRangePivotRowSliceCmd {
+func (h *Handle) TSNRangeWithArgs(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}, options *redis.TSNRangeOptions) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSNRangeWithArgs(ctx, keys, fromTimestamp, toTimestamp, options)
 }
 
 // TSNRevRange calls TSNRevRange on the profile's current client.
-func (h *Handle) TSNRevRange(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}) *redis.TSNRangePivotRowSliceCmd {
+func (h *Handle) TSNRevRange(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRevRange(a0, a1, a2, a3)
+	return g.client.TSNRevRange(ctx, keys, fromTimestamp, toTimestamp)
 }
 
 // TSNRevRangeWithArgs calls TSNRevRangeWithArgs on the profile's current client.
-func (h *Handle) TSNRevRangeWithArgs(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}, a4 *redis.TSNRevRangeOptions) *redis.TSNRangePivotRowSliceCmd {
+func (h *Handle) TSNRevRangeWithArgs(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}, options *redis.TSNRevRangeOptions) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRevRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSNRevRangeWithArgs(ctx, keys, fromTimestamp, toTimestamp, options)
 }
 
 // TSQueryIndex calls TSQueryIndex on the profile's current client.
-func (h *Handle) TSQueryIndex(a0 context.Context, a1 []string) *redis.StringSliceCmd {
+func (h *Handle) TSQueryIndex(ctx context.Context, filterExpr []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryIndex(a0, a1)
+	return g.client.TSQueryIndex(ctx, filterExpr)
 }
 
 // TSQueryLabelValues calls TSQueryLabelValues on the profile's current client.
-func (h *Handle) TSQueryLabelValues(a0 context.Context, a1 string, a2 []string) *redis.StringSliceCmd {
+func (h *Handle) TSQueryLabelValues(ctx context.Context, label string, filterExpr []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryLabelValues(a0, a1, a2)
+	return g.client.TSQueryLabelValues(ctx, label, filterExpr)
 }
 
 // TSQueryLabels calls TSQueryLabels on the profile's current client.
-func (h *Handle) TSQueryLabels(a0 context.Context, a1 []string) *redis.StringSliceCmd {
+func (h *Handle) TSQueryLabels(ctx context.Context, filterExpr []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryLabels(a0, a1)
+	return g.client.TSQueryLabels(ctx, filterExpr)
 }
 
 // TSRange calls TSRange on the profile's current client.
-func (h *Handle) TSRange(a0 context.Context, a1 string, a2 int, a3 int) *redis.TSTimestampValueSliceCmd {
+func (h *Handle) TSRange(ctx context.Context, key string, fromTimestamp int, toTimestamp int) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRange(a0, a1, a2, a3)
+	return g.client.TSRange(ctx, key, fromTimestamp, toTimestamp)
 }
 
 // TSRangeWithArgs calls TSRangeWithArgs on the profile's current client.
-func (h *Handle) TSRangeWithArgs(a0 context.Context, a1 string, a2 int, a3 int, a4 *redis.TSRangeOptions) *redis.TSTimestampValueSliceCmd {
+func (h *Handle) TSRangeWithArgs(ctx context.Context, key string, fromTimestamp int, toTimestamp int, options *redis.TSRangeOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSRangeWithArgs(ctx, key, fromTimestamp, toTimestamp, options)
 }
 
 // TSRead calls TSRead on the profile's current client.
-func (h *Handle) TSRead(a0 context.Context, a1 string, a2 interface{}) *redis.TSTimestampValueSliceCmd {
+func (h *Handle) TSRead(ctx context.Context, key string, timestamp interface{}) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRead(a0, a1, a2)
+	return g.client.TSRead(ctx, key, timestamp)
 }
 
 // TSReadWithArgs calls TSReadWithArgs on the profile's current client.
-func (h *Handle) TSReadWithArgs(a0 context.Context, a1 string, a2 interface{}, a3 *redis.TSReadOptions) *redis.TSTimestampValueSliceCmd {
+func (h *Handle) TSReadWithArgs(ctx context.Context, key string, timestamp interface{}, options *redis.TSReadOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSReadWithArgs(a0, a1, a2, a3)
+	return g.client.TSReadWithArgs(ctx, key, timestamp, options)
 }
 
 // TSRevRange calls TSRevRange on the profile's current client.
-func (h *Handle) TSRevRange(a0 context.Context, a1 string, a2 int, a3 int) *redis.TSTimestampValueSliceCmd {
+func (h *Handle) TSRevRange(ctx context.Context, key string, fromTimestamp int, toTimestamp int) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRevRange(a0, a1, a2, a3)
+	return g.client.TSRevRange(ctx, key, fromTimestamp, toTimestamp)
 }
 
 // TSRevRangeWithArgs calls TSRevRangeWithArgs on the profile's current client.
-func (h *Handle) TSRevRangeWithArgs(a0 context.Context, a1 string, a2 int, a3 int, a4 *redis.TSRevRangeOptions) *redis.TSTimestampValueSliceCmd {
+func (h *Handle) TSRevRangeWithArgs(ctx context.Context, key string, fromTimestamp int, toTimestamp int, options *redis.TSRevRangeOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRevRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.client.TSRevRangeWithArgs(ctx, key, fromTimestamp, toTimestamp, options)
 }
 
 // TTL calls TTL on the profile's current client.
-func (h *Handle) TTL(a0 context.Context, a1 string) *redis.DurationCmd {
+func (h *Handle) TTL(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TTL(a0, a1)
+	return g.client.TTL(ctx, key)
 }
 
 // Time calls Time on the profile's current client.
-func (h *Handle) Time(a0 context.Context) *redis.TimeCmd {
+func (h *Handle) Time(ctx context.Context) *redis.TimeCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Time(a0)
+	return g.client.Time(ctx)
 }
 
 // TopKAdd calls TopKAdd on the profile's current client.
-func (h *Handle) TopKAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.StringSliceCmd {
+func (h *Handle) TopKAdd(ctx context.Context, key string, elements ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKAdd(a0, a1, a2...)
+	return g.client.TopKAdd(ctx, key, elements...)
 }
 
 // TopKCount calls TopKCount on the profile's current client.
-func (h *Handle) TopKCount(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
+func (h *Handle) TopKCount(ctx context.Context, key string, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKCount(a0, a1, a2...)
+	return g.client.TopKCount(ctx, key, elements...)
 }
 
 // TopKIncrBy calls TopKIncrBy on the profile's current client.
-func (h *Handle) TopKIncrBy(a0 context.Context, a1 string, a2 ...interface{}) *redis.StringSliceCmd {
+func (h *Handle) TopKIncrBy(ctx context.Context, key string, elements ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKIncrBy(a0, a1, a2...)
+	return g.client.TopKIncrBy(ctx, key, elements...)
 }
 
 // TopKInfo calls TopKInfo on the profile's current client.
-func (h *Handle) TopKInfo(a0 context.Context, a1 string) *redis.TopKInfoCmd {
+func (h *Handle) TopKInfo(ctx context.Context, key string) *redis.TopKInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKInfo(a0, a1)
+	return g.client.TopKInfo(ctx, key)
 }
 
 // TopKList calls TopKList on the profile's current client.
-func (h *Handle) TopKList(a0 context.Context, a1 string) *redis.StringSliceCmd {
+func (h *Handle) TopKList(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKList(a0, a1)
+	return g.client.TopKList(ctx, key)
 }
 
 // TopKListWithCount calls TopKListWithCount on the profile's current client.
-func (h *Handle) TopKListWithCount(a0 context.Context, a1 string) *redis.MapStringIntCmd {
+func (h *Handle) TopKListWithCount(ctx context.Context, key string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKListWithCount(a0, a1)
+	return g.client.TopKListWithCount(ctx, key)
 }
 
 // TopKQuery calls TopKQuery on the profile's current client.
-func (h *Handle) TopKQuery(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
+func (h *Handle) TopKQuery(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKQuery(a0, a1, a2...)
+	return g.client.TopKQuery(ctx, key, elements...)
 }
 
 // TopKReserve calls TopKReserve on the profile's current client.
-func (h *Handle) TopKReserve(a0 context.Context, a1 string, a2 int64) *redis.StatusCmd {
+func (h *Handle) TopKReserve(ctx context.Context, key string, k int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKReserve(a0, a1, a2)
+	return g.client.TopKReserve(ctx, key, k)
 }
 
 // TopKReserveWithOptions calls TopKReserveWithOptions on the profile's current client.
-func (h *Handle) TopKReserveWithOptions(a0 context.Context, a1 string, a2 int64, a3 int64, a4 int64, a5 float64) *redis.StatusCmd {
+func (h *Handle) TopKReserveWithOptions(ctx context.Context, key string, k int64, width int64, depth int64, decay float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKReserveWithOptions(a0, a1, a2, a3, a4, a5)
+	return g.client.TopKReserveWithOptions(ctx, key, k, width, depth, decay)
 }
 
 // Touch calls Touch on the profile's current client.
-func (h *Handle) Touch(a0 context.Context, a1 ...string) *redis.IntCmd {
+func (h *Handle) Touch(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Touch(a0, a1...)
+	return g.client.Touch(ctx, keys...)
 }
 
 // TxPipeline calls TxPipeline on the profile's current client.
@@ -3599,813 +3599,813 @@ func (h *Handle) TxPipeline() redis.Pipeliner {
 }
 
 // TxPipelined calls TxPipelined on the profile's current client.
-func (h *Handle) TxPipelined(a0 context.Context, a1 func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+func (h *Handle) TxPipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TxPipelined(a0, a1)
+	return g.client.TxPipelined(ctx, fn)
 }
 
 // Type calls Type on the profile's current client.
-func (h *Handle) Type(a0 context.Context, a1 string) *redis.StatusCmd {
+func (h *Handle) Type(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Type(a0, a1)
+	return g.client.Type(ctx, key)
 }
 
 // Unlink calls Unlink on the profile's current client.
-func (h *Handle) Unlink(a0 context.Context, a1 ...string) *redis.IntCmd {
+func (h *Handle) Unlink(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Unlink(a0, a1...)
+	return g.client.Unlink(ctx, keys...)
 }
 
 // VAdd calls VAdd on the profile's current client.
-func (h *Handle) VAdd(a0 context.Context, a1 string, a2 string, a3 redis.Vector) *redis.BoolCmd {
+func (h *Handle) VAdd(ctx context.Context, key string, element string, val redis.Vector) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VAdd(a0, a1, a2, a3)
+	return g.client.VAdd(ctx, key, element, val)
 }
 
 // VAddWithArgs calls VAddWithArgs on the profile's current client.
-func (h *Handle) VAddWithArgs(a0 context.Context, a1 string, a2 string, a3 redis.Vector, a4 *redis.VAddArgs) *redis.BoolCmd {
+func (h *Handle) VAddWithArgs(ctx context.Context, key string, element string, val redis.Vector, addArgs *redis.VAddArgs) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VAddWithArgs(a0, a1, a2, a3, a4)
+	return g.client.VAddWithArgs(ctx, key, element, val, addArgs)
 }
 
 // VCard calls VCard on the profile's current client.
-func (h *Handle) VCard(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) VCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VCard(a0, a1)
+	return g.client.VCard(ctx, key)
 }
 
 // VClearAttributes calls VClearAttributes on the profile's current client.
-func (h *Handle) VClearAttributes(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
+func (h *Handle) VClearAttributes(ctx context.Context, key string, element string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VClearAttributes(a0, a1, a2)
+	return g.client.VClearAttributes(ctx, key, element)
 }
 
 // VDim calls VDim on the profile's current client.
-func (h *Handle) VDim(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) VDim(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VDim(a0, a1)
+	return g.client.VDim(ctx, key)
 }
 
 // VEmb calls VEmb on the profile's current client.
-func (h *Handle) VEmb(a0 context.Context, a1 string, a2 string, a3 bool) *redis.SliceCmd {
+func (h *Handle) VEmb(ctx context.Context, key string, element string, raw bool) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VEmb(a0, a1, a2, a3)
+	return g.client.VEmb(ctx, key, element, raw)
 }
 
 // VGetAttr calls VGetAttr on the profile's current client.
-func (h *Handle) VGetAttr(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
+func (h *Handle) VGetAttr(ctx context.Context, key string, element string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VGetAttr(a0, a1, a2)
+	return g.client.VGetAttr(ctx, key, element)
 }
 
 // VInfo calls VInfo on the profile's current client.
-func (h *Handle) VInfo(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
+func (h *Handle) VInfo(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VInfo(a0, a1)
+	return g.client.VInfo(ctx, key)
 }
 
 // VIsMember calls VIsMember on the profile's current client.
-func (h *Handle) VIsMember(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
+func (h *Handle) VIsMember(ctx context.Context, key string, element string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VIsMember(a0, a1, a2)
+	return g.client.VIsMember(ctx, key, element)
 }
 
 // VLinks calls VLinks on the profile's current client.
-func (h *Handle) VLinks(a0 context.Context, a1 string, a2 string) *redis.StringSliceSliceCmd {
+func (h *Handle) VLinks(ctx context.Context, key string, element string) *redis.StringSliceSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VLinks(a0, a1, a2)
+	return g.client.VLinks(ctx, key, element)
 }
 
 // VLinksWithScores calls VLinksWithScores on the profile's current client.
-func (h *Handle) VLinksWithScores(a0 context.Context, a1 string, a2 string) *redis.VectorScoreSliceSliceCmd {
+func (h *Handle) VLinksWithScores(ctx context.Context, key string, element string) *redis.VectorScoreSliceSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VLinksWithScores(a0, a1, a2)
+	return g.client.VLinksWithScores(ctx, key, element)
 }
 
 // VRandMember calls VRandMember on the profile's current client.
-func (h *Handle) VRandMember(a0 context.Context, a1 string) *redis.StringCmd {
+func (h *Handle) VRandMember(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRandMember(a0, a1)
+	return g.client.VRandMember(ctx, key)
 }
 
 // VRandMemberCount calls VRandMemberCount on the profile's current client.
-func (h *Handle) VRandMemberCount(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
+func (h *Handle) VRandMemberCount(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRandMemberCount(a0, a1, a2)
+	return g.client.VRandMemberCount(ctx, key, count)
 }
 
 // VRange calls VRange on the profile's current client.
-func (h *Handle) VRange(a0 context.Context, a1 string, a2 string, a3 string, a4 int64) *redis.StringSliceCmd {
+func (h *Handle) VRange(ctx context.Context, key string, start string, end string, count int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRange(a0, a1, a2, a3, a4)
+	return g.client.VRange(ctx, key, start, end, count)
 }
 
 // VRem calls VRem on the profile's current client.
-func (h *Handle) VRem(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
+func (h *Handle) VRem(ctx context.Context, key string, element string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRem(a0, a1, a2)
+	return g.client.VRem(ctx, key, element)
 }
 
 // VSetAttr calls VSetAttr on the profile's current client.
-func (h *Handle) VSetAttr(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.BoolCmd {
+func (h *Handle) VSetAttr(ctx context.Context, key string, element string, attr interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSetAttr(a0, a1, a2, a3)
+	return g.client.VSetAttr(ctx, key, element, attr)
 }
 
 // VSim calls VSim on the profile's current client.
-func (h *Handle) VSim(a0 context.Context, a1 string, a2 redis.Vector) *redis.StringSliceCmd {
+func (h *Handle) VSim(ctx context.Context, key string, val redis.Vector) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSim(a0, a1, a2)
+	return g.client.VSim(ctx, key, val)
 }
 
 // VSimWithArgs calls VSimWithArgs on the profile's current client.
-func (h *Handle) VSimWithArgs(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.StringSliceCmd {
+func (h *Handle) VSimWithArgs(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgs(a0, a1, a2, a3)
+	return g.client.VSimWithArgs(ctx, key, val, args)
 }
 
 // VSimWithArgsWithAttribs calls VSimWithArgsWithAttribs on the profile's current client.
-func (h *Handle) VSimWithArgsWithAttribs(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.VectorAttribSliceCmd {
+func (h *Handle) VSimWithArgsWithAttribs(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.VectorAttribSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithAttribs(a0, a1, a2, a3)
+	return g.client.VSimWithArgsWithAttribs(ctx, key, val, args)
 }
 
 // VSimWithArgsWithScores calls VSimWithArgsWithScores on the profile's current client.
-func (h *Handle) VSimWithArgsWithScores(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.VectorScoreSliceCmd {
+func (h *Handle) VSimWithArgsWithScores(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.VectorScoreSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithScores(a0, a1, a2, a3)
+	return g.client.VSimWithArgsWithScores(ctx, key, val, args)
 }
 
 // VSimWithArgsWithScoresWithAttribs calls VSimWithArgsWithScoresWithAttribs on the profile's current client.
-func (h *Handle) VSimWithArgsWithScoresWithAttribs(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.VectorScoreAttribSliceCmd {
+func (h *Handle) VSimWithArgsWithScoresWithAttribs(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.VectorScoreAttribSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithScoresWithAttribs(a0, a1, a2, a3)
+	return g.client.VSimWithArgsWithScoresWithAttribs(ctx, key, val, args)
 }
 
 // VSimWithScores calls VSimWithScores on the profile's current client.
-func (h *Handle) VSimWithScores(a0 context.Context, a1 string, a2 redis.Vector) *redis.VectorScoreSliceCmd {
+func (h *Handle) VSimWithScores(ctx context.Context, key string, val redis.Vector) *redis.VectorScoreSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithScores(a0, a1, a2)
+	return g.client.VSimWithScores(ctx, key, val)
 }
 
 // Watch calls Watch on the profile's current client.
-func (h *Handle) Watch(a0 context.Context, a1 func(*redis.Tx) error, a2 ...string) error {
+func (h *Handle) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Watch(a0, a1, a2...)
+	return g.client.Watch(ctx, fn, keys...)
 }
 
 // XAck calls XAck on the profile's current client.
-func (h *Handle) XAck(a0 context.Context, a1 string, a2 string, a3 ...string) *redis.IntCmd {
+func (h *Handle) XAck(ctx context.Context, stream string, group string, ids ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAck(a0, a1, a2, a3...)
+	return g.client.XAck(ctx, stream, group, ids...)
 }
 
 // XAckDel calls XAckDel on the profile's current client.
-func (h *Handle) XAckDel(a0 context.Context, a1 string, a2 string, a3 string, a4 ...string) *redis.SliceCmd {
+func (h *Handle) XAckDel(ctx context.Context, stream string, group string, mode string, ids ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAckDel(a0, a1, a2, a3, a4...)
+	return g.client.XAckDel(ctx, stream, group, mode, ids...)
 }
 
 // XAdd calls XAdd on the profile's current client.
-func (h *Handle) XAdd(a0 context.Context, a1 *redis.XAddArgs) *redis.StringCmd {
+func (h *Handle) XAdd(ctx context.Context, a *redis.XAddArgs) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAdd(a0, a1)
+	return g.client.XAdd(ctx, a)
 }
 
 // XAutoClaim calls XAutoClaim on the profile's current client.
-func (h *Handle) XAutoClaim(a0 context.Context, a1 *redis.XAutoClaimArgs) *redis.XAutoClaimCmd {
+func (h *Handle) XAutoClaim(ctx context.Context, a *redis.XAutoClaimArgs) *redis.XAutoClaimCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaim(a0, a1)
+	return g.client.XAutoClaim(ctx, a)
 }
 
 // XAutoClaimJustID calls XAutoClaimJustID on the profile's current client.
-func (h *Handle) XAutoClaimJustID(a0 context.Context, a1 *redis.XAutoClaimArgs) *redis.XAutoClaimJustIDCmd {
+func (h *Handle) XAutoClaimJustID(ctx context.Context, a *redis.XAutoClaimArgs) *redis.XAutoClaimJustIDCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaimJustID(a0, a1)
+	return g.client.XAutoClaimJustID(ctx, a)
 }
 
 // XAutoClaimWithDeleted calls XAutoClaimWithDeleted on the profile's current client.
-func (h *Handle) XAutoClaimWithDeleted(a0 context.Context, a1 *redis.XAutoClaimArgs) *redis.XAutoClaimWithDeletedCmd {
+func (h *Handle) XAutoClaimWithDeleted(ctx context.Context, a *redis.XAutoClaimArgs) *redis.XAutoClaimWithDeletedCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaimWithDeleted(a0, a1)
+	return g.client.XAutoClaimWithDeleted(ctx, a)
 }
 
 // XCfgSet calls XCfgSet on the profile's current client.
-func (h *Handle) XCfgSet(a0 context.Context, a1 *redis.XCfgSetArgs) *redis.StatusCmd {
+func (h *Handle) XCfgSet(ctx context.Context, a *redis.XCfgSetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XCfgSet(a0, a1)
+	return g.client.XCfgSet(ctx, a)
 }
 
 // XClaim calls XClaim on the profile's current client.
-func (h *Handle) XClaim(a0 context.Context, a1 *redis.XClaimArgs) *redis.XMessageSliceCmd {
+func (h *Handle) XClaim(ctx context.Context, a *redis.XClaimArgs) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XClaim(a0, a1)
+	return g.client.XClaim(ctx, a)
 }
 
 // XClaimJustID calls XClaimJustID on the profile's current client.
-func (h *Handle) XClaimJustID(a0 context.Context, a1 *redis.XClaimArgs) *redis.StringSliceCmd {
+func (h *Handle) XClaimJustID(ctx context.Context, a *redis.XClaimArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XClaimJustID(a0, a1)
+	return g.client.XClaimJustID(ctx, a)
 }
 
 // XDel calls XDel on the profile's current client.
-func (h *Handle) XDel(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) XDel(ctx context.Context, stream string, ids ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XDel(a0, a1, a2...)
+	return g.client.XDel(ctx, stream, ids...)
 }
 
 // XDelEx calls XDelEx on the profile's current client.
-func (h *Handle) XDelEx(a0 context.Context, a1 string, a2 string, a3 ...string) *redis.SliceCmd {
+func (h *Handle) XDelEx(ctx context.Context, stream string, mode string, ids ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XDelEx(a0, a1, a2, a3...)
+	return g.client.XDelEx(ctx, stream, mode, ids...)
 }
 
 // XGroupCreate calls XGroupCreate on the profile's current client.
-func (h *Handle) XGroupCreate(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
+func (h *Handle) XGroupCreate(ctx context.Context, stream string, group string, start string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreate(a0, a1, a2, a3)
+	return g.client.XGroupCreate(ctx, stream, group, start)
 }
 
 // XGroupCreateConsumer calls XGroupCreateConsumer on the profile's current client.
-func (h *Handle) XGroupCreateConsumer(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) XGroupCreateConsumer(ctx context.Context, stream string, group string, consumer string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreateConsumer(a0, a1, a2, a3)
+	return g.client.XGroupCreateConsumer(ctx, stream, group, consumer)
 }
 
 // XGroupCreateMkStream calls XGroupCreateMkStream on the profile's current client.
-func (h *Handle) XGroupCreateMkStream(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
+func (h *Handle) XGroupCreateMkStream(ctx context.Context, stream string, group string, start string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreateMkStream(a0, a1, a2, a3)
+	return g.client.XGroupCreateMkStream(ctx, stream, group, start)
 }
 
 // XGroupDelConsumer calls XGroupDelConsumer on the profile's current client.
-func (h *Handle) XGroupDelConsumer(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) XGroupDelConsumer(ctx context.Context, stream string, group string, consumer string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupDelConsumer(a0, a1, a2, a3)
+	return g.client.XGroupDelConsumer(ctx, stream, group, consumer)
 }
 
 // XGroupDestroy calls XGroupDestroy on the profile's current client.
-func (h *Handle) XGroupDestroy(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) XGroupDestroy(ctx context.Context, stream string, group string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupDestroy(a0, a1, a2)
+	return g.client.XGroupDestroy(ctx, stream, group)
 }
 
 // XGroupSetID calls XGroupSetID on the profile's current client.
-func (h *Handle) XGroupSetID(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
+func (h *Handle) XGroupSetID(ctx context.Context, stream string, group string, start string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupSetID(a0, a1, a2, a3)
+	return g.client.XGroupSetID(ctx, stream, group, start)
 }
 
 // XInfoConsumers calls XInfoConsumers on the profile's current client.
-func (h *Handle) XInfoConsumers(a0 context.Context, a1 string, a2 string) *redis.XInfoConsumersCmd {
+func (h *Handle) XInfoConsumers(ctx context.Context, key string, group string) *redis.XInfoConsumersCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoConsumers(a0, a1, a2)
+	return g.client.XInfoConsumers(ctx, key, group)
 }
 
 // XInfoGroups calls XInfoGroups on the profile's current client.
-func (h *Handle) XInfoGroups(a0 context.Context, a1 string) *redis.XInfoGroupsCmd {
+func (h *Handle) XInfoGroups(ctx context.Context, key string) *redis.XInfoGroupsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoGroups(a0, a1)
+	return g.client.XInfoGroups(ctx, key)
 }
 
 // XInfoStream calls XInfoStream on the profile's current client.
-func (h *Handle) XInfoStream(a0 context.Context, a1 string) *redis.XInfoStreamCmd {
+func (h *Handle) XInfoStream(ctx context.Context, key string) *redis.XInfoStreamCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoStream(a0, a1)
+	return g.client.XInfoStream(ctx, key)
 }
 
 // XInfoStreamFull calls XInfoStreamFull on the profile's current client.
-func (h *Handle) XInfoStreamFull(a0 context.Context, a1 string, a2 int) *redis.XInfoStreamFullCmd {
+func (h *Handle) XInfoStreamFull(ctx context.Context, key string, count int) *redis.XInfoStreamFullCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoStreamFull(a0, a1, a2)
+	return g.client.XInfoStreamFull(ctx, key, count)
 }
 
 // XLen calls XLen on the profile's current client.
-func (h *Handle) XLen(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) XLen(ctx context.Context, stream string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XLen(a0, a1)
+	return g.client.XLen(ctx, stream)
 }
 
 // XNack calls XNack on the profile's current client.
-func (h *Handle) XNack(a0 context.Context, a1 *redis.XNackArgs) *redis.IntCmd {
+func (h *Handle) XNack(ctx context.Context, a *redis.XNackArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XNack(a0, a1)
+	return g.client.XNack(ctx, a)
 }
 
 // XPending calls XPending on the profile's current client.
-func (h *Handle) XPending(a0 context.Context, a1 string, a2 string) *redis.XPendingCmd {
+func (h *Handle) XPending(ctx context.Context, stream string, group string) *redis.XPendingCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XPending(a0, a1, a2)
+	return g.client.XPending(ctx, stream, group)
 }
 
 // XPendingExt calls XPendingExt on the profile's current client.
-func (h *Handle) XPendingExt(a0 context.Context, a1 *redis.XPendingExtArgs) *redis.XPendingExtCmd {
+func (h *Handle) XPendingExt(ctx context.Context, a *redis.XPendingExtArgs) *redis.XPendingExtCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XPendingExt(a0, a1)
+	return g.client.XPendingExt(ctx, a)
 }
 
 // XRange calls XRange on the profile's current client.
-func (h *Handle) XRange(a0 context.Context, a1 string, a2 string, a3 string) *redis.XMessageSliceCmd {
+func (h *Handle) XRange(ctx context.Context, stream string, start string, stop string) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRange(a0, a1, a2, a3)
+	return g.client.XRange(ctx, stream, start, stop)
 }
 
 // XRangeN calls XRangeN on the profile's current client.
-func (h *Handle) XRangeN(a0 context.Context, a1 string, a2 string, a3 string, a4 int64) *redis.XMessageSliceCmd {
+func (h *Handle) XRangeN(ctx context.Context, stream string, start string, stop string, count int64) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRangeN(a0, a1, a2, a3, a4)
+	return g.client.XRangeN(ctx, stream, start, stop, count)
 }
 
 // XRead calls XRead on the profile's current client.
-func (h *Handle) XRead(a0 context.Context, a1 *redis.XReadArgs) *redis.XStreamSliceCmd {
+func (h *Handle) XRead(ctx context.Context, a *redis.XReadArgs) *redis.XStreamSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRead(a0, a1)
+	return g.client.XRead(ctx, a)
 }
 
 // XReadGroup calls XReadGroup on the profile's current client.
-func (h *Handle) XReadGroup(a0 context.Context, a1 *redis.XReadGroupArgs) *redis.XStreamSliceCmd {
+func (h *Handle) XReadGroup(ctx context.Context, a *redis.XReadGroupArgs) *redis.XStreamSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XReadGroup(a0, a1)
+	return g.client.XReadGroup(ctx, a)
 }
 
 // XReadStreams calls XReadStreams on the profile's current client.
-func (h *Handle) XReadStreams(a0 context.Context, a1 ...string) *redis.XStreamSliceCmd {
+func (h *Handle) XReadStreams(ctx context.Context, streams ...string) *redis.XStreamSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XReadStreams(a0, a1...)
+	return g.client.XReadStreams(ctx, streams...)
 }
 
 // XRevRange calls XRevRange on the profile's current client.
-func (h *Handle) XRevRange(a0 context.Context, a1 string, a2 string, a3 string) *redis.XMessageSliceCmd {
+func (h *Handle) XRevRange(ctx context.Context, stream string, start string, stop string) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRevRange(a0, a1, a2, a3)
+	return g.client.XRevRange(ctx, stream, start, stop)
 }
 
 // XRevRangeN calls XRevRangeN on the profile's current client.
-func (h *Handle) XRevRangeN(a0 context.Context, a1 string, a2 string, a3 string, a4 int64) *redis.XMessageSliceCmd {
+func (h *Handle) XRevRangeN(ctx context.Context, stream string, start string, stop string, count int64) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRevRangeN(a0, a1, a2, a3, a4)
+	return g.client.XRevRangeN(ctx, stream, start, stop, count)
 }
 
 // XTrimMaxLen calls XTrimMaxLen on the profile's current client.
-func (h *Handle) XTrimMaxLen(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
+func (h *Handle) XTrimMaxLen(ctx context.Context, key string, maxLen int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLen(a0, a1, a2)
+	return g.client.XTrimMaxLen(ctx, key, maxLen)
 }
 
 // XTrimMaxLenApprox calls XTrimMaxLenApprox on the profile's current client.
-func (h *Handle) XTrimMaxLenApprox(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.IntCmd {
+func (h *Handle) XTrimMaxLenApprox(ctx context.Context, key string, maxLen int64, limit int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenApprox(a0, a1, a2, a3)
+	return g.client.XTrimMaxLenApprox(ctx, key, maxLen, limit)
 }
 
 // XTrimMaxLenApproxMode calls XTrimMaxLenApproxMode on the profile's current client.
-func (h *Handle) XTrimMaxLenApproxMode(a0 context.Context, a1 string, a2 int64, a3 int64, a4 string) *redis.IntCmd {
+func (h *Handle) XTrimMaxLenApproxMode(ctx context.Context, key string, maxLen int64, limit int64, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenApproxMode(a0, a1, a2, a3, a4)
+	return g.client.XTrimMaxLenApproxMode(ctx, key, maxLen, limit, mode)
 }
 
 // XTrimMaxLenMode calls XTrimMaxLenMode on the profile's current client.
-func (h *Handle) XTrimMaxLenMode(a0 context.Context, a1 string, a2 int64, a3 string) *redis.IntCmd {
+func (h *Handle) XTrimMaxLenMode(ctx context.Context, key string, maxLen int64, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenMode(a0, a1, a2, a3)
+	return g.client.XTrimMaxLenMode(ctx, key, maxLen, mode)
 }
 
 // XTrimMinID calls XTrimMinID on the profile's current client.
-func (h *Handle) XTrimMinID(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) XTrimMinID(ctx context.Context, key string, minID string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinID(a0, a1, a2)
+	return g.client.XTrimMinID(ctx, key, minID)
 }
 
 // XTrimMinIDApprox calls XTrimMinIDApprox on the profile's current client.
-func (h *Handle) XTrimMinIDApprox(a0 context.Context, a1 string, a2 string, a3 int64) *redis.IntCmd {
+func (h *Handle) XTrimMinIDApprox(ctx context.Context, key string, minID string, limit int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDApprox(a0, a1, a2, a3)
+	return g.client.XTrimMinIDApprox(ctx, key, minID, limit)
 }
 
 // XTrimMinIDApproxMode calls XTrimMinIDApproxMode on the profile's current client.
-func (h *Handle) XTrimMinIDApproxMode(a0 context.Context, a1 string, a2 string, a3 int64, a4 string) *redis.IntCmd {
+func (h *Handle) XTrimMinIDApproxMode(ctx context.Context, key string, minID string, limit int64, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDApproxMode(a0, a1, a2, a3, a4)
+	return g.client.XTrimMinIDApproxMode(ctx, key, minID, limit, mode)
 }
 
 // XTrimMinIDMode calls XTrimMinIDMode on the profile's current client.
-func (h *Handle) XTrimMinIDMode(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) XTrimMinIDMode(ctx context.Context, key string, minID string, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDMode(a0, a1, a2, a3)
+	return g.client.XTrimMinIDMode(ctx, key, minID, mode)
 }
 
 // ZAdd calls ZAdd on the profile's current client.
-func (h *Handle) ZAdd(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
+func (h *Handle) ZAdd(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAdd(a0, a1, a2...)
+	return g.client.ZAdd(ctx, key, members...)
 }
 
 // ZAddArgs calls ZAddArgs on the profile's current client.
-func (h *Handle) ZAddArgs(a0 context.Context, a1 string, a2 redis.ZAddArgs) *redis.IntCmd {
+func (h *Handle) ZAddArgs(ctx context.Context, key string, args redis.ZAddArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddArgs(a0, a1, a2)
+	return g.client.ZAddArgs(ctx, key, args)
 }
 
 // ZAddArgsIncr calls ZAddArgsIncr on the profile's current client.
-func (h *Handle) ZAddArgsIncr(a0 context.Context, a1 string, a2 redis.ZAddArgs) *redis.FloatCmd {
+func (h *Handle) ZAddArgsIncr(ctx context.Context, key string, args redis.ZAddArgs) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddArgsIncr(a0, a1, a2)
+	return g.client.ZAddArgsIncr(ctx, key, args)
 }
 
 // ZAddGT calls ZAddGT on the profile's current client.
-func (h *Handle) ZAddGT(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
+func (h *Handle) ZAddGT(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddGT(a0, a1, a2...)
+	return g.client.ZAddGT(ctx, key, members...)
 }
 
 // ZAddLT calls ZAddLT on the profile's current client.
-func (h *Handle) ZAddLT(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
+func (h *Handle) ZAddLT(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddLT(a0, a1, a2...)
+	return g.client.ZAddLT(ctx, key, members...)
 }
 
 // ZAddNX calls ZAddNX on the profile's current client.
-func (h *Handle) ZAddNX(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
+func (h *Handle) ZAddNX(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddNX(a0, a1, a2...)
+	return g.client.ZAddNX(ctx, key, members...)
 }
 
 // ZAddXX calls ZAddXX on the profile's current client.
-func (h *Handle) ZAddXX(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
+func (h *Handle) ZAddXX(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddXX(a0, a1, a2...)
+	return g.client.ZAddXX(ctx, key, members...)
 }
 
 // ZCard calls ZCard on the profile's current client.
-func (h *Handle) ZCard(a0 context.Context, a1 string) *redis.IntCmd {
+func (h *Handle) ZCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZCard(a0, a1)
+	return g.client.ZCard(ctx, key)
 }
 
 // ZCount calls ZCount on the profile's current client.
-func (h *Handle) ZCount(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) ZCount(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZCount(a0, a1, a2, a3)
+	return g.client.ZCount(ctx, key, min, max)
 }
 
 // ZDiff calls ZDiff on the profile's current client.
-func (h *Handle) ZDiff(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
+func (h *Handle) ZDiff(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiff(a0, a1...)
+	return g.client.ZDiff(ctx, keys...)
 }
 
 // ZDiffStore calls ZDiffStore on the profile's current client.
-func (h *Handle) ZDiffStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
+func (h *Handle) ZDiffStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiffStore(a0, a1, a2...)
+	return g.client.ZDiffStore(ctx, destination, keys...)
 }
 
 // ZDiffWithScores calls ZDiffWithScores on the profile's current client.
-func (h *Handle) ZDiffWithScores(a0 context.Context, a1 ...string) *redis.ZSliceCmd {
+func (h *Handle) ZDiffWithScores(ctx context.Context, keys ...string) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiffWithScores(a0, a1...)
+	return g.client.ZDiffWithScores(ctx, keys...)
 }
 
 // ZIncrBy calls ZIncrBy on the profile's current client.
-func (h *Handle) ZIncrBy(a0 context.Context, a1 string, a2 float64, a3 string) *redis.FloatCmd {
+func (h *Handle) ZIncrBy(ctx context.Context, key string, increment float64, member string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZIncrBy(a0, a1, a2, a3)
+	return g.client.ZIncrBy(ctx, key, increment, member)
 }
 
 // ZInter calls ZInter on the profile's current client.
-func (h *Handle) ZInter(a0 context.Context, a1 *redis.ZStore) *redis.StringSliceCmd {
+func (h *Handle) ZInter(ctx context.Context, store *redis.ZStore) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInter(a0, a1)
+	return g.client.ZInter(ctx, store)
 }
 
 // ZInterCard calls ZInterCard on the profile's current client.
-func (h *Handle) ZInterCard(a0 context.Context, a1 int64, a2 ...string) *redis.IntCmd {
+func (h *Handle) ZInterCard(ctx context.Context, limit int64, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterCard(a0, a1, a2...)
+	return g.client.ZInterCard(ctx, limit, keys...)
 }
 
 // ZInterStore calls ZInterStore on the profile's current client.
-func (h *Handle) ZInterStore(a0 context.Context, a1 string, a2 *redis.ZStore) *redis.IntCmd {
+func (h *Handle) ZInterStore(ctx context.Context, destination string, store *redis.ZStore) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterStore(a0, a1, a2)
+	return g.client.ZInterStore(ctx, destination, store)
 }
 
 // ZInterWithScores calls ZInterWithScores on the profile's current client.
-func (h *Handle) ZInterWithScores(a0 context.Context, a1 *redis.ZStore) *redis.ZSliceCmd {
+func (h *Handle) ZInterWithScores(ctx context.Context, store *redis.ZStore) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterWithScores(a0, a1)
+	return g.client.ZInterWithScores(ctx, store)
 }
 
 // ZLexCount calls ZLexCount on the profile's current client.
-func (h *Handle) ZLexCount(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) ZLexCount(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZLexCount(a0, a1, a2, a3)
+	return g.client.ZLexCount(ctx, key, min, max)
 }
 
 // ZMPop calls ZMPop on the profile's current client.
-func (h *Handle) ZMPop(a0 context.Context, a1 string, a2 int64, a3 ...string) *redis.ZSliceWithKeyCmd {
+func (h *Handle) ZMPop(ctx context.Context, order string, count int64, keys ...string) *redis.ZSliceWithKeyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZMPop(a0, a1, a2, a3...)
+	return g.client.ZMPop(ctx, order, count, keys...)
 }
 
 // ZMScore calls ZMScore on the profile's current client.
-func (h *Handle) ZMScore(a0 context.Context, a1 string, a2 ...string) *redis.FloatSliceCmd {
+func (h *Handle) ZMScore(ctx context.Context, key string, members ...string) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZMScore(a0, a1, a2...)
+	return g.client.ZMScore(ctx, key, members...)
 }
 
 // ZPopMax calls ZPopMax on the profile's current client.
-func (h *Handle) ZPopMax(a0 context.Context, a1 string, a2 ...int64) *redis.ZSliceCmd {
+func (h *Handle) ZPopMax(ctx context.Context, key string, count ...int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZPopMax(a0, a1, a2...)
+	return g.client.ZPopMax(ctx, key, count...)
 }
 
 // ZPopMin calls ZPopMin on the profile's current client.
-func (h *Handle) ZPopMin(a0 context.Context, a1 string, a2 ...int64) *redis.ZSliceCmd {
+func (h *Handle) ZPopMin(ctx context.Context, key string, count ...int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZPopMin(a0, a1, a2...)
+	return g.client.ZPopMin(ctx, key, count...)
 }
 
 // ZRandMember calls ZRandMember on the profile's current client.
-func (h *Handle) ZRandMember(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
+func (h *Handle) ZRandMember(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRandMember(a0, a1, a2)
+	return g.client.ZRandMember(ctx, key, count)
 }
 
 // ZRandMemberWithScores calls ZRandMemberWithScores on the profile's current client.
-func (h *Handle) ZRandMemberWithScores(a0 context.Context, a1 string, a2 int) *redis.ZSliceCmd {
+func (h *Handle) ZRandMemberWithScores(ctx context.Context, key string, count int) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRandMemberWithScores(a0, a1, a2)
+	return g.client.ZRandMemberWithScores(ctx, key, count)
 }
 
 // ZRange calls ZRange on the profile's current client.
-func (h *Handle) ZRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringSliceCmd {
+func (h *Handle) ZRange(ctx context.Context, key string, start int64, stop int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRange(a0, a1, a2, a3)
+	return g.client.ZRange(ctx, key, start, stop)
 }
 
 // ZRangeArgs calls ZRangeArgs on the profile's current client.
-func (h *Handle) ZRangeArgs(a0 context.Context, a1 redis.ZRangeArgs) *redis.StringSliceCmd {
+func (h *Handle) ZRangeArgs(ctx context.Context, z redis.ZRangeArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeArgs(a0, a1)
+	return g.client.ZRangeArgs(ctx, z)
 }
 
 // ZRangeArgsWithScores calls ZRangeArgsWithScores on the profile's current client.
-func (h *Handle) ZRangeArgsWithScores(a0 context.Context, a1 redis.ZRangeArgs) *redis.ZSliceCmd {
+func (h *Handle) ZRangeArgsWithScores(ctx context.Context, z redis.ZRangeArgs) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeArgsWithScores(a0, a1)
+	return g.client.ZRangeArgsWithScores(ctx, z)
 }
 
 // ZRangeByLex calls ZRangeByLex on the profile's current client.
-func (h *Handle) ZRangeByLex(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
+func (h *Handle) ZRangeByLex(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByLex(a0, a1, a2)
+	return g.client.ZRangeByLex(ctx, key, opt)
 }
 
 // ZRangeByScore calls ZRangeByScore on the profile's current client.
-func (h *Handle) ZRangeByScore(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
+func (h *Handle) ZRangeByScore(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByScore(a0, a1, a2)
+	return g.client.ZRangeByScore(ctx, key, opt)
 }
 
 // ZRangeByScoreWithScores calls ZRangeByScoreWithScores on the profile's current client.
-func (h *Handle) ZRangeByScoreWithScores(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.ZSliceCmd {
+func (h *Handle) ZRangeByScoreWithScores(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByScoreWithScores(a0, a1, a2)
+	return g.client.ZRangeByScoreWithScores(ctx, key, opt)
 }
 
 // ZRangeStore calls ZRangeStore on the profile's current client.
-func (h *Handle) ZRangeStore(a0 context.Context, a1 string, a2 redis.ZRangeArgs) *redis.IntCmd {
+func (h *Handle) ZRangeStore(ctx context.Context, dst string, z redis.ZRangeArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeStore(a0, a1, a2)
+	return g.client.ZRangeStore(ctx, dst, z)
 }
 
 // ZRangeWithScores calls ZRangeWithScores on the profile's current client.
-func (h *Handle) ZRangeWithScores(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.ZSliceCmd {
+func (h *Handle) ZRangeWithScores(ctx context.Context, key string, start int64, stop int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeWithScores(a0, a1, a2, a3)
+	return g.client.ZRangeWithScores(ctx, key, start, stop)
 }
 
 // ZRank calls ZRank on the profile's current client.
-func (h *Handle) ZRank(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) ZRank(ctx context.Context, key string, member string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRank(a0, a1, a2)
+	return g.client.ZRank(ctx, key, member)
 }
 
 // ZRankWithScore calls ZRankWithScore on the profile's current client.
-func (h *Handle) ZRankWithScore(a0 context.Context, a1 string, a2 string) *redis.RankWithScoreCmd {
+func (h *Handle) ZRankWithScore(ctx context.Context, key string, member string) *redis.RankWithScoreCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRankWithScore(a0, a1, a2)
+	return g.client.ZRankWithScore(ctx, key, member)
 }
 
 // ZRem calls ZRem on the profile's current client.
-func (h *Handle) ZRem(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
+func (h *Handle) ZRem(ctx context.Context, key string, members ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRem(a0, a1, a2...)
+	return g.client.ZRem(ctx, key, members...)
 }
 
 // ZRemRangeByLex calls ZRemRangeByLex on the profile's current client.
-func (h *Handle) ZRemRangeByLex(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) ZRemRangeByLex(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByLex(a0, a1, a2, a3)
+	return g.client.ZRemRangeByLex(ctx, key, min, max)
 }
 
 // ZRemRangeByRank calls ZRemRangeByRank on the profile's current client.
-func (h *Handle) ZRemRangeByRank(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.IntCmd {
+func (h *Handle) ZRemRangeByRank(ctx context.Context, key string, start int64, stop int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByRank(a0, a1, a2, a3)
+	return g.client.ZRemRangeByRank(ctx, key, start, stop)
 }
 
 // ZRemRangeByScore calls ZRemRangeByScore on the profile's current client.
-func (h *Handle) ZRemRangeByScore(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
+func (h *Handle) ZRemRangeByScore(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByScore(a0, a1, a2, a3)
+	return g.client.ZRemRangeByScore(ctx, key, min, max)
 }
 
 // ZRevRange calls ZRevRange on the profile's current client.
-func (h *Handle) ZRevRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringSliceCmd {
+func (h *Handle) ZRevRange(ctx context.Context, key string, start int64, stop int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRange(a0, a1, a2, a3)
+	return g.client.ZRevRange(ctx, key, start, stop)
 }
 
 // ZRevRangeByLex calls ZRevRangeByLex on the profile's current client.
-func (h *Handle) ZRevRangeByLex(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
+func (h *Handle) ZRevRangeByLex(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByLex(a0, a1, a2)
+	return g.client.ZRevRangeByLex(ctx, key, opt)
 }
 
 // ZRevRangeByScore calls ZRevRangeByScore on the profile's current client.
-func (h *Handle) ZRevRangeByScore(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
+func (h *Handle) ZRevRangeByScore(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByScore(a0, a1, a2)
+	return g.client.ZRevRangeByScore(ctx, key, opt)
 }
 
 // ZRevRangeByScoreWithScores calls ZRevRangeByScoreWithScores on the profile's current client.
-func (h *Handle) ZRevRangeByScoreWithScores(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.ZSliceCmd {
+func (h *Handle) ZRevRangeByScoreWithScores(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByScoreWithScores(a0, a1, a2)
+	return g.client.ZRevRangeByScoreWithScores(ctx, key, opt)
 }
 
 // ZRevRangeWithScores calls ZRevRangeWithScores on the profile's current client.
-func (h *Handle) ZRevRangeWithScores(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.ZSliceCmd {
+func (h *Handle) ZRevRangeWithScores(ctx context.Context, key string, start int64, stop int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeWithScores(a0, a1, a2, a3)
+	return g.client.ZRevRangeWithScores(ctx, key, start, stop)
 }
 
 // ZRevRank calls ZRevRank on the profile's current client.
-func (h *Handle) ZRevRank(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
+func (h *Handle) ZRevRank(ctx context.Context, key string, member string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRank(a0, a1, a2)
+	return g.client.ZRevRank(ctx, key, member)
 }
 
 // ZRevRankWithScore calls ZRevRankWithScore on the profile's current client.
-func (h *Handle) ZRevRankWithScore(a0 context.Context, a1 string, a2 string) *redis.RankWithScoreCmd {
+func (h *Handle) ZRevRankWithScore(ctx context.Context, key string, member string) *redis.RankWithScoreCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRankWithScore(a0, a1, a2)
+	return g.client.ZRevRankWithScore(ctx, key, member)
 }
 
 // ZScan calls ZScan on the profile's current client.
-func (h *Handle) ZScan(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
+func (h *Handle) ZScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZScan(a0, a1, a2, a3, a4)
+	return g.client.ZScan(ctx, key, cursor, match, count)
 }
 
 // ZScore calls ZScore on the profile's current client.
-func (h *Handle) ZScore(a0 context.Context, a1 string, a2 string) *redis.FloatCmd {
+func (h *Handle) ZScore(ctx context.Context, key string, member string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZScore(a0, a1, a2)
+	return g.client.ZScore(ctx, key, member)
 }
 
 // ZUnion calls ZUnion on the profile's current client.
-func (h *Handle) ZUnion(a0 context.Context, a1 redis.ZStore) *redis.StringSliceCmd {
+func (h *Handle) ZUnion(ctx context.Context, store redis.ZStore) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnion(a0, a1)
+	return g.client.ZUnion(ctx, store)
 }
 
 // ZUnionStore calls ZUnionStore on the profile's current client.
-func (h *Handle) ZUnionStore(a0 context.Context, a1 string, a2 *redis.ZStore) *redis.IntCmd {
+func (h *Handle) ZUnionStore(ctx context.Context, dest string, store *redis.ZStore) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnionStore(a0, a1, a2)
+	return g.client.ZUnionStore(ctx, dest, store)
 }
 
 // ZUnionWithScores calls ZUnionWithScores on the profile's current client.
-func (h *Handle) ZUnionWithScores(a0 context.Context, a1 redis.ZStore) *redis.ZSliceCmd {
+func (h *Handle) ZUnionWithScores(ctx context.Context, store redis.ZStore) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnionWithScores(a0, a1)
+	return g.client.ZUnionWithScores(ctx, store)
 }
