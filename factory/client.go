@@ -56,6 +56,7 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 	if rt == nil {
 		return nil, errors.New("redisfactory: Build needs a runtime")
 	}
+	routeGoRedisLogs()
 	tlsCfg, err := tlsConfig(p)
 	if err != nil {
 		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)

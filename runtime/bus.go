@@ -23,9 +23,10 @@ const DefaultEventBuffer = 256
 //
 // A Bus is safe for concurrent use.
 type Bus struct {
-	clock  Clock
-	logger *slog.Logger
-	buffer int
+	clock   Clock
+	logger  *slog.Logger
+	buffer  int
+	limiter logLimiter // for the kinds sampled in the log
 
 	subs   atomic.Pointer[[]*Subscription]         // copy-on-write snapshot
 	known  [len(knownKinds)]atomic.Uint64          // counters of knownKinds
@@ -47,7 +48,8 @@ func newBus(clock Clock, logger *slog.Logger, buffer int) *Bus {
 
 // Publish delivers e to every subscriber interested in its kind, counts it
 // and logs it through the runtime logger at [Kind.Level] (only when the
-// logger is enabled for that level). If e.Time is zero it is set from the
+// logger is enabled for that level; retry.exhausted, retry.throttled and
+// health.check_failed at most once per [LogInterval] per profile). If e.Time is zero it is set from the
 // runtime's clock (the clock is not read when no subscriber and no log
 // receives the event).
 //
@@ -68,17 +70,33 @@ func (b *Bus) Publish(e Event) {
 		e.Time = b.clock.Now()
 	}
 	if logging {
-		msg := e.Message
-		if msg == "" {
-			msg = string(e.Kind)
-		}
-		b.logger.LogAttrs(context.Background(), level, msg, e.logAttrs()...)
+		b.log(&e, level)
 	}
 	if subs != nil {
 		for _, s := range *subs {
 			s.deliver(&e)
 		}
 	}
+}
+
+// log writes e to the runtime's logger, one line per second at most per
+// kind and profile for the sampled kinds (see [LogInterval]).
+func (b *Bus) log(e *Event, level slog.Level) {
+	attrs := e.logAttrs()
+	if sampled(e.Kind) {
+		ok, suppressed := b.limiter.allow(e.Kind, e.Profile, e.Time)
+		if !ok {
+			return
+		}
+		if suppressed > 0 {
+			attrs = append(attrs, slog.Uint64("suppressed", suppressed))
+		}
+	}
+	msg := e.Message
+	if msg == "" {
+		msg = string(e.Kind)
+	}
+	b.logger.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // Count returns how many events of kind k have been published.

@@ -341,8 +341,8 @@ func TestPublishLogs(t *testing.T) {
 }
 
 func TestKindLevel(t *testing.T) {
-	warn := []runtime.Kind{runtime.RetryExhausted, runtime.HealthCheckFailed, runtime.ReloadRejected, runtime.ReloadFailed, runtime.HandoffFailed, "custom.failed"}
-	debug := []runtime.Kind{runtime.ClientBuilt, runtime.ClientClosed, runtime.RetryAttempted, runtime.RetryThrottled, runtime.ConnReplaced,
+	warn := []runtime.Kind{runtime.RetryExhausted, runtime.RetryThrottled, runtime.HealthCheckFailed, runtime.ReloadRejected, runtime.ReloadFailed, runtime.HandoffFailed, "custom.failed"}
+	debug := []runtime.Kind{runtime.ClientBuilt, runtime.ClientClosed, runtime.RetryAttempted, runtime.ConnReplaced,
 		runtime.HealthChanged, runtime.ReloadApplied, runtime.CacheFlushed, runtime.HandoffStarted, runtime.HandoffCompleted, runtime.MaintenanceNotification, "custom"}
 	for _, k := range warn {
 		assert.Equal(t, slog.LevelWarn, k.Level(), "kind %s", k)

@@ -141,10 +141,11 @@ func knownIndex(k Kind) int {
 
 // Level returns the log level at which events of kind k are logged:
 // [slog.LevelWarn] for kinds that report a failure (kinds ending in
-// "failed", "exhausted" or "rejected") and [slog.LevelDebug] otherwise.
+// "failed", "exhausted", "throttled" or "rejected") and [slog.LevelDebug]
+// otherwise.
 func (k Kind) Level() slog.Level {
 	s := string(k)
-	if strings.HasSuffix(s, "failed") || strings.HasSuffix(s, "exhausted") || strings.HasSuffix(s, "rejected") {
+	if strings.HasSuffix(s, "failed") || strings.HasSuffix(s, "exhausted") || strings.HasSuffix(s, "throttled") || strings.HasSuffix(s, "rejected") {
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug

@@ -14,8 +14,16 @@ import (
 // Options configures a [Runtime]. The zero value is ready to use.
 type Options struct {
 	// Logger receives the runtime's logs, including every published event
-	// (see [Bus.Publish]). If nil, logs are discarded.
+	// at its [Kind.Level] (see [Bus.Publish]): failures — rejected and
+	// failed reloads, failed handoffs and health checks, exhausted and
+	// throttled retries — at Warn, everything else at Debug. If nil, logs
+	// go to [slog.Default], looked up at each line, so a later
+	// [slog.SetDefault] is followed: with the standard library's default
+	// handler, failures reach stderr and the Debug lines are dropped.
 	Logger *slog.Logger
+	// DiscardLogs turns the runtime's logs off, whatever Logger says.
+	// Events are still published, counted and delivered to subscribers.
+	DiscardLogs bool
 	// Clock is the source of time for the runtime and everything built on
 	// it. If nil, [RealClock] is used; tests pass a [ManualClock].
 	Clock Clock
@@ -58,8 +66,11 @@ type closer struct {
 // New returns a Runtime configured by opts.
 func New(opts Options) *Runtime {
 	logger := opts.Logger
-	if logger == nil {
+	switch {
+	case opts.DiscardLogs:
 		logger = slog.New(slog.DiscardHandler)
+	case logger == nil:
+		logger = slog.New(defaultHandler{})
 	}
 	clock := opts.Clock
 	if clock == nil {

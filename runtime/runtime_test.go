@@ -19,7 +19,8 @@ import (
 func TestNewDefaults(t *testing.T) {
 	rt := runtime.New(runtime.Options{})
 	require.NotNil(t, rt.Logger())
-	assert.False(t, rt.Logger().Enabled(context.Background(), slog.LevelError), "default logger should discard")
+	assert.True(t, rt.Logger().Enabled(context.Background(), slog.LevelWarn), "the default logger follows slog.Default, which logs warnings")
+	assert.False(t, rt.Logger().Enabled(context.Background(), slog.LevelDebug), "slog.Default drops debug lines")
 	require.NotNil(t, rt.Clock())
 	assert.WithinDuration(t, time.Now(), rt.Clock().Now(), time.Minute)
 	require.NotNil(t, rt.Events())

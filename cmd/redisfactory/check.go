@@ -144,7 +144,7 @@ func runCheck(c *cli, args []string) int {
 // checkProfiles checks the profiles concurrently, each with its own client
 // and under its own policy, and returns the lines in the order of names.
 func checkProfiles(res *profiles.Result, names []string, timeout time.Duration) []checkLine {
-	rt := runtime.New(runtime.Options{})
+	rt := runtime.New(runtime.Options{DiscardLogs: true}) // the command prints what matters itself
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -97,8 +97,8 @@ func (d *demo) run(forceEmbedded bool) error {
 		d.say("  sessions.%-24s %-22s %s", key, v, strings.ReplaceAll(o.String(), dir+string(os.PathSeparator), ""))
 	}
 
-	rt := runtime.New(runtime.Options{})
-	defer rt.Close(context.Background()) //nolint:errcheck // demo teardown
+	rt := runtime.New(runtime.Options{DiscardLogs: true}) // the command prints what matters itself
+	defer rt.Close(context.Background())                  //nolint:errcheck // demo teardown
 	f, err := factory.New(res.Config, factory.Options{Runtime: rt})
 	if err != nil {
 		return err

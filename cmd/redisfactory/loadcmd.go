@@ -120,7 +120,7 @@ func runLoad(c *cli, args []string) int {
 	}
 	red := profileSecrets(p)
 
-	rt := runtime.New(runtime.Options{})
+	rt := runtime.New(runtime.Options{DiscardLogs: true}) // the command prints what matters itself
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -57,7 +57,7 @@ func runWatch(c *cli, args []string) int {
 		defer cancel()
 	}
 
-	rt := runtime.New(runtime.Options{})
+	rt := runtime.New(runtime.Options{DiscardLogs: true}) // the command prints what matters itself
 	out := &lineWriter{w: c.stdout}
 	cancelSub := rt.Events().SubscribeFunc(func(e runtime.Event) { out.event(e) }, runtime.WithBuffer(4096))
 	f, err := factory.New(res.Config, factory.Options{Runtime: rt, ProbeInterval: *probe})
