@@ -8,7 +8,7 @@
 //
 //   - the runtime's event bus ([New] subscribes to it): reloads, retries
 //     and handoffs, counted as they happen;
-//   - the clients of the factories given to [Metrics.AddFactory], read when
+//   - the clients of the factories given to [Metrics.Observe], read when
 //     the SDK collects: go-redis's pool statistics, the client-side cache's
 //     statistics and the factory's health checks.
 //
@@ -81,7 +81,7 @@ type Metrics struct {
 	lastSuccessTime atomic.Int64 // unix nanoseconds
 
 	mu        sync.Mutex
-	factories []*factory.Factory
+	factories []Source
 	closed    bool
 }
 
@@ -151,10 +151,21 @@ func New(rt *runtime.Runtime, opts Options) (*Metrics, error) {
 	return m, nil
 }
 
-// AddFactory makes the statistics of f's clients observable (pool, cache,
-// health checks), per profile, for as long as f is open. The returned
-// function stops observing f; it is idempotent.
-func (m *Metrics) AddFactory(f *factory.Factory) (remove func()) {
+// Source is where observable statistics come from: the current client of
+// each profile. A *factory.Factory is one.
+type Source interface {
+	// Profiles returns the names of the current profiles.
+	Profiles() []string
+	// Lookup returns the current client of a profile.
+	Lookup(profile string) (*factory.Client, error)
+}
+
+var _ Source = (*factory.Factory)(nil)
+
+// Observe makes the statistics of src's clients observable (pool, cache,
+// health checks), per profile, until the returned function is called (it
+// is idempotent) or the Metrics is closed.
+func (m *Metrics) Observe(f Source) (remove func()) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.factories = append(m.factories, f)
@@ -329,7 +340,7 @@ func (m *Metrics) observe(o metric.Observer, obs *observables) {
 	o.ObserveInt64(obs.dropped, toInt64(m.sub.Dropped()))
 
 	m.mu.Lock()
-	factories := append([]*factory.Factory(nil), m.factories...)
+	factories := append([]Source(nil), m.factories...)
 	m.mu.Unlock()
 	for _, f := range factories {
 		for _, name := range f.Profiles() {

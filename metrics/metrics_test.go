@@ -50,7 +50,7 @@ func newEnv(t *testing.T, doc string) *env {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	m, err := metrics.New(rt, metrics.Options{MeterProvider: mp})
 	require.NoError(t, err)
-	remove := m.AddFactory(f)
+	remove := m.Observe(f)
 	t.Cleanup(func() {
 		remove()
 		require.NoError(t, m.Close())

@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redisfactory/redisfactory/errclass"
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/suggest"
@@ -55,7 +53,6 @@ func runCheck(c *cli, args []string) int {
 	if !ok {
 		return code
 	}
-	quietGoRedis()
 	if !oneOf(*format, "text", "json") {
 		return c.usageError(fs, "--format must be text or json (got %q)", *format)
 	}
@@ -206,15 +203,6 @@ func checkProfile(name string, p *schema.Profile, rt *runtime.Runtime, timeout t
 	line.RTTNanos = rtt.Nanoseconds()
 	return line
 }
-
-// quietGoRedis stops go-redis's own logging ("failed to dial after 1
-// attempts" and the like) on stderr: check and load report every failure
-// themselves, classified and redacted.
-func quietGoRedis() { redis.SetLogger(discardLogger{}) }
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(context.Context, string, ...any) {}
 
 // splitPathsProfiles splits the positional arguments of check: the
 // trailing ones that are not existing files or directories are profile

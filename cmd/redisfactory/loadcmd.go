@@ -18,6 +18,7 @@ import (
 	"github.com/redisfactory/redisfactory/cache"
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/loadgen"
+	"github.com/redisfactory/redisfactory/metrics"
 	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/runtime"
 )
@@ -79,12 +80,12 @@ func runLoad(c *cli, args []string) int {
 	fs.IntVar(&s.keys, "keys", 1000, "size of the key space, `K` keys named "+loadgen.DefaultKeyPrefix+"0 … K-1")
 	fs.StringVar(&s.format, "format", "text", "report `format`: text or json")
 	fs.BoolVar(&s.verify, "verify", false, "give every worker its own keys and check each read against the value that worker last wrote; a stale read is a failure ("+loadgen.StaleClass+")")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics of the run at http://HOST:PORT/metrics (empty: off)")
 	fs.BoolVar(&s.watch, "watch", false, "apply changes of the configuration files during the run, through the profile's handle, and count the reloads")
 	paths, code, ok := parse(fs, args)
 	if !ok {
 		return code
 	}
-	quietGoRedis()
 	switch {
 	case !oneOf(s.format, "text", "json"):
 		return c.usageError(fs, "--format must be text or json (got %q)", s.format)
@@ -157,6 +158,19 @@ func runLoad(c *cli, args []string) int {
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s load: %s\n", programName, red.clean(err.Error()))
 		return exitFailed
+	}
+	if *metricsAddr != "" {
+		var src metrics.Source = f
+		if f == nil {
+			src = oneClient{name: s.profile, c: built}
+		}
+		ms, err := serveMetrics(*metricsAddr, rt, src)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "%s load: %v\n", programName, err)
+			return exitFailed
+		}
+		defer ms.close() //nolint:errcheck // the report is what matters
+		fmt.Fprintf(c.stderr, "load: metrics at http://%s/metrics\n", ms.addr)
 	}
 	go func() {
 		// After the first Ctrl-C a second one kills the process.

@@ -35,6 +35,7 @@ func runWatch(c *cli, args []string) int {
 	stats := fs.Duration("stats", 10*time.Second, "print cache statistics of profiles with a cache this often (0: never)")
 	sighup := fs.Bool("sighup", true, "reload on SIGHUP (picks up environment changes)")
 	exitAfter := fs.Duration("exit-after", 0, "stop after this long (0: run until interrupted)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
 	paths, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -69,6 +70,22 @@ func runWatch(c *cli, args []string) int {
 	if err != nil {
 		fmt.Fprintf(c.stderr, "watch: %v\n", err)
 		return exitFailed
+	}
+	if *metricsAddr != "" {
+		ms, err := serveMetrics(*metricsAddr, rt, f)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "watch: %v\n", err)
+			_ = w.Close()
+			_ = f.Close(context.Background())
+			_ = rt.Close(context.Background())
+			return exitFailed
+		}
+		defer func() {
+			if err := ms.close(); err != nil {
+				fmt.Fprintf(c.stderr, "watch: metrics: %v\n", err)
+			}
+		}()
+		out.printf("metrics at http://%s/metrics", ms.addr)
 	}
 	if *sighup {
 		stopHUP := w.NotifyOnSignal(syscall.SIGHUP)
