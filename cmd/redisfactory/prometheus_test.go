@@ -95,6 +95,11 @@ func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 	}
 	assert.Contains(t, lerr.String(), "load: metrics at http://"+loadAddr+"/metrics")
 
+	// Prometheus accepts every query of the example Grafana dashboard.
+	for _, expr := range dashboardExprs(t) {
+		prom.Check(t, expr)
+	}
+
 	cancel()
 	select {
 	case code := <-done:

@@ -149,48 +149,73 @@ func (s *Server) Query(t testing.TB, expr string) (v float64, ok bool) {
 	return v, ok
 }
 
+// Check evaluates expr and fails the test if Prometheus refuses it (a
+// syntax error, an unknown function); it returns the number of samples.
+func (s *Server) Check(t testing.TB, expr string) int {
+	t.Helper()
+	vs, err := s.samples(expr)
+	if err != nil {
+		t.Fatalf("promtest: %s: %v", expr, err)
+	}
+	return len(vs)
+}
+
+// query returns the value of the single sample of expr.
 func (s *Server) query(expr string) (float64, bool, error) {
+	vs, err := s.samples(expr)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case len(vs) == 0:
+		return 0, false, nil
+	case len(vs) > 1:
+		return 0, false, fmt.Errorf("%d samples, want one", len(vs))
+	}
+	return vs[0], true, nil
+}
+
+// samples evaluates an instant query and returns its sample values.
+func (s *Server) samples(expr string) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/api/v1/query?query="+url.QueryEscape(expr), nil)
 	if err != nil {
-		return 0, false, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, false, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, false, err
+		return nil, err
 	}
 	var r struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
+			Result []struct {
 				Value [2]any `json:"value"`
 			} `json:"result"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return 0, false, fmt.Errorf("decoding %q: %w", body, err)
+		return nil, fmt.Errorf("decoding %q: %w", body, err)
 	}
 	if r.Status != "success" {
-		return 0, false, errors.New(r.Error)
+		return nil, errors.New(r.Error)
 	}
-	switch len(r.Data.Result) {
-	case 0:
-		return 0, false, nil
-	case 1:
-	default:
-		return 0, false, fmt.Errorf("%d samples, want one: %s", len(r.Data.Result), body)
+	out := make([]float64, 0, len(r.Data.Result))
+	for _, res := range r.Data.Result {
+		str, _ := res.Value[1].(string)
+		v, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			return nil, fmt.Errorf("sample value %q: %w", str, err)
+		}
+		out = append(out, v)
 	}
-	str, _ := r.Data.Result[0].Value[1].(string)
-	v, err := strconv.ParseFloat(str, 64)
-	return v, err == nil, err
+	return out, nil
 }
 
 // Eventually polls expr until cond accepts its value, and returns that
