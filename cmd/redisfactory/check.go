@@ -48,7 +48,8 @@ func runCheck(c *cli, args []string) int {
 	var lf loadFlags
 	lf.register(fs)
 	format := fs.String("format", "text", "output `format`: text or json (a JSON array, one object per profile)")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up on a profile after `D` (its PING is also bounded by the profile's read timeout and retry policy); 0: no bound")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up on a profile after `D` (each try of its PING is bounded by the profile's timeouts, and tried again as its retry policy says); 0: no bound")
+	once := fs.Bool("once", false, "try each PING once, ignoring the profiles' retry policies (quick reachability)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -97,6 +98,13 @@ func runCheck(c *cli, args []string) int {
 		return exitFailed
 	}
 
+	if *once {
+		for _, n := range selected {
+			p := *res.Config.Profiles[n]
+			p.Retry.Retries = 0
+			res.Config.Profiles[n] = &p
+		}
+	}
 	lines := checkProfiles(res, selected, *timeout)
 
 	failed := []string{}

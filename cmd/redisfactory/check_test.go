@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redisfactory/redisfactory/internal/redistest"
@@ -164,4 +166,38 @@ func TestRedactorCleansEverySecretForm(t *testing.T) {
 	require.NotContains(t, out, "\n")
 	require.Contains(t, out, "redis://user:<redacted>@host")
 	require.Equal(t, "nothing secret", profileSecrets(&schema.Profile{}).clean("nothing  secret"))
+}
+
+// check PINGs under the profile's retry policy: against a server that
+// accepts connections but never answers (paused), every try waits out the
+// read timeout, so four tries take at least four timeouts; --once stops
+// after the first.
+func TestCheckAppliesTheRetryPolicy(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := write(t, t.TempDir(), "redis.yaml", fmt.Sprintf(`profiles:
+  stuck:
+    addr: %s
+    timeouts: {connect: 300ms, socket: 300ms}
+    retry:
+      retries: 3
+      backoff: {strategy: constant, base: 10ms}
+`, srv.Addr()))
+	srv.Pause()
+	defer srv.Resume()
+	const fourTries = 4 * 300 * time.Millisecond
+
+	start := time.Now()
+	r := runCLI(t, nil, "check", cfg)
+	elapsed := time.Since(start)
+	require.Equal(t, exitFailed, r.code, r)
+	require.Regexp(t, `(?m)^stuck\s+no\s+.*timeout: `, r.stdout)
+	assert.GreaterOrEqual(t, elapsed, fourTries, "check gave up before the policy's 3 retries")
+
+	start = time.Now()
+	r = runCLI(t, nil, "check", "--once", cfg)
+	once := time.Since(start)
+	require.Equal(t, exitFailed, r.code, r)
+	require.Regexp(t, `(?m)^stuck\s+no\s+.*timeout: `, r.stdout)
+	assert.Less(t, once, fourTries, "--once tries once")
+	t.Logf("with the policy: %s; --once: %s", elapsed, once)
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/redisfactory/redisfactory/internal/suggest"
 )
 
 // runExplain prints every effective key of one profile with its value and
@@ -40,17 +38,8 @@ func runExplain(c *cli, args []string) int {
 		return exitFailed
 	}
 	if _, found := res.Config.Profiles[profile]; !found {
-		names := make([]string, 0, len(res.Config.Profiles))
-		for n := range res.Config.Profiles {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		msg := fmt.Sprintf("%s explain: no profile %q", programName, profile)
-		if s := suggest.Closest(profile, names); s != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", s)
-		}
-		fmt.Fprintf(c.stderr, "%s; the profiles are: %s\n", msg, strings.Join(names, ", "))
-		return exitFailed
+		c.unknownProfile("explain", profile, profileNames(res))
+		return exitUsage
 	}
 	keys, err := res.Explain(profile)
 	if err != nil {

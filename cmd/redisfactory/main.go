@@ -7,8 +7,8 @@
 //	redisfactory <command> [flags] [arguments]
 //
 // Run "redisfactory help" for the list of commands. Exit codes: 0 success,
-// 1 an invalid configuration or a failed check, 2 a usage error (unknown
-// command, missing argument, bad flag).
+// 1 an invalid configuration or a failed check or load, 2 a usage error
+// (unknown command, flag or profile, missing argument).
 package main
 
 import (
@@ -27,7 +27,7 @@ import (
 const (
 	exitOK      = 0
 	exitFailed  = 1 // the configuration is invalid or a check failed
-	exitUsage   = 2 // unknown command, missing argument, bad flag
+	exitUsage   = 2 // unknown command, flag or profile; missing argument
 	programName = "redisfactory"
 )
 
@@ -50,7 +50,7 @@ func init() {
 		{"print", "[--env-prefix P] [--format yaml|json] PATH...", "print the effective configuration (secrets redacted)", runPrint},
 		{"explain", "[--env-prefix P] PATH... PROFILE", "show every key of a profile with its value and where it came from", runExplain},
 		{"schema", "", "print the JSON Schema of the configuration file format", runSchema},
-		{"check", "[--env-prefix P] [--format text|json] [--timeout D] PATH... [PROFILE...]", "connect to each profile's server under its policy and report version, RESP and round trip", runCheck},
+		{"check", "[--env-prefix P] [--format text|json] [--timeout D] [--once] PATH... [PROFILE...]", "connect to each profile's server under its policy and report version, RESP and round trip", runCheck},
 		{"watch", "[--env-prefix P] [--debounce D] [--probe D] [--stats D] PATH...", "build every profile, apply each change of the files (or SIGHUP) and print one line per event", runWatch},
 		{"rehearse", "--listen ADDR --upstream ADDR [--no-auto-cut]", "run a maintenance proxy and send the MOVING/MIGRATING/FAILING_OVER notifications typed on stdin to the clients", runRehearse},
 		{"load", "[--env-prefix P] --profile NAME [--duration D] [--concurrency N] [--ratio R:W] [--keys K] [--format text|json] PATH...", "drive a GET/SET workload through a profile's client and report failures, retries and latency", runLoad},
@@ -144,26 +144,49 @@ PATH is a YAML file or a directory (its *.yaml and *.yml files, in name order);
 later paths win over earlier ones. With --env-prefix P, variables named
 P__PROFILES__<NAME>__<KEY> override the files (double underscore = nesting).
 
-Exit codes: 0 ok, 1 invalid configuration or failed check, 2 usage error.
+Exit codes: 0 ok; 1 invalid configuration, or a check, load or reload that
+failed; 2 usage error (unknown command, flag or profile, missing argument).
 `)
 }
 
-// flagSet returns a flag set for the named subcommand that reports to
-// stderr and returns errors instead of exiting.
+// flagSet returns a flag set for the named subcommand that returns errors
+// instead of exiting. Its usage text goes to stdout when it was asked for
+// (-h, "help CMD": so that `redisfactory help load | less` works) and to
+// stderr after an error.
 func (c *cli) flagSet(cmd string) *flag.FlagSet {
 	fs := flag.NewFlagSet(programName+" "+cmd, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	errOut := &errorWriter{w: c.stderr}
+	fs.SetOutput(errOut)
 	fs.Usage = func() {
+		w := c.stdout
+		if errOut.written {
+			w = c.stderr
+		}
 		command := lookup(cmd)
-		fmt.Fprintf(c.stderr, "Usage: %s %s %s\n\n%s.\n", programName, cmd, command.synopsis, upperFirst(command.summary))
+		fmt.Fprintf(w, "Usage: %s %s %s\n\n%s.\n", programName, cmd, command.synopsis, upperFirst(command.summary))
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 		if hasFlags {
-			fmt.Fprintf(c.stderr, "\nFlags:\n")
+			fmt.Fprintf(w, "\nFlags:\n")
+			fs.SetOutput(w)
 			fs.PrintDefaults()
+			fs.SetOutput(errOut)
 		}
 	}
 	return fs
+}
+
+// errorWriter is a flag set's output: the flag package writes an error
+// there before it prints the usage, so whether anything was written tells
+// a usage error from a request for help.
+type errorWriter struct {
+	w       io.Writer
+	written bool
+}
+
+func (e *errorWriter) Write(p []byte) (int, error) {
+	e.written = true
+	return e.w.Write(p)
 }
 
 // parse parses flags that may come before, between or after the positional
@@ -193,7 +216,7 @@ func parse(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
 
 // usageError reports a usage error of a subcommand and returns exit code 2.
 func (c *cli) usageError(fs *flag.FlagSet, format string, a ...any) int {
-	fmt.Fprintf(c.stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
 	fs.Usage()
 	return exitUsage
 }

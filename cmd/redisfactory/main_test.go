@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 )
@@ -92,16 +93,48 @@ func TestHelpAndUsage(t *testing.T) {
 	require.Equal(t, 2, r.code, r)
 	require.Contains(t, r.stderr, `unknown command "valdate" (did you mean "validate"?)`)
 
+	// Help that was asked for goes to stdout, whole, for every command:
+	// `redisfactory help load | less` works.
+	for _, cmd := range commandNames() {
+		for _, args := range [][]string{{"help", cmd}, {cmd, "-h"}} {
+			r = runCLI(t, nil, args...)
+			require.Equal(t, 0, r.code, r)
+			require.Contains(t, r.stdout, "Usage: redisfactory "+cmd)
+			require.Empty(t, r.stderr, args)
+		}
+	}
 	r = runCLI(t, nil, "help", "validate")
-	require.Equal(t, 0, r.code, r)
-	require.Contains(t, r.stderr, "Usage: redisfactory validate")
-	require.Contains(t, r.stderr, "-env-prefix")
+	require.Contains(t, r.stdout, "-env-prefix")
 
 	r = runCLI(t, nil, "help", "nope")
 	require.Equal(t, 2, r.code, r)
 
-	r = runCLI(t, nil, "validate", "-h")
-	require.Equal(t, 0, r.code, r)
+	// After a usage error, the usage goes to stderr with the error.
+	r = runCLI(t, nil, "validate", "--bogus")
+	require.Equal(t, 2, r.code, r)
+	require.Contains(t, r.stderr, "flag provided but not defined: -bogus")
+	require.Contains(t, r.stderr, "Usage: redisfactory validate")
+	require.Contains(t, r.stderr, "-env-prefix")
+	require.Empty(t, r.stdout)
+	r = runCLI(t, nil, "validate")
+	require.Contains(t, r.stderr, "missing PATH")
+	require.Contains(t, r.stderr, "Usage: redisfactory validate")
+	require.Empty(t, r.stdout)
+}
+
+// An unknown profile is a usage error (exit 2) in every command that takes
+// a profile name, with a suggestion.
+func TestUnknownProfileExitsTheSameEverywhere(t *testing.T) {
+	f := write(t, t.TempDir(), "redis.yaml", validYAML)
+	for _, args := range [][]string{
+		{"explain", f, "sesions"},
+		{"check", f, "sesions"},
+		{"load", "--profile", "sesions", f},
+	} {
+		r := runCLI(t, nil, args...)
+		assert.Equal(t, exitUsage, r.code, "%v: %v", args, r)
+		assert.Contains(t, r.stderr, `no profile "sesions" (did you mean "sessions"?)`, args)
+	}
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -278,9 +311,9 @@ func TestExplain(t *testing.T) {
 	require.Equal(t, 0, r.code, r)
 	require.Regexp(t, `(?m)^timeouts\.socket\s+2s\s+`+regexp.QuoteMeta(f)+`:4 \(via defaults\)$`, r.stdout)
 
-	// Unknown profile: exit 1 with a suggestion.
+	// Unknown profile: a usage error, as in check and load, with a suggestion.
 	r = runCLI(t, nil, "explain", f, "sesions")
-	require.Equal(t, 1, r.code, r)
+	require.Equal(t, exitUsage, r.code, r)
 	require.Contains(t, r.stderr, `no profile "sesions" (did you mean "sessions"?)`)
 	require.Empty(t, r.stdout)
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redisfactory/redisfactory/cache"
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/runtime"
@@ -32,7 +33,7 @@ func runWatch(c *cli, args []string) int {
 	lf.register(fs)
 	debounce := fs.Duration("debounce", profiles.DefaultDebounce, "quiet period after a file change before reloading")
 	probe := fs.Duration("probe", 5*time.Second, "health-probe interval of every client (0: no probes)")
-	stats := fs.Duration("stats", 10*time.Second, "print cache statistics of profiles with a cache this often (0: never)")
+	stats := fs.Duration("stats", 10*time.Second, "print the cache statistics of profiles with a cache this often, when they changed (0: never)")
 	sighup := fs.Bool("sighup", true, "reload on SIGHUP (picks up environment changes)")
 	exitAfter := fs.Duration("exit-after", 0, "stop after this long (0: run until interrupted)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
@@ -99,6 +100,7 @@ func runWatch(c *cli, args []string) int {
 		defer t.Stop()
 		statsC = t.C
 	}
+	lastStats := map[string]cache.Stats{}
 loop:
 	for {
 		select {
@@ -107,7 +109,8 @@ loop:
 		case <-statsC:
 			for _, n := range f.Profiles() {
 				if cl, err := f.Lookup(n); err == nil {
-					if s, ok := cl.CacheStats(); ok {
+					if s, ok := cl.CacheStats(); ok && s != lastStats[n] {
+						lastStats[n] = s
 						out.printf("cache profile=%s hits=%d misses=%d hit_ratio=%.2f evictions=%d invalidations=%d flushes=%d entries=%d bytes=%d",
 							n, s.Hits, s.Misses, s.HitRatio(), s.Evictions, s.Invalidations, s.Flushes, s.Entries, s.Bytes)
 					}

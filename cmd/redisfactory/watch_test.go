@@ -88,3 +88,17 @@ func TestWatchUsage(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stdout, "profiles.a.db: must be a whole number")
 }
+
+// A cache statistics line is printed when the numbers changed, not on
+// every tick of --stats: an idle cache gives no line after the first.
+func TestWatchPrintsCacheStatsOnlyWhenChanged(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	path := write(t, t.TempDir(), "redis.yaml", fmt.Sprintf("profiles:\n  cached:\n    addr: %s\n    cache: {enabled: true}\n", srv.Addr()))
+	start := time.Now()
+	r := runCLI(t, nil, "watch", "--stats", "20ms", "--probe", "0", "--exit-after", "600ms", path)
+	ticks := int(time.Since(start) / (20 * time.Millisecond))
+	require.Equal(t, exitOK, r.code, r)
+	require.GreaterOrEqual(t, ticks, 20)
+	lines := strings.Count(r.stdout, " cache profile=cached ")
+	assert.LessOrEqual(t, lines, 2, "an idle cache printed %d lines in %d ticks:\n%s", lines, ticks, r.stdout)
+}
