@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-
 )
 
 // runExplain prints every effective key of one profile with its value and
