@@ -94,10 +94,10 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		write:     write,
 		onConnect: chainOnConnect(c.exts),
 	}
-	outer := func(add func(redis.Hook)) {
+	outer := func(owner redis.UniversalClient) {
 		for _, e := range c.exts {
 			if e.outerHook != nil {
-				add(e.outerHook)
+				owner.AddHook(e.outerHook(owner))
 			}
 		}
 	}
@@ -105,17 +105,17 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 	switch p.Mode {
 	case schema.Cluster:
 		cc := redis.NewClusterClient(clusterOptions(p, cm))
-		outer(cc.AddHook)
+		outer(cc)
 		installClusterPolicy(cc, c.policy)
 		c.UniversalClient = cc
 	case schema.Sentinel:
 		fc := redis.NewFailoverClient(failoverOptions(p, cm))
-		outer(fc.AddHook)
+		outer(fc)
 		fc.AddHook(c.policy.Hook())
 		c.UniversalClient = fc
 	default:
 		sc := redis.NewClient(standaloneOptions(p, cm))
-		outer(sc.AddHook)
+		outer(sc)
 		sc.AddHook(c.policy.Hook())
 		c.UniversalClient = sc
 	}
