@@ -337,7 +337,7 @@ func (c *Cache) wrapDial(next redis.DialHook) redis.DialHook {
 		if n == nil {
 			return conn, nil // closed
 		}
-		return &trackedConn{Conn: conn, n: n}, nil
+		return wrapConn(conn, n), nil
 	}
 }
 
