@@ -149,7 +149,14 @@ func TestDeadPooledConnectionsFailNothing(t *testing.T) {
 				t.Errorf("%d retries spent: %v", n, ev.list()[seen:])
 			}
 			for _, c := range combos {
+				p := strings.ReplaceAll(c.name(), "+", "_")
 				assert.Equal(t, len(failures["bare go-redis"]), len(failures[c.name()]), "%s: failures %v", c.name(), failures[c.name()])
+				if c.health {
+					fc, err := f.Lookup(p)
+					require.NoError(t, err)
+					_, failed := fc.HealthChecks()
+					assert.NotZero(t, failed, "%s: the health check met the dead connections", c.name())
+				}
 			}
 		})
 	}

@@ -10,9 +10,12 @@
 //   - the retry policy (package retry) runs in a hook, with go-redis's own
 //     command and dial retries turned off, so a command is tried exactly
 //     as the profile's retry block says;
-//   - health checks run in the dialer: a pooled connection idle for longer
-//     than health_check_interval is checked with PING before the next
-//     command is written to it, TLS connections included;
+//   - health checks run in the connection wrapper the dialer returns: a
+//     pooled connection idle for longer than health_check_interval is
+//     checked with PING when go-redis takes it out of the pool (its
+//     pre-use check asks the wrapper for the socket), TLS connections
+//     included; a failed check makes go-redis drop the connection and use
+//     another, so the command neither fails nor spends a retry;
 //   - events (client built and closed, retries, failed health checks) go to
 //     the shared runtime's event bus.
 //
