@@ -43,7 +43,8 @@ func TestConformance(t *testing.T) {
 	require.NoError(t, err)
 
 	work := t.TempDir()
-	dir := filepath.Join(work, "go-redis")
+	dir, err := ModuleDir(repoRoot, mod.Version)
+	require.NoError(t, err)
 	require.NoError(t, PrepareModule(ctx, dir, mod.Dir, repoRoot))
 	bin := filepath.Join(work, "specs.test")
 	buildStart := time.Now()
@@ -73,6 +74,7 @@ func TestConformance(t *testing.T) {
 				require.NoError(t, os.MkdirAll(runWork, 0o755))
 				run, err := RunSpecs(ctx, bin, dir, runWork, c, target, SkipPattern(exclusions, c, Configs), redisVersion)
 				require.NoError(t, err)
+				require.NoError(t, CheckExcluded(exclusions, c, Configs, run.Specs))
 				cnt := Count(run.Specs)
 				t.Logf("%s: run %d pass %d fail %d skip %d in %s", c.Name, cnt.Run, cnt.Pass, cnt.Fail, cnt.Skip, run.Duration.Round(time.Second))
 				mu.Lock()

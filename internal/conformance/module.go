@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,13 @@ type patch struct {
 }
 
 var patches = []patch{
+	{
+		File:  "main_test.go",
+		Old:   `RunSpecs(t, "` + SuiteDescription + `")`,
+		New:   `RunSpecs(t, "` + SuiteDescription + `")`,
+		Count: 1,
+		Why:   "exclusions are matched against the suite's description (SuiteDescription) and the spec's text",
+	},
 	{
 		File:  "main_test.go",
 		Old:   "func newUniversalSubject(c *redis.Client)",
@@ -115,11 +123,27 @@ func GoRedisSource(ctx context.Context, repoRoot string) (goModule, error) {
 	return m, nil
 }
 
-// PrepareModule writes into dst a copy of the go-redis module at src whose
+// ModuleDir returns where the harness prepares the suite: a directory under
+// the user's cache directory, the same for every run of one working tree and
+// go-redis version, so the go build cache (keyed by file contents and
+// directory) compiles only what changed since the last run.
+func ModuleDir(repoRoot, version string) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(repoRoot))
+	return filepath.Join(cache, "redisfactory-conformance", fmt.Sprintf("go-redis@%s-%x", version, sum[:6])), nil
+}
+
+// PrepareModule writes into dst (emptied first) a copy of the go-redis module at src whose
 // test package holds only SpecFiles and supportFiles, patched, plus
 // subject_factory_test.go, and whose go.mod also requires this module
 // (repoRoot) through a replace directive.
 func PrepareModule(ctx context.Context, dst, src, repoRoot string) error {
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
 	keep := map[string]bool{}
 	for _, f := range append(append([]string{}, SpecFiles...), supportFiles...) {
 		keep[f] = true

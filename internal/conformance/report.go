@@ -189,6 +189,35 @@ func Compare(baseline, got []Spec) Diff {
 	return d
 }
 
+// SuiteDescription is the description go-redis's suite passes to RunSpecs.
+const SuiteDescription = "go-redis"
+
+// CheckExcluded returns an error naming every exclusion applying to config
+// that did not show up as a skipped spec in its run: a spec renamed or
+// removed upstream, or a pattern that does not match.
+func CheckExcluded(ex []Exclusion, config Config, configs []Config, specs []Spec) error {
+	pattern := SkipPattern(ex, config, configs)
+	if pattern == "" {
+		return nil
+	}
+	skipped := map[string]bool{}
+	for _, s := range specs {
+		if s.Outcome == Skipped {
+			skipped[s.Name] = true
+		}
+	}
+	var missing []string
+	for _, e := range ex {
+		if regexp.MustCompile(pattern).MatchString(SuiteDescription+" "+e.Spec) && !skipped[e.Spec] {
+			missing = append(missing, e.Spec)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s: excluded specs not skipped (renamed upstream?): %q", config.Name, missing)
+	}
+	return nil
+}
+
 // Exclusion is one entry of exclusions.yaml: a spec the harness does not
 // run, and why.
 type Exclusion struct {
@@ -257,5 +286,7 @@ func SkipPattern(ex []Exclusion, config Config, configs []Config) string {
 	if len(alts) == 0 {
 		return ""
 	}
-	return "^(?:" + strings.Join(alts, "|") + ")$"
+	// Ginkgo matches -skip against the suite's description, a space and
+	// the spec's text.
+	return "^" + regexp.QuoteMeta(SuiteDescription) + " (?:" + strings.Join(alts, "|") + ")$"
 }
