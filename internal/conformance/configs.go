@@ -41,3 +41,24 @@ var Configs = []Config{
 	{Name: "go-redis-cluster", Cluster: true},
 	{Name: "cluster", Baseline: "go-redis-cluster", Cluster: true},
 }
+
+// RepeatSpec is a spec whose failure depends on timing: every run executes
+// it Times more times, each in a process of its own, and counts it failed if
+// any of those failed. Baselines repeat it too, so a spec flaky on plain
+// go-redis stays a baseline failure, not a factory-only one.
+type RepeatSpec struct {
+	// File is the spec's file (it is repeated only in runs that include it).
+	File string
+	// Name is the spec's full text.
+	Name string
+	// Times is how many extra runs.
+	Times int
+}
+
+// RepeatSpecs are the timing-dependent specs. "Tx should Watch" runs 100
+// goroutines doing WATCH/GET/MULTI SET n+1/EXEC: a client that answers the
+// GET from stale local state loses increments only when goroutines
+// interleave badly, in about one run in four.
+var RepeatSpecs = []RepeatSpec{
+	{File: "tx_test.go", Name: "Tx should Watch", Times: 20},
+}

@@ -85,6 +85,10 @@ func (s Summary) Markdown() string {
 		"(" + strings.Join(ClusterSpecFiles, ", ") + ") against a three-master cluster; their baseline is a plain " +
 		"go-redis ClusterClient on the same kind of cluster. Skipped specs are the suite's own skips (mostly " +
 		"commands newer than this server) plus the exclusions below.\n")
+	for _, rs := range RepeatSpecs {
+		fmt.Fprintf(&b, "\nTiming-dependent: %q (%s) runs %d more times in every run that includes it, each in its own "+
+			"process, and counts as failed if any repetition fails.\n", rs.Name, rs.File, rs.Times)
+	}
 
 	b.WriteString("\n## Factory-only failures\n\n")
 	any := false

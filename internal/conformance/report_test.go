@@ -135,6 +135,10 @@ func TestLoadExclusions(t *testing.T) {
 }
 
 func TestConfigs(t *testing.T) {
+	for _, rs := range RepeatSpecs {
+		require.Contains(t, SpecFiles, rs.File, rs.Name)
+		require.Positive(t, rs.Times, rs.Name)
+	}
 	names := map[string]bool{}
 	for _, c := range Configs {
 		require.False(t, names[c.Name], "duplicate configuration %q", c.Name)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -55,18 +56,22 @@ func RunSpecs(ctx context.Context, bin, dir, work string, config Config, target 
 	if config.Cluster {
 		files = ClusterSpecFiles
 	}
-	args := []string{
-		"-test.run", "^TestGinkgoSuite$",
-		"-test.count", "1",
-		"-test.timeout", "15m",
-		"-ginkgo.json-report", report,
-		"-ginkgo.no-color",
+	baseArgs := func(report string, files ...string) []string {
+		args := []string{
+			"-test.run", "^TestGinkgoSuite$",
+			"-test.count", "1",
+			"-test.timeout", "15m",
+			"-ginkgo.json-report", report,
+			"-ginkgo.no-color",
+		}
+		for _, f := range files {
+			// The slash anchors the name: commands_test.go must not
+			// also match bitmap_commands_test.go.
+			args = append(args, "-ginkgo.focus-file", "/"+regexp.QuoteMeta(f)+"$")
+		}
+		return args
 	}
-	for _, f := range files {
-		// The slash anchors the name: commands_test.go must not also
-		// match bitmap_commands_test.go.
-		args = append(args, "-ginkgo.focus-file", "/"+regexp.QuoteMeta(f)+"$")
-	}
+	args := baseArgs(report, files...)
 	if skip != "" {
 		args = append(args, "-ginkgo.skip", skip)
 	}
@@ -89,28 +94,63 @@ func RunSpecs(ctx context.Context, bin, dir, work string, config Config, target 
 		return nil, err
 	}
 	defer logFile.Close()
+	start := time.Now()
+	specs, err := runBinary(ctx, bin, dir, env, args, report, logFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (see %s)", config.Name, err, logPath)
+	}
+	for _, rs := range RepeatSpecs {
+		if !slices.Contains(files, rs.File) {
+			continue
+		}
+		i := slices.IndexFunc(specs, func(s Spec) bool { return s.Name == rs.Name })
+		if i < 0 || specs[i].Outcome != Passed {
+			continue
+		}
+		focus := "^" + regexp.QuoteMeta(SuiteDescription+" "+rs.Name) + "$"
+		failed, first := 0, ""
+		for n := range rs.Times {
+			rep := filepath.Join(work, fmt.Sprintf("%s-repeat-%d.json", config.Name, n))
+			got, err := runBinary(ctx, bin, dir, env, append(baseArgs(rep, rs.File), "-ginkgo.focus", focus), rep, logFile)
+			if err != nil {
+				return nil, fmt.Errorf("%s: repeating %q: %w (see %s)", config.Name, rs.Name, err, logPath)
+			}
+			for _, g := range got {
+				if g.Key() == specs[i].Key() && g.Outcome == Failed {
+					failed++
+					if first == "" {
+						first = g.Message
+					}
+				}
+			}
+		}
+		if failed > 0 {
+			specs[i].Outcome = Failed
+			specs[i].Message = fmt.Sprintf("failed %d of %d repetitions: %s", failed, rs.Times, first)
+		}
+	}
+	return &Run{Config: config, Specs: specs, Duration: time.Since(start), Log: logPath}, nil
+}
+
+// runBinary runs the spec binary once and parses the JSON report it writes.
+func runBinary(ctx context.Context, bin, dir string, env, args []string, report string, log *os.File) ([]Spec, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	start := time.Now()
+	cmd.Stdout = log
+	cmd.Stderr = log
 	runErr := cmd.Run()
-	run := &Run{Config: config, Duration: time.Since(start), Log: logPath}
+	var exitErr *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exitErr) {
+		return nil, runErr
+	}
 	data, err := os.ReadFile(report)
 	if err != nil {
 		// Failing specs make the binary exit non-zero; only a missing
 		// report means the run itself broke.
-		return nil, fmt.Errorf("%s: no report (%w); the binary said %v, see %s", config.Name, err, runErr, logPath)
+		return nil, fmt.Errorf("no report (%w); the binary said %v", err, runErr)
 	}
-	if run.Specs, err = ParseReport(data); err != nil {
-		return nil, fmt.Errorf("%s: %w", config.Name, err)
-	}
-	var exitErr *exec.ExitError
-	if runErr != nil && !errors.As(runErr, &exitErr) {
-		return run, fmt.Errorf("%s: %w", config.Name, runErr)
-	}
-	return run, nil
+	return ParseReport(data)
 }
 
 // RedisVersion returns "major.minor" of the redis-server on PATH.
