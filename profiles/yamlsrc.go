@@ -67,11 +67,11 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 	if line, msg := recordLines(doc, "", p.lines); msg != "" {
 		return nil, &parseError{line: line, rule: "yaml", msg: msg}
 	}
-	var tree any
-	if err := doc.Decode(&tree); err != nil {
-		return nil, syntaxError(nil, err)
+	tree, perr := toValue(doc)
+	if perr != nil {
+		return nil, perr
 	}
-	switch t := normalize(tree).(type) {
+	switch t := tree.(type) {
 	case map[string]any:
 		p.tree = t
 	case nil:
@@ -399,6 +399,117 @@ func recordLines(n *yaml.Node, prefix string, lines map[string]int) (int, string
 		}
 	}
 	return 0, ""
+}
+
+// toValue turns a node into the value yaml.v3 would decode it to as an
+// `any` (maps with text keys, as koanf reads them), in time linear in the
+// node's expanded size. yaml.v3's own Decode compares every pair of keys of
+// a mapping to find duplicates (quadratic: a file of 100,000 profiles took
+// minutes); recordLines has already found duplicates with a map. Scalars
+// are still resolved by yaml.v3 itself, so their types (int, float, bool,
+// null, timestamps, binary) are exactly yaml.v3's.
+func toValue(n *yaml.Node) (any, *parseError) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return toValue(n.Content[0])
+	case yaml.AliasNode:
+		if n.Alias == nil {
+			return nil, nil
+		}
+		return toValue(n.Alias)
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str":
+			return n.Value, nil
+		case "!!null":
+			return nil, nil
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			pe := syntaxError(nil, err)
+			if pe.line == 0 {
+				pe.line = n.Line
+			}
+			return nil, pe
+		}
+		return v, nil
+	case yaml.SequenceNode:
+		out := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			v, perr := toValue(c)
+			if perr != nil {
+				return nil, perr
+			}
+			out[i] = v
+		}
+		return out, nil
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		var merges []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if isMergeKey(k) {
+				merges = append(merges, v)
+				continue
+			}
+			key, perr := toValue(k)
+			if perr != nil {
+				return nil, perr
+			}
+			switch key.(type) {
+			case map[string]any, []any:
+				return nil, &parseError{line: k.Line, rule: "yaml", msg: "invalid YAML: a map key must be a scalar, not a map or a list"}
+			}
+			val, perr := toValue(v)
+			if perr != nil {
+				return nil, perr
+			}
+			out[keyText(key)] = val
+		}
+		// Merge keys (<<: *base, or a list of them): explicit keys win,
+		// and among merged maps the first that sets a key wins.
+		for _, m := range merges {
+			srcs := []*yaml.Node{m}
+			if m.Kind == yaml.SequenceNode {
+				srcs = m.Content
+			}
+			for _, src := range srcs {
+				target := src
+				if target.Kind == yaml.AliasNode && target.Alias != nil {
+					target = target.Alias
+				}
+				if target.Kind != yaml.MappingNode {
+					return nil, &parseError{line: src.Line, rule: "yaml", msg: "invalid YAML: map merge requires map or sequence of maps as the value"}
+				}
+				v, perr := toValue(target)
+				if perr != nil {
+					return nil, perr
+				}
+				for k, x := range v.(map[string]any) {
+					if _, set := out[k]; !set {
+						out[k] = x
+					}
+				}
+			}
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+func isMergeKey(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Value == "<<" && (n.Tag == "" || n.Tag == "!" || n.ShortTag() == "!!merge")
+}
+
+// keyText renders a map key as text, as koanf does (fmt.Sprint).
+func keyText(k any) string {
+	if s, ok := k.(string); ok {
+		return s
+	}
+	return fmt.Sprint(k)
 }
 
 // normalize turns map[any]any into map[string]any throughout.
