@@ -138,24 +138,24 @@ func TestLoadScalesLinearly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures load times")
 	}
-	small, large := manyProfiles(500), manyProfiles(10_000)
-	r := scaling(t, 5,
-		func() time.Duration { return perItem(t, bytesOpts(small), 500, true) },
-		func() time.Duration { return perItem(t, bytesOpts(large), 10_000, true) })
-	t.Logf("profiles: per-profile time at 10k / at 500 = %.2f", r)
+	small, large := manyProfiles(250), manyProfiles(5000)
+	r := scaling(t, 3,
+		func() time.Duration { return perItem(t, bytesOpts(small), 250, true) },
+		func() time.Duration { return perItem(t, bytesOpts(large), 5000, true) })
+	t.Logf("profiles: per-profile time at 5k / at 250 = %.2f", r)
 	require.Less(t, r, 4.0, "loading profiles is not linear")
 
-	uk1, uk20 := unknownKeys(1000), unknownKeys(20_000)
-	r = scaling(t, 5,
-		func() time.Duration { return perItem(t, bytesOpts(uk1), 1000, false) },
-		func() time.Duration { return perItem(t, bytesOpts(uk20), 20_000, false) })
-	t.Logf("unknown keys: per-key time at 20k / at 1k = %.2f", r)
+	uk1, uk20 := unknownKeys(500), unknownKeys(10_000)
+	r = scaling(t, 3,
+		func() time.Duration { return perItem(t, bytesOpts(uk1), 500, false) },
+		func() time.Duration { return perItem(t, bytesOpts(uk20), 10_000, false) })
+	t.Logf("unknown keys: per-key time at 10k / at 500 = %.2f", r)
 	require.Less(t, r, 4.0, "reporting unknown keys is not linear")
 
-	d100, d2k := manyFiles(t, 100), manyFiles(t, 2000)
+	d100, d2k := manyFiles(t, 50), manyFiles(t, 1000)
 	r = scaling(t, 3,
-		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d100}}, 100, true) },
-		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d2k}}, 2000, true) })
-	t.Logf("files: per-file time at 2k / at 100 = %.2f", r)
+		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d100}}, 50, true) },
+		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d2k}}, 1000, true) })
+	t.Logf("files: per-file time at 1k / at 50 = %.2f", r)
 	require.Less(t, r, 4.0, "loading a directory of files is not linear")
 }

@@ -572,6 +572,17 @@ func (p *parsed) origin(path string) Origin {
 			}
 			k = k[:i]
 		}
+		// A key above what the variables set (an unknown top-level key):
+		// the first variable below it.
+		var first string
+		for k, v := range p.envs {
+			if strings.HasPrefix(k, path+".") && (first == "" || v < first) {
+				first = v
+			}
+		}
+		if first != "" {
+			return Origin{Source: "env " + first}
+		}
 		return Origin{Source: "env"}
 	case originOverride:
 		return Origin{Source: "override"}
