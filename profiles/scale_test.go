@@ -103,7 +103,7 @@ func BenchmarkLoadScaling(b *testing.B) {
 	b.Run("profiles-1k-vs-100k", func(b *testing.B) {
 		var r float64
 		for b.Loop() {
-			r = scaling(b, 5,
+			r = scaling(b, 3,
 				func() time.Duration { return perItem(b, bytesOpts(small), 1000, true) },
 				func() time.Duration { return perItem(b, bytesOpts(large), 100_000, true) })
 		}
@@ -113,7 +113,7 @@ func BenchmarkLoadScaling(b *testing.B) {
 	b.Run("unknown-keys-1k-vs-40k", func(b *testing.B) {
 		var r float64
 		for b.Loop() {
-			r = scaling(b, 5,
+			r = scaling(b, 3,
 				func() time.Duration { return perItem(b, bytesOpts(uk1), 1000, false) },
 				func() time.Duration { return perItem(b, bytesOpts(uk40), 40_000, false) })
 		}
