@@ -50,7 +50,13 @@ type Client struct {
 
 // Build builds the client of one validated profile. Most users call New,
 // which builds every profile of a configuration.
-func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOptions) (*Client, error) {
+//
+// A profile that does not pass schema.ValidateProfile is refused with an
+// error listing its issues: go-redis panics on some values validation
+// rejects (a pool size beyond int32), and Build never panics. A panic from
+// go-redis or an OnBuild callback that validation did not foresee is
+// turned into an error naming the profile, as a last line of defence.
+func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOptions) (c *Client, err error) {
 	if p == nil {
 		return nil, fmt.Errorf("redisfactory: profile %q is nil", name)
 	}
@@ -58,11 +64,32 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		return nil, errors.New("redisfactory: Build needs a runtime")
 	}
 	routeGoRedisLogs()
+	if is := schema.ValidateProfile(name, p); len(is) > 0 {
+		return nil, fmt.Errorf("redisfactory: profile %s is invalid: %w", name, is.Sort())
+	}
+	c = &Client{name: name, profile: p, rt: rt}
+	defer func() {
+		if r := recover(); r != nil {
+			if c.UniversalClient != nil {
+				_ = c.UniversalClient.Close()
+			}
+			_ = closeExtensions(c.exts)
+			c, err = nil, fmt.Errorf("redisfactory: profile %s: building the client failed: %v", name, r)
+		}
+	}()
+	if err := c.build(opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// build does Build's work on c, which holds the name, profile and runtime.
+func (c *Client) build(opts BuildOptions) error {
+	name, p, rt := c.name, c.profile, c.rt
 	tlsCfg, err := tlsConfig(p)
 	if err != nil {
-		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
+		return fmt.Errorf("redisfactory: profile %s: %w", name, err)
 	}
-	c := &Client{name: name, profile: p, rt: rt}
 	c.health.Store(&Health{State: StateUnknown})
 	bus := rt.Events()
 
@@ -88,7 +115,7 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		closing: c.closing.Load,
 	}
 	if c.exts, err = extensions(name, p, rt); err != nil {
-		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
+		return fmt.Errorf("redisfactory: profile %s: %w", name, err)
 	}
 	cm := common{
 		dialer:    dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks),
@@ -129,18 +156,18 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		if err := e.attach(c); err != nil {
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
-			return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
+			return fmt.Errorf("redisfactory: profile %s: %w", name, err)
 		}
 	}
 	if opts.OnBuild != nil {
 		if err := opts.OnBuild(name, c.UniversalClient); err != nil {
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
-			return nil, fmt.Errorf("redisfactory: profile %s: build callback: %w", name, err)
+			return fmt.Errorf("redisfactory: profile %s: build callback: %w", name, err)
 		}
 	}
 	bus.Publish(runtime.Event{Kind: runtime.ClientBuilt, Profile: name, Message: string(p.Mode)})
-	return c, nil
+	return nil
 }
 
 // HealthChecks returns how many idle-connection health checks (PINGs before

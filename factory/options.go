@@ -6,11 +6,11 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redisfactory/redisfactory/internal/safefile"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
@@ -29,7 +29,7 @@ func tlsConfig(p *schema.Profile) (*tls.Config, error) {
 		cfg.MinVersion = tls.VersionTLS13
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pem, err := safefile.Read(t.CAFile, maxTLSFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("tls.ca_file: %w", err)
 		}
@@ -40,13 +40,34 @@ func tlsConfig(p *schema.Profile) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		cert, err := loadKeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// maxTLSFileSize caps what the factory reads of a TLS file. The loader
+// has already read the file under its own (configurable) limit; this cap
+// only keeps a file swapped for /dev/zero or a huge file after loading
+// from exhausting memory.
+const maxTLSFileSize = 16 << 20
+
+// loadKeyPair is tls.LoadX509KeyPair reading through safefile, so that a
+// FIFO or a device in place of a certificate cannot block or exhaust a
+// build.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := safefile.Read(certFile, maxTLSFileSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := safefile.Read(keyFile, maxTLSFileSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
 // common holds the options every mode shares that do not come from the

@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/redisfactory/redisfactory/internal/safefile"
 	"github.com/redisfactory/redisfactory/runtime"
 	"github.com/redisfactory/redisfactory/schema"
 )
@@ -307,7 +307,12 @@ func tlsDigest(p *schema.Profile) [32]byte {
 		if f == "" {
 			continue
 		}
-		data, _ := os.ReadFile(f)
+		data, err := safefile.Read(f, maxTLSFileSize)
+		if err != nil {
+			// An unreadable file hashes as its error, so that it differs
+			// from any content and from another error.
+			data = []byte(err.Error())
+		}
 		h.Write(data)
 		h.Write([]byte{0})
 	}

@@ -2,8 +2,10 @@ package profiles
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +49,8 @@ type decoder struct {
 	origins map[string]Origin
 	quiet   bool            // decode without reporting (issues are reported elsewhere)
 	bad     map[string]bool // key paths (relative) that did not decode
+	sorted  []string        // origins' keys, sorted once for lookupOriginSorted
+	keys    map[reflect.Type][]string
 }
 
 func (d *decoder) report(rel, rule, msg string, v any) {
@@ -57,7 +61,10 @@ func (d *decoder) report(rel, rule, msg string, v any) {
 		d.bad = map[string]bool{}
 	}
 	d.bad[rel] = true
-	o, ok := lookupOrigin(d.origins, rel)
+	if d.sorted == nil {
+		d.sorted = slices.Sorted(maps.Keys(d.origins))
+	}
+	o, ok := lookupOriginSorted(d.origins, d.sorted, rel)
 	if !ok {
 		o = Origin{Source: BuiltinSource}
 	}
@@ -106,7 +113,15 @@ func (d *decoder) structValue(tree map[string]any, rv reflect.Value, prefix stri
 		rel := join(prefix, k)
 		i, ok := fields[k]
 		if !ok {
-			d.report(rel, "unknown_key", "unknown key"+suggestKey(k, keysOf(t)), nil)
+			if d.keys == nil {
+				d.keys = map[reflect.Type][]string{}
+			}
+			allowed, ok := d.keys[t]
+			if !ok {
+				allowed = keysOf(t)
+				d.keys[t] = allowed
+			}
+			d.report(rel, "unknown_key", "unknown key"+suggestKey(k, allowed), nil)
 			continue
 		}
 		d.value(v, rv.Field(i), rel)

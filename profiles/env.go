@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"sort"
 	"strings"
 
 	"github.com/knadh/koanf/providers/env/v2"
@@ -12,15 +13,20 @@ import (
 // is profiles.sessions.pool.min_idle.
 const envSeparator = "__"
 
+// envUnknown is a variable that names a profile no file defines.
+type envUnknown struct{ variable, profile string }
+
 // parseEnv reads the variables that start with prefix + "__" through koanf's
 // env provider. Names are lower-cased; a profile name is matched without
 // regard to case against the profiles the files define, so that a profile
-// called "Sessions" can still be addressed.
-func parseEnv(prefix string, environ func() []string, profileNames []string) (*parsed, error) {
-	p := &parsed{name: "environment", kind: originEnv, envs: map[string]string{}}
+// called "Sessions" can still be addressed. A variable naming any other
+// profile is returned in unknown (sorted by variable) and left out of the
+// tree: a typo must not create a profile.
+func parseEnv(prefix string, environ func() []string, known map[string]bool) (p *parsed, unknown []envUnknown, err error) {
+	p = &parsed{name: "environment", kind: originEnv, envs: map[string]string{}}
 	full := prefix + envSeparator
 	byLower := map[string]string{}
-	for _, n := range profileNames {
+	for n := range known {
 		byLower[strings.ToLower(n)] = n
 	}
 	prov := env.Provider(".", env.Opt{
@@ -38,9 +44,12 @@ func parseEnv(prefix string, environ func() []string, profileNames []string) (*p
 				}
 			}
 			if len(parts) >= 2 && parts[0] == "profiles" {
-				if n, ok := byLower[parts[1]]; ok {
-					parts[1] = n
+				n, ok := byLower[parts[1]]
+				if !ok {
+					unknown = append(unknown, envUnknown{variable: name, profile: parts[1]})
+					return "", nil
 				}
+				parts[1] = n
 			}
 			key := strings.Join(parts, ".")
 			p.envs[key] = name
@@ -49,10 +58,11 @@ func parseEnv(prefix string, environ func() []string, profileNames []string) (*p
 	})
 	tree, err := prov.Read()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.tree = normalize(tree).(map[string]any)
-	return p, nil
+	sort.Slice(unknown, func(i, j int) bool { return unknown[i].variable < unknown[j].variable })
+	return p, unknown, nil
 }
 
 // envString marks a value that came from the environment as text, so that

@@ -1,9 +1,10 @@
 package profiles
 
 import (
-	"os"
+	"errors"
 	"strings"
 
+	"github.com/redisfactory/redisfactory/internal/safefile"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
@@ -13,10 +14,14 @@ import (
 func (l *loader) readReferencedFiles(res *Result) {
 	seen := map[string]bool{}
 	read := func(name, rel, path string) ([]byte, bool) {
-		data, err := os.ReadFile(path)
+		data, err := safefile.Read(path, l.limits.MaxReferencedFileSize)
 		if err != nil {
 			o, _ := lookupOrigin(res.origins[name], rel)
 			msg := "cannot be read: " + rootCause(err)
+			var tl *safefile.TooLargeError
+			if errors.As(err, &tl) {
+				msg = "cannot be read: " + limitMsg("the file is larger than", sizeText(l.limits.MaxReferencedFileSize), "max_referenced_file_size")
+			}
 			is := schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: msg, Value: path, HasValue: true}
 			if o.Via == "defaults" {
 				is.Path = "defaults." + rel

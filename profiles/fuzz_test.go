@@ -1,16 +1,22 @@
 package profiles_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
+	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
-// FuzzLoad feeds arbitrary YAML to the loader: it must never panic, and it
-// must either succeed with at least one profile or fail with schema.Issues.
-// Seed corpus: testdata/fuzz/FuzzLoad.
+// FuzzLoad feeds arbitrary YAML to the loader. Properties: it never panics;
+// it either succeeds with at least one profile or fails with schema.Issues;
+// and whatever it accepts, the factory builds (factory.New succeeds without
+// panicking, so a valid configuration can never crash a service or a
+// watch). Seed corpus: testdata/fuzz/FuzzLoad.
+//
+// CI fuzzes it for a minute: go test -run '^$' -fuzz '^FuzzLoad$' -fuzztime 60s ./profiles/
 func FuzzLoad(f *testing.F) {
 	for _, s := range []string{
 		"profiles:\n  a: {}\n",
@@ -20,6 +26,14 @@ func FuzzLoad(f *testing.F) {
 		"x-a: &a {db: 1}\nprofiles:\n  p: *a\n",
 		"profiles: [1, 2]\n",
 		"profiles:\n  a:\n    cache: {enabled: true, max_bytes: 1KiB, commands: [get]}\n",
+		"profiles:\n  a:\n    pool: {size: 100000, min_idle: 100000, max_idle: 100000, max_active: 100000}\n",
+		"profiles:\n  a:\n    timeouts: {connect: 8760h, socket: 8760h, read: 8760h, write: 8760h}\n    drain_timeout: 8760h\n",
+		"profiles:\n  a:\n    sch: {mode: enabled, max_workers: 100000, handoff_queue_size: 1000000}\n",
+		"profiles:\n  a:\n    mode: sentinel\n    sentinel: {master_name: m, addrs: [\"h:1\"]}\n    sch: {mode: auto}\n",
+		"profiles:\n  a:\n    retry:\n      budget: {max_tokens: 1000000, token_ratio: 1000000}\n",
+		"profiles:\n  a:\n    url: rediss://h:1/0?skip_verify=true\n",
+		"x: &x {a: &y [1, *x]}\n",
+		"profiles:\n  a:\n    <<: [*a, *b]\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -43,6 +57,13 @@ func FuzzLoad(f *testing.F) {
 			if _, err := r.Explain(name); err != nil {
 				t.Fatal(err)
 			}
+		}
+		fac, err := factory.New(r.Config, factory.Options{})
+		if err != nil {
+			t.Fatalf("validate accepted a configuration the factory cannot build: %v\n%s", err, data)
+		}
+		if err := fac.Close(context.Background()); err != nil {
+			t.Fatalf("close: %v", err)
 		}
 	})
 }

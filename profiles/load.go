@@ -28,14 +28,15 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
-	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/v2"
 
+	"github.com/redisfactory/redisfactory/internal/safefile"
 	"github.com/redisfactory/redisfactory/internal/suggest"
 	"github.com/redisfactory/redisfactory/schema"
 )
@@ -54,6 +55,11 @@ type Options struct {
 	// EnvPrefix turns on environment overrides: with "APP_REDIS", the
 	// variable APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET=5s sets
 	// profiles.sessions.timeouts.socket. Empty: the environment is ignored.
+	// A variable may only name a profile the files (or Overrides) define:
+	// a typo such as APP_REDIS__PROFILES__SESIONS__ADDR is an error with a
+	// "did you mean", not a new profile. A profile whose keys all come
+	// from the environment is declared in a file with no keys
+	// (profiles: {sessions: {}}).
 	EnvPrefix string
 	// Environ returns the environment as "KEY=value" strings; nil means
 	// os.Environ. Tests pass their own.
@@ -63,6 +69,9 @@ type Options struct {
 	Overrides map[string]any
 	// AllowEmpty accepts an empty document instead of reporting it.
 	AllowEmpty bool
+	// Limits bound what a load reads (file sizes, nesting, alias
+	// expansion, counts); the zero value means DefaultLimits.
+	Limits Limits
 }
 
 // Origin is where an effective key's value came from.
@@ -122,7 +131,7 @@ func (r *Result) Origin(profile, path string) (Origin, bool) {
 // failure the error is a schema.Issues listing every problem, each with its
 // source (use errors.As).
 func Load(opts Options) (*Result, error) {
-	l := &loader{opts: opts}
+	l := &loader{opts: opts, limits: opts.Limits.effective()}
 	res := l.load()
 	if len(l.issues) > 0 {
 		return nil, l.issues.Sort()
@@ -132,6 +141,8 @@ func Load(opts Options) (*Result, error) {
 
 type loader struct {
 	opts    Options
+	limits  Limits
+	index   *originIndex
 	issues  schema.Issues
 	sources []*parsed // in precedence order, lowest first (files, env, overrides)
 	files   []string
@@ -143,8 +154,14 @@ func (l *loader) fail(source, path, rule, msg string) {
 }
 
 func (l *loader) load() *Result {
-	paths, err := ExpandPaths(l.opts.Paths)
+	lim := l.limits
+	paths, err := expandPaths(l.opts.Paths, lim.MaxFiles)
 	if err != nil {
+		if errors.Is(err, errTooManyFiles) {
+			src, _, _ := strings.Cut(err.Error(), ": ")
+			l.fail(src, "", "limit", limitMsg("the paths hold more configuration files than", lim.MaxFiles, "max_files"))
+			return nil
+		}
 		l.fail(sourceOfPathErr(err), "", "read", "cannot read: "+rootCause(err))
 		return nil
 	}
@@ -157,11 +174,22 @@ func (l *loader) load() *Result {
 		l.fail("", "", "required", "no configuration: give at least one file or directory")
 		return nil
 	}
+	budget := &parseBudget{lim: lim, nodesLeft: lim.MaxNodes}
+	var total int64
 	for _, s := range srcs {
-		data, err := s.Read()
+		data, err := l.read(s)
 		if err != nil {
-			l.fail(s.Name(), "", "read", "cannot read: "+rootCause(err))
+			var tl *safefile.TooLargeError
+			if errors.As(err, &tl) {
+				l.fail(s.Name(), "", "limit", limitMsg("the file is larger than", sizeText(lim.MaxFileSize), "max_file_size"))
+			} else {
+				l.fail(s.Name(), "", "read", "cannot read: "+rootCause(err))
+			}
 			continue
+		}
+		if total += int64(len(data)); total > lim.MaxTotalSize {
+			l.fail(s.Name(), "", "limit", limitMsg("the configuration files together are larger than", sizeText(lim.MaxTotalSize), "max_total_size"))
+			return nil
 		}
 		if _, ok := s.(fileSource); ok {
 			l.files = append(l.files, s.Name())
@@ -171,9 +199,16 @@ func (l *loader) load() *Result {
 			l.fail(s.Name(), "", "empty", "the file is empty; write at least one profile under profiles: (or allow empty files)")
 			continue
 		}
-		p, err := parseYAML(s.Name(), data)
-		if err != nil {
-			l.fail(s.Name(), "", "yaml", err.Error())
+		p, perr := parseYAML(s.Name(), data, budget)
+		if perr != nil {
+			src := s.Name()
+			if perr.line > 0 {
+				src += ":" + strconv.Itoa(perr.line)
+			}
+			l.fail(src, "", perr.rule, perr.msg)
+			if perr.rule == "limit" {
+				return nil // the budget is spent; later files would only repeat it
+			}
 			continue
 		}
 		l.sources = append(l.sources, p)
@@ -182,13 +217,20 @@ func (l *loader) load() *Result {
 		return nil
 	}
 
-	// Profile names the files define, so env names can match them.
-	var names []string
+	// Profile names the files (and overrides in code) define, so that
+	// environment variables can only address those.
+	known := map[string]bool{}
 	for _, s := range l.sources {
 		if ps, ok := s.tree["profiles"].(map[string]any); ok {
 			for n := range ps {
-				names = append(names, n)
+				known[n] = true
 			}
+		}
+	}
+	for k := range l.opts.Overrides {
+		if rest, ok := strings.CutPrefix(k, "profiles."); ok {
+			n, _, _ := strings.Cut(rest, ".")
+			known[n] = true
 		}
 	}
 	if l.opts.EnvPrefix != "" {
@@ -196,10 +238,15 @@ func (l *loader) load() *Result {
 		if environ == nil {
 			environ = os.Environ
 		}
-		p, err := parseEnv(l.opts.EnvPrefix, environ, names)
+		p, unknown, err := parseEnv(l.opts.EnvPrefix, environ, known)
 		if err != nil {
 			l.fail("environment", "", "env", err.Error())
 			return nil
+		}
+		for _, u := range unknown {
+			l.issues = append(l.issues, schema.Issue{Source: "env " + u.variable, Path: "profiles." + u.profile, Rule: "env_unknown_profile",
+				Message: "names no profile of the configuration files" + suggestKey(u.profile, slices.Sorted(maps.Keys(known))) +
+					"; to define a profile from the environment alone, declare it in a file first: profiles: {" + u.profile + ": {}}"})
 		}
 		// The variables under the prefix, name and value, in a stable order.
 		var kvs []string
@@ -221,21 +268,27 @@ func (l *loader) load() *Result {
 		l.hashPart("override", []byte(fmt.Sprint(l.opts.Overrides))) // fmt sorts map keys
 		l.sources = append(l.sources, &parsed{name: "override", tree: normalize(tree).(map[string]any), kind: originOverride})
 	}
+	if len(l.issues) > 0 {
+		return nil
+	}
 
-	// Merge every source with a fresh koanf instance. One source needs no
-	// merge: its tree is already what koanf would produce, and copying a
-	// large file's tree twice (koanf's Load and Raw both copy) is most of
-	// koanf's cost.
+	// Merge every source, in order, into one tree (maps merge, other
+	// values replace, as koanf merges). One source needs no merge. The
+	// merge is done here rather than with koanf, whose Load flattens the
+	// whole configuration again after every source: with thousands of
+	// files, that is quadratic.
 	raw := l.sources[0].tree
 	if len(l.sources) > 1 {
-		k := koanf.New(".")
+		raw = map[string]any{}
 		for _, s := range l.sources {
-			if err := k.Load(treeProvider(s.tree), nil); err != nil {
-				l.fail(s.name, "", "merge", err.Error())
-				return nil
-			}
+			mergeInto(raw, s.tree)
 		}
-		raw = k.Raw()
+	}
+	l.index = newOriginIndex(l.sources)
+	if ps, ok := raw["profiles"].(map[string]any); ok && len(ps) > lim.MaxProfiles {
+		o, _ := l.originOf("profiles")
+		l.fail(o.Source, "profiles", "limit", limitMsg(fmt.Sprintf("%d profiles are more than", len(ps)), lim.MaxProfiles, "max_profiles"))
+		return nil
 	}
 
 	cfg := l.resolve(raw)
@@ -305,39 +358,68 @@ func (l *loader) hashPart(name string, data []byte) {
 	l.hash = append(l.hash, data...)
 }
 
-// treeProvider hands a parsed tree to koanf without copying it (confmap
-// deep-copies; these trees are ours and not used again).
-type treeProvider map[string]any
-
-func (t treeProvider) ReadBytes() ([]byte, error)    { return nil, errors.New("not supported") }
-func (t treeProvider) Read() (map[string]any, error) { return t, nil }
-
 // originOf returns the origin of a full key path in the merged tree: the
 // last source that set it (or a parent of it), else the built-in defaults.
 func (l *loader) originOf(path string) (Origin, bool) {
-	for i := len(l.sources) - 1; i >= 0; i-- {
-		s := l.sources[i]
-		if hasPath(s.tree, path) {
-			return s.origin(path), true
-		}
+	if l.index == nil {
+		l.index = newOriginIndex(l.sources)
+	}
+	if i := l.index.last(path); i >= 0 {
+		return l.sources[i].origin(path), true
 	}
 	return Origin{Source: BuiltinSource}, false
 }
 
-// hasPath reports whether the nested map sets path (or a leaf above it).
-func hasPath(tree map[string]any, path string) bool {
-	cur := any(tree)
-	for _, part := range strings.Split(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return true // a leaf above path set it whole
+// originIndex answers "which source set this path last" in time linear in
+// the depth of the path, whatever the number of sources: it records, for
+// every path a source's tree holds, the last source holding it, and for
+// every leaf (a value that is not a map) the last source setting it.
+type originIndex struct {
+	has  map[string]int // path -> last source whose tree holds it (map or leaf)
+	leaf map[string]int // path -> last source that set it to a non-map value
+}
+
+func newOriginIndex(srcs []*parsed) *originIndex {
+	x := &originIndex{has: map[string]int{}, leaf: map[string]int{}}
+	for i, s := range srcs {
+		x.add(i, s.tree, "")
+	}
+	return x
+}
+
+func (x *originIndex) add(i int, tree map[string]any, prefix string) {
+	for k, v := range tree {
+		p := k
+		if prefix != "" {
+			p = prefix + "." + k
 		}
-		cur, ok = m[part]
-		if !ok {
-			return false
+		x.has[p] = i
+		if m, ok := v.(map[string]any); ok {
+			x.add(i, m, p)
+			continue
+		}
+		x.leaf[p] = i
+	}
+}
+
+// last returns the index of the last source that holds path or set a leaf
+// above it, or -1.
+func (x *originIndex) last(path string) int {
+	best := -1
+	if i, ok := x.has[path]; ok {
+		best = i
+	}
+	for p := path; ; {
+		j := strings.LastIndexByte(p, '.')
+		if j < 0 {
+			break
+		}
+		p = p[:j]
+		if i, ok := x.leaf[p]; ok && i > best {
+			best = i
 		}
 	}
-	return true
+	return best
 }
 
 // locate fills in the source of a validation issue and rewrites its path
@@ -384,6 +466,13 @@ func (l *loader) locate(res *Result, is schema.Issue) schema.Issue {
 // else a sibling (a rule such as "token_ratio needs max_tokens" is about
 // the key the user did set). User-set origins win over built-in ones.
 func lookupOrigin(m map[string]Origin, rel string) (Origin, bool) {
+	return lookupOriginSorted(m, nil, rel)
+}
+
+// lookupOriginSorted is lookupOrigin given m's keys in sorted order (nil:
+// sorted here when needed), so that a caller asking many times about one
+// map, such as the decoder reporting thousands of unknown keys, sorts once.
+func lookupOriginSorted(m map[string]Origin, keys []string, rel string) (Origin, bool) {
 	if i := strings.IndexByte(rel, '['); i >= 0 {
 		rel = rel[:i]
 	}
@@ -404,16 +493,13 @@ func lookupOrigin(m map[string]Origin, rel string) (Origin, bool) {
 		p = p[:i]
 	}
 	under := func(prefix string) (Origin, bool) {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			if strings.HasPrefix(k, prefix) {
-				keys = append(keys, k)
-			}
+		if keys == nil {
+			keys = slices.Sorted(maps.Keys(m))
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if m[k].Source != BuiltinSource {
-				return m[k], true
+		i, _ := slices.BinarySearch(keys, prefix)
+		for ; i < len(keys) && strings.HasPrefix(keys[i], prefix); i++ {
+			if o := m[keys[i]]; o.Source != BuiltinSource {
+				return o, true
 			}
 		}
 		return Origin{}, false
@@ -472,10 +558,56 @@ func stripComments(data []byte) string {
 	return b.String()
 }
 
-// suggestKey proposes the closest of the allowed keys.
+// maxSuggestCandidates bounds the candidates a "did you mean" compares a
+// name with: each comparison costs the product of the lengths, and a
+// configuration with many bad names among many candidates (100,000
+// profiles extending a missing one) would otherwise take quadratic time.
+const maxSuggestCandidates = 1000
+
+// suggestKey proposes the closest of the allowed keys (none when there are
+// too many to compare, or the name is too long to be a typo of one).
 func suggestKey(got string, allowed []string) string {
+	if len(allowed) > maxSuggestCandidates || len(got) > 256 {
+		return ""
+	}
 	if s := suggest.Closest(got, allowed); s != "" {
 		return fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return ""
+}
+
+// read returns a source's document under the file size limit: a file is
+// read only if it is a regular file (checked without blocking, so a FIFO
+// or a device is refused), and never more than the limit.
+func (l *loader) read(s Source) ([]byte, error) {
+	if f, ok := s.(fileSource); ok {
+		return safefile.Read(string(f), l.limits.MaxFileSize)
+	}
+	data, err := s.Read()
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > l.limits.MaxFileSize {
+		return nil, &safefile.TooLargeError{Path: s.Name(), Limit: l.limits.MaxFileSize}
+	}
+	return data, nil
+}
+
+// mergeInto merges src over dst in place: maps merge, other values
+// replace. dst's maps are the merge's own; src's maps are copied where
+// they land, so that the sources' trees are never changed.
+func mergeInto(dst, src map[string]any) {
+	for k, v := range src {
+		sm, ok := v.(map[string]any)
+		if !ok {
+			dst[k] = v
+			continue
+		}
+		dm, ok := dst[k].(map[string]any)
+		if !ok {
+			dm = make(map[string]any, len(sm))
+			dst[k] = dm
+		}
+		mergeInto(dm, sm)
+	}
 }

@@ -127,14 +127,29 @@ func TestEnvProfileNameIsCaseInsensitive(t *testing.T) {
 	assert.Equal(t, 2, r.Config.Profiles["Sessions"].DB)
 }
 
-func TestEnvCanDefineAProfile(t *testing.T) {
-	r, err := loadYAML(t, "profiles:\n  a: {}\n",
+func TestEnvCanFillADeclaredProfile(t *testing.T) {
+	// A profile whose keys all come from the environment is declared in a
+	// file with no keys.
+	r, err := loadYAML(t, "profiles:\n  a: {}\n  queue: {}\n",
 		"APP_REDIS__PROFILES__QUEUE__ADDR=[::1]:6380", "APP_REDIS__PROFILES__QUEUE__POOL__SIZE=7")
 	require.NoError(t, err)
 	q := r.Config.Profiles["queue"]
 	require.NotNil(t, q)
 	assert.Equal(t, "[::1]:6380", q.Addr)
 	assert.Equal(t, 7, q.Pool.Size)
+}
+
+func TestEnvNamingAnUnknownProfileIsAnError(t *testing.T) {
+	_, err := loadYAML(t, "profiles:\n  sessions:\n    db: 1\n",
+		"APP_REDIS__PROFILES__SESIONS__ADDR=10.0.0.9:6379")
+	var is schema.Issues
+	require.ErrorAs(t, err, &is)
+	require.Len(t, is, 1)
+	assert.Equal(t, "env APP_REDIS__PROFILES__SESIONS__ADDR", is[0].Source)
+	assert.Equal(t, "env_unknown_profile", is[0].Rule)
+	assert.Contains(t, is[0].Message, `did you mean "sessions"?`)
+	assert.Contains(t, is[0].Message, "profiles: {sesions: {}}")
+	assert.NotContains(t, is.Error(), "10.0.0.9", "the value is not echoed")
 }
 
 func TestExtendsChain(t *testing.T) {

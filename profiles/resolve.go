@@ -77,10 +77,11 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 	for _, leaf := range leaves(base, "") {
 		baseOrigins[leaf] = Origin{Source: BuiltinSource}
 	}
-	for _, leaf := range leaves(defaults, "") {
+	defaultLeaves := leaves(defaults, "")
+	dropReplaced(baseOrigins, defaultLeaves)
+	for _, leaf := range defaultLeaves {
 		o, _ := l.originOf("defaults." + leaf)
 		o.Via = "defaults"
-		deleteUnder(baseOrigins, leaf)
 		baseOrigins[leaf] = o
 	}
 	base = mergeTrees(base, defaults)
@@ -91,6 +92,7 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 		origins map[string]Origin
 	}
 	done := map[string]*eff{}
+	var names []string // sorted profile names, for "did you mean"
 	var visit func(name string, stack []string) *eff
 	visit = func(name string, stack []string) *eff {
 		if e, ok := done[name]; ok {
@@ -108,7 +110,10 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 				cycle := append(slices.Clone(stack[slices.Index(append(stack, name), parent):]), name, parent)
 				l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + ".extends", Rule: "extends_cycle", Message: "extends loops: " + strings.Join(dedupeCycle(cycle), " -> "), Value: parent, HasValue: true})
 			case profiles[parent] == nil:
-				l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + ".extends", Rule: "extends_unknown", Message: "names no profile" + suggestKey(parent, sortedKeysP(profiles)), Value: parent, HasValue: true})
+				if names == nil {
+					names = sortedKeysP(profiles)
+				}
+				l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + ".extends", Rule: "extends_unknown", Message: "names no profile" + suggestKey(parent, names), Value: parent, HasValue: true})
 			default:
 				pe := visit(parent, append(stack, name))
 				if pe != nil {
@@ -123,9 +128,10 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 				}
 			}
 		}
-		for _, leaf := range leaves(own, "") {
+		ownLeaves := leaves(own, "")
+		dropReplaced(origins, ownLeaves)
+		for _, leaf := range ownLeaves {
 			o, _ := l.originOf("profiles." + name + "." + leaf)
-			deleteUnder(origins, leaf)
 			origins[leaf] = o
 		}
 		e := &eff{tree: mergeTrees(tree, own), origins: origins}
@@ -199,16 +205,29 @@ func leaves(tree map[string]any, prefix string) []string {
 	return out
 }
 
-// deleteUnder removes path and everything below it. A leaf replacing a
-// leaf (the common case) needs no scan.
-func deleteUnder(m map[string]Origin, path string) {
-	if _, ok := m[path]; ok {
-		delete(m, path)
+// dropReplaced removes from m the origins that the keys at paths replace:
+// a path itself and every key below it. It takes one pass over m, whatever
+// the number of paths (a profile with 40,000 keys must not scan m for
+// each).
+func dropReplaced(m map[string]Origin, paths []string) {
+	if len(paths) == 0 || len(m) == 0 {
 		return
 	}
+	set := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		set[p] = true
+	}
 	for k := range m {
-		if k == path || strings.HasPrefix(k, path+".") {
-			delete(m, k)
+		for p := k; ; {
+			if set[p] {
+				delete(m, k)
+				break
+			}
+			i := strings.LastIndexByte(p, '.')
+			if i < 0 {
+				break
+			}
+			p = p[:i]
 		}
 	}
 }

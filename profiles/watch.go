@@ -14,6 +14,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/redisfactory/redisfactory/internal/safefile"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
@@ -150,6 +151,7 @@ type Watcher struct {
 	debounce time.Duration
 	maxWait  time.Duration
 	poll     time.Duration
+	maxRead  int64 // the most the poll reads of one file
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -223,6 +225,8 @@ func watch(ctx context.Context, opts WatchOptions, onChange func(Change) error, 
 		watched:  map[string]bool{},
 		failed:   map[string]string{},
 	}
+	lim := opts.Load.Limits.effective()
+	w.maxRead = max(lim.MaxFileSize, lim.MaxReferencedFileSize)
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -535,7 +539,7 @@ func (w *Watcher) environ() []string {
 // expand to, the files the configuration points to, and the environment.
 func (w *Watcher) fingerprint() [32]byte {
 	h := sha256.New()
-	files, err := ExpandPaths(w.opts.Load.Paths)
+	files, err := expandPaths(w.opts.Load.Paths, w.opts.Load.Limits.effective().MaxFiles)
 	if err != nil {
 		fmt.Fprintf(h, "expand: %v\n", err)
 	}
@@ -548,7 +552,10 @@ func (w *Watcher) fingerprint() [32]byte {
 			continue
 		}
 		seen[f] = true
-		data, err := os.ReadFile(f)
+		// Read as a load reads (regular files only, never blocking, never
+		// more than the limit), so that a FIFO or /dev/zero dropped into
+		// the directory cannot stop the watcher.
+		data, err := safefile.Read(f, w.maxRead)
 		if err != nil {
 			fmt.Fprintf(h, "%s\x00error %v\n", f, err)
 			continue

@@ -123,10 +123,10 @@ type ClusterConfig struct {
 
 // Pool configures the connection pool. Zero values mean go-redis's defaults.
 type Pool struct {
-	Size            int           `koanf:"size" json:"size,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Connections per node; 0 means 10 per CPU (go-redis default)."`
-	MinIdle         int           `koanf:"min_idle" json:"min_idle,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Idle connections kept open."`
-	MaxIdle         int           `koanf:"max_idle" json:"max_idle,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Most idle connections kept; 0 means no limit."`
-	MaxActive       int           `koanf:"max_active" json:"max_active,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Most connections open at once; 0 means no limit."`
+	Size            int           `koanf:"size" json:"size,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Connections per node; 0 means 10 per CPU (go-redis default)."`
+	MinIdle         int           `koanf:"min_idle" json:"min_idle,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Idle connections kept open."`
+	MaxIdle         int           `koanf:"max_idle" json:"max_idle,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Most idle connections kept; 0 means no limit."`
+	MaxActive       int           `koanf:"max_active" json:"max_active,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Most connections open at once; 0 means no limit."`
 	Timeout         time.Duration `koanf:"timeout" json:"timeout,omitempty" validate:"gte=0" jsonschema:"description=How long a command waits for a free connection; 0 means socket timeout + 1s."`
 	ConnMaxIdleTime time.Duration `koanf:"conn_max_idle_time" json:"conn_max_idle_time,omitempty" validate:"gte=0" jsonschema:"description=Close connections idle longer than this; 0 means 30m."`
 	ConnMaxLifetime time.Duration `koanf:"conn_max_lifetime" json:"conn_max_lifetime,omitempty" validate:"gte=0" jsonschema:"description=Close connections older than this; 0 means never."`
@@ -211,7 +211,7 @@ type Backoff struct {
 // stop while the tokens are at or below half of MaxTokens.
 type Budget struct {
 	MaxTokens  float64 `koanf:"max_tokens" json:"max_tokens,omitempty" validate:"gte=0,lte=1000000" jsonschema:"minimum=0,description=Size of the token bucket; 0 disables the budget."`
-	TokenRatio float64 `koanf:"token_ratio" json:"token_ratio,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Tokens returned per successful command (e.g. 0.1)."`
+	TokenRatio float64 `koanf:"token_ratio" json:"token_ratio,omitempty" validate:"gte=0,lte=1000000" jsonschema:"minimum=0,maximum=1000000,description=Tokens returned per successful command (e.g. 0.1)."`
 }
 
 // Enabled reports whether the budget is in force.
@@ -255,6 +255,6 @@ type SCH struct {
 	HandoffTimeout             time.Duration `koanf:"handoff_timeout" json:"handoff_timeout,omitempty" validate:"gte=0" jsonschema:"description=How long a connection handoff may take."`
 	PostHandoffRelaxedDuration time.Duration `koanf:"post_handoff_relaxed_duration" json:"post_handoff_relaxed_duration,omitempty" validate:"gte=0" jsonschema:"description=How long timeouts stay relaxed after a handoff; 0 means twice relaxed_timeout."`
 	MaxHandoffRetries          int           `koanf:"max_handoff_retries" json:"max_handoff_retries,omitempty" validate:"gte=0,lte=10" jsonschema:"minimum=0,maximum=10,description=Dial attempts for one handoff; 0 means 3."`
-	MaxWorkers                 int           `koanf:"max_workers" json:"max_workers,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Goroutines handing connections off at once (per node); 0 means the go-redis default from the pool size; a set value is raised to half the pool size."`
-	HandoffQueueSize           int           `koanf:"handoff_queue_size" json:"handoff_queue_size,omitempty" validate:"gte=0" jsonschema:"minimum=0,description=Connections waiting for a handoff worker (per node); 0 means the go-redis default; a set value is raised to 200 and capped at 5 times the pool size."`
+	MaxWorkers                 int           `koanf:"max_workers" json:"max_workers,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Goroutines handing connections off at once (per node); 0 means the go-redis default from the pool size; a set value is raised to half the pool size."`
+	HandoffQueueSize           int           `koanf:"handoff_queue_size" json:"handoff_queue_size,omitempty" validate:"gte=0,lte=1000000" jsonschema:"minimum=0,maximum=1000000,description=Connections waiting for a handoff worker (per node); 0 means the go-redis default; a set value is raised to 200 and capped at 5 times the pool size."`
 }

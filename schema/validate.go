@@ -129,6 +129,44 @@ func ValidateProfile(name string, p *Profile) Issues {
 		out = append(out, Issue{Path: prefix, Rule: "internal", Message: err.Error()})
 	}
 	out = append(out, crossCheck(prefix, p)...)
+	out = append(out, durationBounds(prefix, reflect.ValueOf(p).Elem(), "")...)
+	return out
+}
+
+// MaxDuration is the longest duration any key accepts. go-redis and the
+// factory add durations together (a dial timeout and a read timeout make
+// the bound of a reload's check; the pool timeout defaults to the socket
+// timeout plus a second), so each must stay far from time.Duration's
+// limit of about 292 years; a year is longer than any timeout, interval
+// or lifetime a client needs.
+const MaxDuration = 365 * 24 * time.Hour
+
+// durationBounds checks every duration of a profile, found by reflection
+// so that a key added later is bounded too, against MaxDuration.
+func durationBounds(prefix string, v reflect.Value, rel string) Issues {
+	var out Issues
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("koanf"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		path := name
+		if rel != "" {
+			path = rel + "." + name
+		}
+		fv := v.Field(i)
+		switch {
+		case f.Type == reflect.TypeOf(time.Duration(0)):
+			if d := time.Duration(fv.Int()); d > MaxDuration {
+				full := prefix + "." + path
+				out = append(out, Issue{Path: full, Rule: "max_duration", Message: "must be at most 8760h (one year); longer durations overflow when go-redis adds them to others", Value: d.String(), HasValue: true})
+			}
+		case f.Type.Kind() == reflect.Struct:
+			out = append(out, durationBounds(prefix, fv, path)...)
+		}
+	}
 	return out
 }
 

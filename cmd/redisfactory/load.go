@@ -13,22 +13,39 @@ import (
 // loadFlags are the flags of every command that loads a configuration.
 type loadFlags struct {
 	envPrefix string
+	limits    profiles.Limits
 }
 
 func (l *loadFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.envPrefix, "env-prefix", "",
 		"read environment overrides named `PREFIX`__PROFILES__<NAME>__<KEY> (default: the environment is ignored)")
+	d := profiles.DefaultLimits()
+	// The limits of what a load reads; 0 keeps the default, -1 lifts it.
+	fs.Int64Var(&l.limits.MaxFileSize, "max-file-size", 0, fmt.Sprintf("largest configuration file read, in `bytes` (default %d)", d.MaxFileSize))
+	fs.Int64Var(&l.limits.MaxTotalSize, "max-total-size", 0, fmt.Sprintf("largest total of the configuration files, in `bytes` (default %d)", d.MaxTotalSize))
+	fs.Int64Var(&l.limits.MaxReferencedFileSize, "max-referenced-file-size", 0, fmt.Sprintf("largest password_file or TLS file, in `bytes` (default %d)", d.MaxReferencedFileSize))
+	fs.IntVar(&l.limits.MaxFiles, "max-files", 0, fmt.Sprintf("most configuration files read, `N` (default %d)", d.MaxFiles))
+	fs.IntVar(&l.limits.MaxDepth, "max-depth", 0, fmt.Sprintf("deepest nesting of maps and lists, `N` levels (default %d)", d.MaxDepth))
+	fs.IntVar(&l.limits.MaxNodes, "max-nodes", 0, fmt.Sprintf("most YAML nodes of all files, aliases expanded, `N` (default %d)", d.MaxNodes))
+	fs.IntVar(&l.limits.MaxAliasNodes, "max-alias-nodes", 0, fmt.Sprintf("most nodes the aliases of one file expand to, `N` (default %d)", d.MaxAliasNodes))
+	fs.IntVar(&l.limits.MaxProfiles, "max-profiles", 0, fmt.Sprintf("most profiles, `N` (default %d)", d.MaxProfiles))
+}
+
+// options returns the load options of paths under these flags.
+func (l loadFlags) options(c *cli, paths []string) profiles.Options {
+	return profiles.Options{
+		Paths:     paths,
+		EnvPrefix: l.envPrefix,
+		Environ:   func() []string { return c.environ },
+		Limits:    l.limits,
+	}
 }
 
 // load loads and validates the configuration at paths. On failure it
 // returns the issues (a load error that is not a list of issues becomes one
 // issue).
 func (c *cli) load(paths []string, l loadFlags) (*profiles.Result, schema.Issues) {
-	res, err := profiles.Load(profiles.Options{
-		Paths:     paths,
-		EnvPrefix: l.envPrefix,
-		Environ:   func() []string { return c.environ },
-	})
+	res, err := profiles.Load(l.options(c, paths))
 	if err == nil {
 		return res, nil
 	}

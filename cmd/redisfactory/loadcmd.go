@@ -143,7 +143,7 @@ func runLoad(c *cli, args []string) int {
 		if f, err = factory.New(res.Config, factory.Options{Runtime: rt}); err == nil {
 			defer f.Close(context.Background()) //nolint:errcheck // reported by the runtime
 			var w *profiles.Watcher
-			lo := profiles.Options{Paths: paths, EnvPrefix: lf.envPrefix, Environ: func() []string { return c.environ }}
+			lo := lf.options(c, paths)
 			if w, err = f.Watch(ctx, profiles.WatchOptions{Load: lo, Current: res}); err == nil {
 				defer w.Close() //nolint:errcheck // nothing to report
 				client, err = f.Client(s.profile)

@@ -44,7 +44,7 @@ func runWatch(c *cli, args []string) int {
 	if len(paths) == 0 {
 		return c.usageError(fs, "missing PATH: name at least one configuration file or directory")
 	}
-	lo := profiles.Options{Paths: paths, EnvPrefix: lf.envPrefix, Environ: func() []string { return c.environ }}
+	lo := lf.options(c, paths)
 	res, is := c.load(paths, lf)
 	if is != nil {
 		printIssues(c.stdout, c.stderr, is)
