@@ -213,7 +213,7 @@ func (e *sealedError) Error() string { return "redisfactory: final: " + e.err.Er
 // such as "ERR unknown subcommand" during a connection's handshake — goes
 // to the cluster loop as it is.
 var sealed = map[errclass.Class]bool{
-	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true,
+	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true, errclass.TLS: true,
 	errclass.BusyLoading: true, errclass.ClusterDown: true, errclass.TryAgain: true,
 	errclass.MasterDown: true, errclass.MaxClients: true, errclass.NoReplicas: true,
 }
@@ -358,7 +358,16 @@ type CheckResult struct {
 // version and the RESP version of the connection.
 func (c *Client) Check(ctx context.Context) CheckResult {
 	res := CheckResult{Profile: c.name}
-	rtt, err := c.Probe(ctx, 0)
+	// A check is usually a first contact: give the PING the dial (and TLS
+	// handshake) as well as its read, so that a dial failure is reported
+	// as itself (a TLS handshake that never completes is tls) rather than
+	// as the PING's deadline.
+	t := c.profile.Timeouts
+	budget := t.Connect + t.EffectiveRead()
+	if budget < t.Connect { // overflow
+		budget = t.Connect
+	}
+	rtt, err := c.Probe(ctx, budget)
 	if err != nil {
 		res.Err, res.Class = err, errclass.Of(err)
 		return res

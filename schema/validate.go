@@ -111,7 +111,7 @@ func Validate(c *Config) Issues {
 		}
 		out = append(out, ValidateProfile(n, p)...)
 	}
-	return out.Sort()
+	return out.Redacted().Sort()
 }
 
 // ValidateProfile checks one effective profile. Paths start with
