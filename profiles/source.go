@@ -79,3 +79,9 @@ func ExpandPaths(paths []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Format prints the name and size of the document, never its bytes (a
+// document may hold passwords).
+func (b bytesSource) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "Bytes(%q, %d bytes)", b.name, len(b.data))
+}

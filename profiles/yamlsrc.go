@@ -30,7 +30,7 @@ func parseYAML(name string, data []byte) (p *parsed, err error) {
 	}()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(err)
+		return nil, errors.New(redactYAMLError(yamlError(err).Error(), data))
 	}
 	p = &parsed{name: name, tree: map[string]any{}, lines: map[string]int{}, kind: originFile}
 	if len(root.Content) == 0 {
@@ -40,9 +40,12 @@ func parseYAML(name string, data []byte) (p *parsed, err error) {
 	if dup := recordLines(doc, "", p.lines); dup != "" {
 		return nil, errors.New(dup)
 	}
+	if msg := secretValueIssue(doc, ""); msg != "" {
+		return nil, errors.New(msg)
+	}
 	var tree any
 	if err := doc.Decode(&tree); err != nil {
-		return nil, yamlError(err)
+		return nil, errors.New(redactYAMLError(yamlError(err).Error(), data))
 	}
 	switch t := normalize(tree).(type) {
 	case map[string]any:
