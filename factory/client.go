@@ -244,7 +244,7 @@ func (e *sealedError) Error() string { return "redisfactory: final: " + e.err.Er
 // such as "ERR unknown subcommand" during a connection's handshake — goes
 // to the cluster loop as it is.
 var sealed = map[errclass.Class]bool{
-	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true,
+	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true, errclass.TLS: true,
 	errclass.BusyLoading: true, errclass.ClusterDown: true, errclass.TryAgain: true,
 	errclass.MasterDown: true, errclass.MaxClients: true, errclass.NoReplicas: true,
 }

@@ -134,7 +134,9 @@ func Load(opts Options) (*Result, error) {
 	l := &loader{opts: opts, limits: opts.Limits.effective()}
 	res := l.load()
 	if len(l.issues) > 0 {
-		return nil, l.issues.Sort()
+		// Redacted whatever built them: a URL's credentials in any value,
+		// message or source never leave the loader.
+		return nil, l.issues.Redacted().Sort()
 	}
 	return res, nil
 }

@@ -54,7 +54,9 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(data, err)
+		pe := syntaxError(data, err)
+		pe.msg = redactYAMLError(pe.msg, data)
+		return nil, pe
 	}
 	p = &parsed{name: name, tree: map[string]any{}, lines: map[string]int{}, kind: originFile}
 	if len(root.Content) == 0 {
@@ -63,6 +65,9 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 	doc := root.Content[0]
 	if perr := b.check(doc); perr != nil {
 		return nil, perr
+	}
+	if line, msg := secretValueIssue(doc, ""); msg != "" {
+		return nil, &parseError{line: line, rule: "secret", msg: msg}
 	}
 	if line, msg := recordLines(doc, "", p.lines); msg != "" {
 		return nil, &parseError{line: line, rule: "yaml", msg: msg}
