@@ -47,6 +47,9 @@ const (
 	// MaxQueued is how many bytes may wait for a client before the proxy
 	// stops reading that connection's server (and its local replies).
 	MaxQueued = 256 << 10
+	// turnCost is what a function waiting in [Conn.AtTurn] counts for
+	// against MaxQueued.
+	turnCost = 256
 	// readBufferSize is the size of each connection's read buffers.
 	readBufferSize = 16 << 10
 )
@@ -306,6 +309,9 @@ func (c *Conn) State() any { return c.state }
 // RemoteAddr returns the client's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.client.RemoteAddr() }
 
+// LocalAddr returns the address the client connected to.
+func (c *Conn) LocalAddr() net.Addr { return c.client.LocalAddr() }
+
 // RESP3 reports whether the connection has switched to RESP3 (a HELLO 3
 // answered by the server, and no RESET or HELLO 2 since).
 func (c *Conn) RESP3() bool {
@@ -371,6 +377,7 @@ func (c *Conn) AtTurn(fn func()) {
 		return
 	}
 	c.pending = append(c.pending, pending{turn: fn})
+	c.localBytes += turnCost
 	c.mu.Unlock()
 }
 
@@ -520,13 +527,14 @@ func (c *Conn) drainThenClose() {
 	t.Stop()
 }
 
-// waitLocalRoom holds the client's commands while more than MaxQueued
-// bytes of local replies wait for a client that does not read them. It
+// waitLocalRoom holds the client's commands, after one the proxy answered
+// itself, while more than MaxQueued bytes wait for a client that does not
+// read them: local replies must not pile up either. It
 // reports false when the connection closed.
 func (c *Conn) waitLocalRoom() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for !c.closed && !c.eof && c.localBytes+c.outBytes > MaxQueued && c.localBytes > 0 {
+	for !c.closed && !c.eof && c.localBytes+c.outBytes > MaxQueued {
 		c.cond.Wait()
 	}
 	return !c.closed
@@ -711,6 +719,7 @@ func (c *Conn) releaseLocals(deliver bool) bool {
 			if c.closed {
 				return false
 			}
+			c.localBytes -= turnCost
 		} else {
 			c.localBytes -= len(head.local)
 			if deliver {
