@@ -76,7 +76,7 @@ func TestRehearseMoving(t *testing.T) {
 	require.Contains(t, s, "client 1 127.0.0.1:")
 	require.Contains(t, s, "sent MIGRATING")
 	require.Contains(t, s, "sent MIGRATED")
-	require.Contains(t, s, "sent MOVING seq=3 endpoint="+peer)
+	require.Contains(t, s, `msg="sent MOVING" seq=3 endpoint=`+peer)
 	require.Contains(t, s, "to 1 connection(s): 1 closed by the client before the deadline, 0 cut, 0 still open")
 	require.Contains(t, s, "arrived at the new endpoint: 1 connection(s), 1 of them negotiated notifications")
 	require.Contains(t, errOut.String(), `unknown command "bogus"`)
