@@ -543,7 +543,10 @@ func (c *Conn) waitLocalRoom() bool {
 // pushServerLocked records that the server will answer args. c.mu must be
 // held.
 func (c *Conn) pushServerLocked(args []string) {
-	name := args[0]
+	name := ""
+	if len(args) > 0 { // none when the first argument was streamed
+		name = args[0]
+	}
 	if c.keepCmds || strings.EqualFold(name, "HELLO") || strings.EqualFold(name, "RESET") {
 		kept := make([]string, 0, 2)
 		for _, a := range args[:min(2, len(args))] {
@@ -636,7 +639,7 @@ func (c *Conn) serverLoop() {
 			} else {
 				c.pending = c.pending[1:]
 			}
-			if head.cmd != nil {
+			if len(head.cmd) > 0 {
 				// HELLO's reply is a map in RESP3 and an array in RESP2.
 				hello := strings.EqualFold(head.cmd[0], "HELLO")
 				switch {
