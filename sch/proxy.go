@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,10 +108,10 @@ const (
 )
 
 type movingState struct {
-	seq      int64
-	target   Endpoint // zero for "none": this address, later
-	deadline time.Time
-	at       time.Time
+	seq         int64
+	target      Endpoint // zero for "none": this address, later
+	deadline    time.Time
+	at          time.Time
 	peer        *Proxy // the proxy at the new endpoint, if it is one of ours
 	peerBase    int64  // its accepted connections when the MOVING was sent
 	peerNegBase int64  // and those that had negotiated

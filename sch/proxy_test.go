@@ -244,7 +244,6 @@ func TestProxyMovingReportCountsArrivals(t *testing.T) {
 	require.Equal(t, pb.Addr(), r.Endpoint)
 }
 
-
 // go-redis parses every notification the proxy sends, and the observer
 // publishes and counts them.
 func TestProxyNotificationsReachGoRedis(t *testing.T) {

@@ -312,7 +312,9 @@ func (f *factoryClient) probe(t *testing.T) error {
 	return probeErr(f.probeC.Do(context.Background(), "BLPOP", "rehearsal:probe", "0.6").Err())
 }
 
-func (f *factoryClient) touch(t *testing.T) { require.NoError(t, f.probeC.Ping(context.Background()).Err()) }
+func (f *factoryClient) touch(t *testing.T) {
+	require.NoError(t, f.probeC.Ping(context.Background()).Err())
+}
 
 func (f *factoryClient) stop(t *testing.T) (int64, int64, []string) {
 	ok, failed, errs := f.load.stop()
