@@ -227,9 +227,26 @@ func (c *Head) CopyRest(r *bufio.Reader, w io.Writer) error {
 		if c.argsLeft == 0 {
 			return nil
 		}
-		size, hdr, err := readArgHeader(r)
+		// The header is parsed in the reader's buffer, not copied: a command
+		// of millions of tiny arguments costs no allocation per argument.
+		hdr, err := r.ReadSlice('\n')
+		if err != nil || len(hdr) > 32 {
+			if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+				err = fmt.Errorf("%w: argument header too long", ErrProtocol)
+			} else if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if hdr[0] != '$' {
+			return fmt.Errorf("%w: expected '$', got %q", ErrProtocol, hdr[0])
+		}
+		size, err := headerInt(hdr)
 		if err != nil {
 			return err
+		}
+		if size < 0 || size > maxBulkLen {
+			return fmt.Errorf("%w: bad bulk length %d", ErrProtocol, size)
 		}
 		if _, err := w.Write(hdr); err != nil {
 			return err
