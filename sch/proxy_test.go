@@ -294,8 +294,14 @@ func TestProxyMovingHandoff(t *testing.T) {
 	}
 	require.Equal(t, 3, p.Moving(pb.Addr(), 3))
 	start := time.Now()
-	for range 3 {
-		require.NoError(t, c.Ping(ctx).Err())
+	// An idle pooled connection reads the MOVING when it is next taken:
+	// take all three at once, as a busy client would.
+	for i := range conns {
+		conns[i] = c.Conn()
+		require.NoError(t, conns[i].Ping(ctx).Err())
+	}
+	for _, cn := range conns {
+		require.NoError(t, cn.Close())
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
