@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +32,16 @@ import (
 //   - replays an active MOVING, MIGRATING, FAILING_OVER or SMIGRATING to
 //     connections that negotiate while it lasts, and cuts the connections that are still open when the announced time
 //     ends (as a server would), or when told to ([Proxy.Cut]);
-//   - reports what every client connection did ([Proxy.Clients]): whether
-//     it left for the new endpoint before the time ran out.
+//   - reports what every client connection did ([Proxy.Clients]) and what
+//     came of a MOVING ([Proxy.MovingReport]): how many connections the
+//     clients closed before the time ran out, and, when the new endpoint
+//     is another proxy of the process ([Proxy.AddPeer]), how many arrived
+//     there.
+//
+// It bounds what clients can make it hold (see internal/respproxy): a
+// command is kept up to 64 KiB and streamed beyond, at most about 256 KiB
+// waits for a client that does not read, closed connections are
+// forgotten, and [ProxyOptions] caps the connections and closes idle ones.
 //
 // It speaks plain TCP only. Use it in staging or in tests: point a profile
 // at the proxy's address, drive traffic, and announce a maintenance (the
@@ -48,13 +57,19 @@ type Proxy struct {
 	seq     atomic.Int64
 	started atomic.Bool
 
-	mu     sync.Mutex
-	closed bool
-	all    []*client // every connection ever accepted, for Clients
-	nextID int
-	moving *movingState // the active MOVING, or nil
-	relax  *relaxState  // the maintenance under way (MIGRATING, …), or nil
-	timers []*time.Timer
+	accepted   atomic.Int64 // connections accepted, ever
+	negotiated atomic.Int64 // connections that negotiated notifications, ever
+
+	mu         sync.Mutex
+	closed     bool
+	open       map[*client]struct{} // open connections, for Clients
+	closedList []*client            // the most recently closed, at most keepClosed
+	nextID     int
+	moving     *movingState // the active MOVING, or nil
+	last       *movingState // the latest MOVING, for MovingReport
+	relax      *relaxState  // the maintenance under way (MIGRATING, …), or nil
+	timers     []*time.Timer
+	peers      map[string]*Proxy // proxies at other endpoints, by address
 }
 
 // ProxyOptions configure a Proxy. The zero value is usable.
@@ -72,12 +87,40 @@ type ProxyOptions struct {
 	Rewrite map[string]string
 	// DialTimeout bounds dialing the upstream server; 0 means 5s.
 	DialTimeout time.Duration
+	// MaxConns caps the open client connections; a client over the cap
+	// reads "-ERR max number of clients reached" and is closed. 0 means
+	// DefaultMaxConns; negative, no cap.
+	MaxConns int
+	// IdleTimeout closes a client connection that has sent nothing for
+	// that long while it waits for no reply and is not subscribed (as
+	// Redis's timeout), and one that stalls in the middle of a command as
+	// long. 0 means DefaultIdleTimeout; negative, never.
+	IdleTimeout time.Duration
 }
 
+// Defaults of [ProxyOptions]' limits.
+const (
+	DefaultMaxConns    = 1000
+	DefaultIdleTimeout = 10 * time.Minute
+	// keepClosed is how many closed connections [Proxy.Clients] still
+	// lists (the most recent); older ones are forgotten.
+	keepClosed = 256
+)
+
 type movingState struct {
-	seq      int64
-	endpoint string // "" for null
-	deadline time.Time
+	seq         int64
+	target      Endpoint // zero for "none": this address, later
+	deadline    time.Time
+	at          time.Time
+	peer        *Proxy // the proxy at the new endpoint, if it is one of ours
+	peerBase    int64  // its accepted connections when the MOVING was sent
+	peerNegBase int64  // and those that had negotiated
+
+	mu    sync.Mutex
+	forms map[string]string // address per endpoint type and base, resolved once
+	// Connections told (their latest MOVING is this one), and of them those
+	// the client closed before the deadline, after it, and those cut.
+	told, closed, late, cut int
 }
 
 type relaxState struct {
@@ -100,9 +143,10 @@ type ClientInfo struct {
 	// Notifications lists the notifications sent to it, by type.
 	Notifications []string
 	// Moving reports whether it was told to move; if so, Left reports
-	// whether the client closed it before the announced time ended (it
-	// handed off), LeftAfter how long after the MOVING it did, and Cut
-	// whether the proxy cut it.
+	// whether the client closed it before the announced time ended
+	// (whether it arrived at the new endpoint is for the proxy there to
+	// see: [Proxy.MovingReport]), LeftAfter how long after the MOVING it
+	// did, and Cut whether the proxy cut it.
 	Moving    bool
 	Left      bool
 	LeftAfter time.Duration
@@ -123,7 +167,13 @@ func NewProxyWithOptions(listen, upstream string, opts ProxyOptions) *Proxy {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
-	return &Proxy{listen: listen, upstream: upstream, opts: opts}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	return &Proxy{listen: listen, upstream: upstream, opts: opts, open: make(map[*client]struct{}), peers: make(map[string]*Proxy)}
 }
 
 // Start starts listening and serving. It returns once the listener is
@@ -137,7 +187,10 @@ func (p *Proxy) Start() error {
 		return fmt.Errorf("sch: proxy: %w", err)
 	}
 	p.ln = ln
-	cfg := respproxy.Config{Dial: p.dial, Open: p.open, Handle: p.handle, Closed: p.connClosed}
+	cfg := respproxy.Config{
+		Dial: p.dial, Open: p.openConn, Handle: p.handle, Closed: p.connClosed, Refused: p.refused,
+		MaxConns: max(p.opts.MaxConns, 0), IdleTimeout: max(p.opts.IdleTimeout, 0),
+	}
 	if p.opts.Rewrite != nil {
 		// Not len > 0: the proxies of a cluster share one map, which is
 		// filled as they start.
@@ -182,44 +235,68 @@ func (p *Proxy) Close() error {
 	return srv.Close()
 }
 
-// Moving announces that the server's endpoint moves to endpoint
-// ("host:port"; "" or "none" for a null endpoint: the same address, later)
-// within seconds, to every connection that negotiated notifications, and
-// returns how many it told. Connections that negotiate while the MOVING is
-// active get it too; unless ProxyOptions.NoAutoCut is set, connections still
-// open when the time ends are cut.
+// Moving announces that the server's endpoint moves to endpoint within
+// seconds, to every connection that negotiated notifications, and returns
+// how many it told. endpoint is "host:port", a list of forms per endpoint
+// type ("internal-ip=10.0.0.5:6391,external-fqdn=b.example.com:6391", see
+// [ParseEndpoint]), or "" or "none" for "this address, later". Each
+// connection gets the address in the form it asked for with
+// moving-endpoint-type, and a null endpoint only if it asked for "none".
+// Connections that negotiate while the MOVING is active get it too; unless
+// ProxyOptions.NoAutoCut is set, connections still open when the time ends
+// are cut. An endpoint that does not parse is sent as given.
 func (p *Proxy) Moving(endpoint string, seconds int) int {
-	if endpoint == "none" {
-		endpoint = ""
+	ep, err := ParseEndpoint(endpoint)
+	if err != nil {
+		ep = Endpoint{Addr: endpoint}
 	}
-	if seconds < 0 {
-		seconds = 0
-	}
-	seq := p.seq.Add(1)
-	m := &movingState{seq: seq, endpoint: endpoint, deadline: time.Now().Add(time.Duration(seconds) * time.Second)}
+	return p.MovingTo(ep, seconds)
+}
+
+// MovingTo is [Proxy.Moving] with a parsed endpoint.
+func (p *Proxy) MovingTo(ep Endpoint, seconds int) int {
+	seconds = max(seconds, 0)
+	now := time.Now()
+	m := &movingState{seq: p.seq.Add(1), target: ep, at: now, deadline: now.Add(time.Duration(seconds) * time.Second), forms: map[string]string{}}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return 0
 	}
-	p.moving = m
+	if ep.IsZero() {
+		m.peer = p // the clients come back here
+	} else {
+		for _, a := range ep.addrs() {
+			if q := p.peers[a]; q != nil {
+				m.peer = q
+			}
+		}
+	}
+	if m.peer != nil {
+		m.peerBase, m.peerNegBase = m.peer.accepted.Load(), m.peer.negotiated.Load()
+	}
+	p.moving, p.last = m, m
 	if !p.opts.NoAutoCut {
 		p.timers = append(p.timers, time.AfterFunc(time.Duration(seconds)*time.Second, func() { p.expireMoving(m) }))
 	}
 	p.mu.Unlock()
-	frame := movingFrame(seq, seconds, endpoint)
 	n := 0
 	for _, c := range p.conns() {
-		if c.notify("MOVING", frame, m) {
+		if c.notifyMoving(p, m, seconds) {
 			n++
 		}
 	}
-	shown := endpoint
-	if shown == "" {
-		shown = "null (same endpoint)"
-	}
-	p.opts.Logger.Info("sent MOVING", "seq", seq, "endpoint", shown, "seconds", seconds, "clients", n)
+	p.opts.Logger.Info("sent MOVING", "seq", m.seq, "endpoint", ep.String(), "seconds", seconds, "clients", n)
 	return n
+}
+
+// AddPeer tells p that q serves another endpoint in this process: the
+// report of a MOVING to q's address ([Proxy.MovingReport]) then counts
+// the connections that actually arrived at q.
+func (p *Proxy) AddPeer(q *Proxy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.peers[q.Addr()] = q
 }
 
 // Migrating announces a shard migration to every connection that negotiated
@@ -276,16 +353,67 @@ func (p *Proxy) Cut() int {
 	return len(conns)
 }
 
-// Clients reports every client connection the proxy has accepted, in order.
+// Clients reports the open client connections and the most recently
+// closed ones (at most 256; older closed ones are forgotten), by ID.
 func (p *Proxy) Clients() []ClientInfo {
 	p.mu.Lock()
-	all := append([]*client(nil), p.all...)
+	all := make([]*client, 0, len(p.open)+len(p.closedList))
+	all = append(all, p.closedList...)
+	for c := range p.open {
+		all = append(all, c)
+	}
 	p.mu.Unlock()
 	out := make([]ClientInfo, 0, len(all))
 	for _, c := range all {
 		out = append(out, c.info())
 	}
+	slices.SortFunc(out, func(a, b ClientInfo) int { return a.ID - b.ID })
 	return out
+}
+
+// MovingReport is what came of a MOVING.
+type MovingReport struct {
+	// Seq and Endpoint identify the MOVING; Sent and Deadline are when it
+	// was sent and when its announced time ends.
+	Seq      int64
+	Endpoint string
+	Sent     time.Time
+	Deadline time.Time
+	// Told counts the connections sent the MOVING (replays included).
+	Told int
+	// Closed counts those the client closed before the deadline: it left,
+	// but leaving is not arriving (a connection replaced rather than handed
+	// off closes too).
+	Closed int
+	// Cut counts those the proxy closed (still open at the deadline, or
+	// [Proxy.Cut]); Open those still open.
+	Cut, Open int
+	// Arrived counts the connections accepted at the new endpoint since
+	// the MOVING, and ArrivedNegotiated those of them that negotiated
+	// notifications, when the new endpoint is a peer proxy ([Proxy.AddPeer])
+	// or, for a null endpoint, this proxy; Arrived is -1 when it cannot be
+	// known.
+	Arrived, ArrivedNegotiated int
+}
+
+// MovingReport reports the latest MOVING; ok is false if none was sent.
+func (p *Proxy) MovingReport() (r MovingReport, ok bool) {
+	p.mu.Lock()
+	m := p.last
+	p.mu.Unlock()
+	if m == nil {
+		return MovingReport{}, false
+	}
+	r = MovingReport{Seq: m.seq, Endpoint: m.target.String(), Sent: m.at, Deadline: m.deadline, Arrived: -1}
+	m.mu.Lock()
+	r.Told, r.Closed, r.Cut = m.told, m.closed, m.cut
+	r.Open = m.told - m.closed - m.cut - m.late
+	m.mu.Unlock()
+	if q := m.peer; q != nil {
+		r.Arrived = int(q.accepted.Load() - m.peerBase)
+		r.ArrivedNegotiated = int(q.negotiated.Load() - m.peerNegBase)
+	}
+	return r, true
 }
 
 // OpenConns returns the number of open client connections.
@@ -317,7 +445,7 @@ func (p *Proxy) end(typ string, seq int64, frame []byte) int {
 func (p *Proxy) broadcast(typ string, seq int64, frame []byte) int {
 	n := 0
 	for _, c := range p.conns() {
-		if c.notify(typ, frame, nil) {
+		if c.notify(typ, frame) {
 			n++
 		}
 	}
@@ -370,25 +498,34 @@ func (p *Proxy) dial() (net.Conn, error) {
 	return up, err
 }
 
-// open is the engine's Open: it numbers the connection and starts its
+// refused is the engine's Refused: a connection closed by a limit.
+func (p *Proxy) refused(addr net.Addr, reason string) {
+	p.opts.Logger.Warn("closing client connection", "addr", addr.String(), "reason", reason)
+}
+
+// openConn is the engine's Open: it numbers the connection and starts its
 // record.
-func (p *Proxy) open(conn *respproxy.Conn) any {
-	c := &client{conn: conn}
+func (p *Proxy) openConn(conn *respproxy.Conn) any {
+	c := &client{conn: conn, addr: conn.RemoteAddr().String(), local: conn.LocalAddr().String()}
+	p.accepted.Add(1)
 	p.mu.Lock()
 	p.nextID++
 	c.id = p.nextID
-	p.all = append(p.all, c)
+	p.open[c] = struct{}{}
 	p.mu.Unlock()
 	return c
 }
 
 // handle is the engine's Handle: the proxy answers CLIENT
-// MAINT_NOTIFICATIONS itself and forwards everything else.
+// MAINT_NOTIFICATIONS itself and forwards everything else. The answer
+// waits for the replies to the commands before it: a client that pipelines
+// HELLO 3 and the handshake (node-redis does) is RESP3 by then.
 func (p *Proxy) handle(conn *respproxy.Conn, args []string) bool {
 	if len(args) < 2 || !strings.EqualFold(args[0], "CLIENT") || !strings.EqualFold(args[1], "MAINT_NOTIFICATIONS") {
 		return false
 	}
-	p.handshake(conn.State().(*client), args)
+	c := conn.State().(*client)
+	conn.AtTurn(func() { p.handshake(c, args) })
 	return true
 }
 
@@ -401,28 +538,51 @@ func (p *Proxy) rewrite(cmd []string, reply []byte) []byte {
 	return reply
 }
 
-// connClosed is the engine's Closed: a connection told to move that closes
-// before the proxy cuts it has handed off.
+// connClosed is the engine's Closed: it settles the connection's outcome
+// and moves it to the short list of closed connections.
 func (p *Proxy) connClosed(conn *respproxy.Conn) {
 	c := conn.State().(*client)
 	c.mu.Lock()
 	c.closed = true
-	if c.moving != nil && !c.cut {
+	m := c.moving
+	if m != nil && !c.cut && time.Now().Before(m.deadline) {
 		c.left, c.leftAfter = true, time.Since(c.movingAt)
 	}
-	left, after := c.left, c.leftAfter
+	left, cut, after := c.left, c.cut, c.leftAfter
 	c.mu.Unlock()
+	if m != nil {
+		m.mu.Lock()
+		switch {
+		case cut:
+			m.cut++
+		case left:
+			m.closed++
+		default:
+			m.late++
+		}
+		m.mu.Unlock()
+	}
+	p.mu.Lock()
+	delete(p.open, c)
+	p.closedList = append(p.closedList, c)
+	if len(p.closedList) > keepClosed {
+		// Forget the oldest; copy so the backing array does not keep them.
+		p.closedList = append([]*client(nil), p.closedList[len(p.closedList)-keepClosed:]...)
+	}
+	p.mu.Unlock()
 	if left {
-		p.opts.Logger.Info("client left after MOVING (handed off)", "client", c.id, "after", after.Round(time.Microsecond).String())
+		p.opts.Logger.Info("client closed its connection after MOVING (left)", "client", c.id, "after", after.Round(time.Microsecond).String())
 	}
 }
 
 // client is what the proxy records about one client connection; it is
 // the connection's respproxy state. Lock order: client.mu, then
-// Proxy.mu or the engine's.
+// movingState.mu, Proxy.mu or the engine's.
 type client struct {
-	id   int
-	conn *respproxy.Conn
+	id    int
+	conn  *respproxy.Conn
+	addr  string // the client's address
+	local string // the address the client reached
 
 	mu         sync.Mutex
 	closed     bool // set with left, so that Clients never sees one without the other
@@ -440,7 +600,7 @@ func (c *client) info() ClientInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return ClientInfo{
-		ID: c.id, Addr: c.conn.RemoteAddr().String(),
+		ID: c.id, Addr: c.addr,
 		Negotiated: c.negotiated, EndpointType: c.endpoint, Open: !c.closed,
 		Notifications: append([]string(nil), c.notes...),
 		Moving:        c.moving != nil, Left: c.left, LeftAfter: c.leftAfter, Cut: c.cut,
@@ -456,51 +616,76 @@ func (c *client) setCut() {
 }
 
 // notify sends a notification if the connection negotiated them.
-func (c *client) notify(typ string, frame []byte, m *movingState) bool {
+func (c *client) notify(typ string, frame []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.negotiated || c.closed || !c.conn.Send(frame) {
 		return false
 	}
-	c.noteLocked(typ, m)
+	c.notes = append(c.notes, typ)
 	return true
 }
 
-// noteLocked records a notification sent; m is set for a MOVING.
-func (c *client) noteLocked(typ string, m *movingState) {
-	c.notes = append(c.notes, typ)
-	if m != nil && c.moving == nil {
+// notifyMoving sends a MOVING, with the endpoint in the form the
+// connection asked for, if it negotiated notifications.
+func (c *client) notifyMoving(p *Proxy, m *movingState, seconds int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.negotiated || c.closed {
+		return false
+	}
+	if !c.conn.Send(movingFrame(m.seq, seconds, p.endpointFor(m, c.endpoint, c.local))) {
+		return false
+	}
+	c.noteMovingLocked(m)
+	return true
+}
+
+// noteMovingLocked records that the connection was told m. c.mu is held.
+func (c *client) noteMovingLocked(m *movingState) {
+	c.notes = append(c.notes, "MOVING")
+	if c.moving != m {
 		c.moving, c.movingAt = m, time.Now()
+		m.mu.Lock()
+		m.told++
+		m.mu.Unlock()
 	}
 }
 
-// handshake answers CLIENT MAINT_NOTIFICATIONS ON|OFF [moving-endpoint-type T].
-// c.mu is held throughout, so that a concurrent broadcast sees the
-// connection either before it negotiated or after its answer is queued.
+// handshake answers CLIENT MAINT_NOTIFICATIONS ON|OFF [moving-endpoint-type T]
+// when its turn comes. c.mu is held throughout, so that a concurrent
+// broadcast sees the connection either before it negotiated or after its
+// answer is queued.
 func (p *Proxy) handshake(c *client, args []string) {
-	var reply []byte
-	var replay *movingState
-	var relax *relaxState
 	c.mu.Lock()
+	var reply []byte
+	var notes []string
+	var replay *movingState
 	switch {
 	case len(args) >= 3 && strings.EqualFold(args[2], "ON") && !c.conn.RESP3():
 		reply = []byte("-ERR maintenance notifications need RESP3 (HELLO 3)\r\n")
 	case len(args) >= 3 && strings.EqualFold(args[2], "ON"):
-		c.negotiated = true
-		c.endpoint = "auto"
-		for i := 3; i+1 < len(args); i += 2 {
-			if strings.EqualFold(args[i], "moving-endpoint-type") {
-				c.endpoint = args[i+1]
-			}
+		typ, err := endpointTypeArg(args[3:])
+		if err != nil {
+			reply = []byte("-ERR " + err.Error() + "\r\n")
+			break
 		}
+		if !c.negotiated {
+			p.negotiated.Add(1)
+		}
+		c.negotiated, c.endpoint = true, typ
 		reply = []byte("+OK\r\n")
 		p.mu.Lock()
-		// A null endpoint means "this address, later": replaying it to the
+		// A server keeps telling new connections that it is moving; a null
+		// endpoint means "this address, later": replaying it to the
 		// connections that come back would only make them go round again.
-		if m := p.moving; m != nil && m.endpoint != "" && time.Now().Before(m.deadline) {
+		if m := p.moving; m != nil && !m.target.IsZero() && time.Now().Before(m.deadline) {
 			replay = m
 		}
-		relax = p.relax
+		if r := p.relax; r != nil {
+			reply = append(reply, r.frame...)
+			notes = append(notes, r.typ)
+		}
 		p.mu.Unlock()
 	case len(args) >= 3 && strings.EqualFold(args[2], "OFF"):
 		c.negotiated = false
@@ -508,22 +693,39 @@ func (p *Proxy) handshake(c *client, args []string) {
 	default:
 		reply = []byte("-ERR syntax error: CLIENT MAINT_NOTIFICATIONS ON|OFF [moving-endpoint-type <type>]\r\n")
 	}
-	c.conn.Reply(reply)
-	if relax != nil {
-		c.conn.Reply(relax.frame)
-		c.noteLocked(relax.typ, nil)
-	}
 	if replay != nil {
-		// A server keeps telling new connections that it is moving.
 		left := int(time.Until(replay.deadline).Round(time.Second) / time.Second)
-		c.conn.Reply(movingFrame(replay.seq, left, replay.endpoint))
-		c.noteLocked("MOVING", replay)
+		reply = append(reply, movingFrame(replay.seq, left, p.endpointFor(replay, c.endpoint, c.local))...)
+	}
+	sent := c.conn.Send(reply)
+	if sent {
+		c.notes = append(c.notes, notes...)
+		if replay != nil {
+			c.noteMovingLocked(replay)
+		}
 	}
 	negotiated, ep := c.negotiated, c.endpoint
 	c.mu.Unlock()
-	if negotiated {
-		p.opts.Logger.Info("client negotiated maintenance notifications", "client", c.id, "addr", c.conn.RemoteAddr().String(), "endpoint_type", ep)
+	if sent && negotiated {
+		p.opts.Logger.Info("client negotiated maintenance notifications", "client", c.id, "addr", c.addr, "endpoint_type", ep)
 	}
+}
+
+// endpointTypeArg reads the handshake's options: "moving-endpoint-type T"
+// with T one of the types Redis defines. Without it the type is "" (the
+// address as announced).
+func endpointTypeArg(opts []string) (string, error) {
+	typ := ""
+	for i := 0; i < len(opts); i += 2 {
+		if !strings.EqualFold(opts[i], "moving-endpoint-type") || i+1 >= len(opts) {
+			return "", fmt.Errorf("syntax error: unknown option %q", opts[i])
+		}
+		typ = strings.ToLower(opts[i+1])
+		if !slices.Contains(endpointTypes, typ) {
+			return "", fmt.Errorf("invalid moving-endpoint-type %q (one of %s)", opts[i+1], strings.Join(endpointTypes, ", "))
+		}
+	}
+	return typ, nil
 }
 
 // rewriteSlots replaces node addresses in a CLUSTER SLOTS reply, where each
@@ -541,7 +743,7 @@ func rewriteSlots(frame []byte, m map[string]string) []byte {
 	return []byte(s)
 }
 
-// movingFrame is MOVING <seq> <seconds> <endpoint | null>.
+// movingFrame is MOVING <seq> <seconds> <endpoint | null> ("" for null).
 func movingFrame(seq int64, seconds int, endpoint string) []byte {
 	ep := []byte("_\r\n")
 	if endpoint != "" {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,8 +99,10 @@ func TestProxyWireFormats(t *testing.T) {
 
 	require.Equal(t, 1, p.Moving("10.0.0.7:6380", 5))
 	require.Equal(t, ">4\r\n$6\r\nMOVING\r\n:1\r\n:5\r\n$13\r\n10.0.0.7:6380\r\n", read(onR))
+	// "This address, later": the address it reached, in the form it asked
+	// for (a null endpoint is for type none only; node-redis asserts that).
 	require.Equal(t, 1, p.Moving("none", 4))
-	require.Equal(t, ">4\r\n$6\r\nMOVING\r\n:2\r\n:4\r\n_\r\n", read(onR))
+	require.Equal(t, string(pushFrame("MOVING", ":2", ":4", p.Addr())), read(onR))
 	require.Equal(t, 1, p.Migrating())
 	require.Equal(t, ">4\r\n$9\r\nMIGRATING\r\n:3\r\n:15\r\n$1\r\n1\r\n", read(onR))
 	require.Equal(t, 1, p.Migrated())
@@ -123,6 +126,122 @@ func TestProxyWireFormats(t *testing.T) {
 	require.Equal(t, []string{"MOVING", "MOVING", "MIGRATING", "MIGRATED", "FAILING_OVER", "FAILED_OVER", "SMIGRATING"}, clients[0].Notifications)
 	require.False(t, clients[1].Negotiated)
 	require.Empty(t, clients[1].Notifications)
+}
+
+// pushFrame builds a push of bulk strings, and of integers given as ":n".
+func pushFrame(elems ...string) []byte {
+	b := []byte(">" + strconv.Itoa(len(elems)) + "\r\n")
+	for _, e := range elems {
+		switch {
+		case strings.HasPrefix(e, ":"), e == "_":
+			b = append(b, e+"\r\n"...)
+		default:
+			b = append(b, "$"+strconv.Itoa(len(e))+"\r\n"+e+"\r\n"...)
+		}
+	}
+	return b
+}
+
+// Each connection gets the MOVING endpoint in the form it negotiated, and
+// null only if it asked for none; a handshake pipelined behind HELLO 3 in
+// one write (as node-redis sends it) is accepted, since the proxy answers
+// it once HELLO's reply is back.
+func TestProxyEndpointFormsAndPipelinedHandshake(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := startProxy(t, srv.Addr(), sch.ProxyOptions{NoAutoCut: true})
+	_, port, err := net.SplitHostPort(p.Addr())
+	require.NoError(t, err)
+
+	handshake := func(typ string) *bufio.Reader {
+		c, err := net.Dial("tcp", p.Addr())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		var w []byte
+		w = append(w, resp.Command("HELLO", "3")...)
+		w = append(w, resp.Command("CLIENT", "SETINFO", "LIB-NAME", "node-redis")...)
+		w = append(w, resp.Command("CLIENT", "SETINFO", "LIB-VER", "6.3.1")...)
+		w = append(w, resp.Command("CLIENT", "MAINT_NOTIFICATIONS", "ON", "moving-endpoint-type", typ)...)
+		_, err = c.Write(w) // one write
+		require.NoError(t, err)
+		r := bufio.NewReader(c)
+		// Redis 7.0 does not know CLIENT SETINFO: any reply will do there.
+		for i, want := range []string{"%", "", "", "+OK"} {
+			f, _, err := resp.ReadFrame(r, nil)
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(string(f), want), "reply %d of the %s handshake: %q", i, typ, f)
+		}
+		return r
+	}
+	types := []string{"internal-ip", "external-ip", "internal-fqdn", "external-fqdn", "none"}
+	readers := map[string]*bufio.Reader{}
+	for _, typ := range types {
+		readers[typ] = handshake(typ)
+	}
+	for range 45 { // 50 handshakes in all, every one accepted
+		handshake("external-ip")
+	}
+	next := func(typ string) string {
+		f, _, err := resp.ReadFrame(readers[typ], nil)
+		require.NoError(t, err)
+		return string(f)
+	}
+
+	require.Equal(t, 50, p.Moving("localhost:"+port, 5))
+	require.Equal(t, string(pushFrame("MOVING", ":1", ":5", "127.0.0.1:"+port)), next("internal-ip"))
+	require.Equal(t, string(pushFrame("MOVING", ":1", ":5", "127.0.0.1:"+port)), next("external-ip"))
+	require.Equal(t, string(pushFrame("MOVING", ":1", ":5", "localhost:"+port)), next("internal-fqdn"))
+	require.Equal(t, string(pushFrame("MOVING", ":1", ":5", "localhost:"+port)), next("external-fqdn"))
+	require.Equal(t, string(pushFrame("MOVING", ":1", ":5", "_")), next("none"))
+
+	ep, err := sch.ParseEndpoint("internal-ip=10.1.2.3:7000,external-fqdn=b.example.com:7000")
+	require.NoError(t, err)
+	p.MovingTo(ep, 5)
+	require.Equal(t, string(pushFrame("MOVING", ":2", ":5", "10.1.2.3:7000")), next("internal-ip"))
+	require.Equal(t, string(pushFrame("MOVING", ":2", ":5", "b.example.com:7000")), next("external-fqdn"))
+	require.Equal(t, string(pushFrame("MOVING", ":2", ":5", "_")), next("none"))
+
+	for _, bad := range []string{"localhost", "bogus=1.2.3.4:5", "none=1.2.3.4:5", "internal-ip=nope"} {
+		_, err := sch.ParseEndpoint(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// The report counts a connection as arrived only when the proxy at the new
+// endpoint saw it; closing at the old one is counted apart.
+func TestProxyMovingReportCountsArrivals(t *testing.T) {
+	a := redistest.Start(t, redistest.Options{})
+	b := redistest.Start(t, redistest.Options{})
+	p := startProxy(t, a.Addr(), sch.ProxyOptions{})
+	pb := startProxy(t, b.Addr(), sch.ProxyOptions{})
+	p.AddPeer(pb)
+	rt := newRuntime(t)
+	c, _ := observed(t, rt, p.Addr(), maintnotifications.ModeEnabled, 4)
+	ctx := context.Background()
+	conns := make([]*redis.Conn, 3)
+	for i := range conns {
+		conns[i] = c.Conn()
+		require.NoError(t, conns[i].Ping(ctx).Err())
+	}
+	for _, cn := range conns {
+		require.NoError(t, cn.Close())
+	}
+	// A connection that never negotiated and closes during the MOVING is
+	// not told, so it is no "closed" either.
+	raw, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	require.Equal(t, 3, p.Moving(pb.Addr(), 3))
+	require.NoError(t, raw.Close())
+	for range 3 {
+		require.NoError(t, c.Ping(ctx).Err())
+	}
+	eventually(t, 3*time.Second, func() bool { r, _ := p.MovingReport(); return r.Closed == 3 && r.Arrived == 3 }, "3 closed, 3 arrived")
+	r, ok := p.MovingReport()
+	require.True(t, ok)
+	require.Equal(t, 3, r.Told)
+	require.Equal(t, 3, r.ArrivedNegotiated)
+	require.Zero(t, r.Cut)
+	require.Zero(t, r.Open)
+	require.Equal(t, pb.Addr(), r.Endpoint)
 }
 
 // go-redis parses every notification the proxy sends, and the observer
@@ -175,8 +294,14 @@ func TestProxyMovingHandoff(t *testing.T) {
 	}
 	require.Equal(t, 3, p.Moving(pb.Addr(), 3))
 	start := time.Now()
-	for range 3 {
-		require.NoError(t, c.Ping(ctx).Err())
+	// An idle pooled connection reads the MOVING when it is next taken:
+	// take all three at once, as a busy client would.
+	for i := range conns {
+		conns[i] = c.Conn()
+		require.NoError(t, conns[i].Ping(ctx).Err())
+	}
+	for _, cn := range conns {
+		require.NoError(t, cn.Close())
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()

@@ -20,12 +20,16 @@ import (
 var rehearseInput io.Reader = os.Stdin
 
 const rehearseHelp = `commands, one per line:
-  moving HOST:PORT SECONDS   the endpoint moves to HOST:PORT within SECONDS
+  moving HOST:PORT SECONDS   the endpoint moves to HOST:PORT within SECONDS (each connection gets it
+                             in the form it negotiated: internal/external IP or name)
+  moving TYPE=HOST:PORT,... SECONDS
+                             the same, each form given (internal-ip, external-ip, internal-fqdn, external-fqdn)
+  moving peer SECONDS        the endpoint moves to the --peer-listen proxy
   moving none SECONDS        the endpoint moves; reconnect to the same address after SECONDS/2
   migrating | migrated       a shard migration starts | ends (timeouts relaxed | restored)
   failing_over | failed_over a failover starts | ends (timeouts relaxed | restored)
   cut                        close every client connection now
-  clients                    list the client connections and what they did
+  clients                    list the client connections (open, and the last closed) and what they did
   help | quit`
 
 // runRehearse runs a maintenance proxy and sends the notifications typed
@@ -35,6 +39,10 @@ func runRehearse(c *cli, args []string) int {
 	listen := fs.String("listen", "127.0.0.1:6390", "`ADDR` to listen on; point the profile's addr here")
 	upstream := fs.String("upstream", "", "`ADDR` of the real server behind the proxy (required)")
 	noCut := fs.Bool("no-auto-cut", false, "keep connections open after a MOVING's time has passed (by default they are cut, as a server would)")
+	peerListen := fs.String("peer-listen", "", "`ADDR` of a second proxy, the new endpoint of 'moving peer': the report then counts the connections that arrive there")
+	peerUpstream := fs.String("peer-upstream", "", "`ADDR` of the real server behind the second proxy (required with --peer-listen)")
+	maxConns := fs.Int("max-conns", sch.DefaultMaxConns, "at most `N` open client connections per proxy; more are refused as Redis refuses past maxclients (0: no cap)")
+	idle := fs.Duration("idle-timeout", sch.DefaultIdleTimeout, "close a client connection silent for `D` while it waits for no reply and is not subscribed (0: never)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -45,6 +53,12 @@ func runRehearse(c *cli, args []string) int {
 	if len(pos) > 0 {
 		return c.usageError(fs, "unexpected argument %q", pos[0])
 	}
+	if (*peerListen == "") != (*peerUpstream == "") {
+		return c.usageError(fs, "--peer-listen and --peer-upstream go together")
+	}
+	if *maxConns < 0 || *idle < 0 {
+		return c.usageError(fs, "--max-conns and --idle-timeout must not be negative")
+	}
 	logger := slog.New(slog.NewTextHandler(c.stdout, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey {
@@ -53,12 +67,32 @@ func runRehearse(c *cli, args []string) int {
 			return a
 		},
 	}))
-	p := sch.NewProxyWithOptions(*listen, *upstream, sch.ProxyOptions{Logger: logger, NoAutoCut: *noCut})
+	opts := sch.ProxyOptions{Logger: logger, NoAutoCut: *noCut, MaxConns: *maxConns, IdleTimeout: *idle}
+	// 0 on the command line means "no limit"; in ProxyOptions, "default".
+	if *maxConns == 0 {
+		opts.MaxConns = -1
+	}
+	if *idle == 0 {
+		opts.IdleTimeout = -1
+	}
+	p := sch.NewProxyWithOptions(*listen, *upstream, opts)
 	if err := p.Start(); err != nil {
 		fmt.Fprintf(c.stderr, "rehearse: %v\n", err)
 		return exitFailed
 	}
 	defer p.Close()
+	var peer *sch.Proxy
+	if *peerListen != "" {
+		peerOpts := opts
+		peerOpts.Logger = logger.With("proxy", "peer")
+		peer = sch.NewProxyWithOptions(*peerListen, *peerUpstream, peerOpts)
+		if err := peer.Start(); err != nil {
+			fmt.Fprintf(c.stderr, "rehearse: peer: %v\n", err)
+			return exitFailed
+		}
+		defer peer.Close()
+		p.AddPeer(peer)
+	}
 	fmt.Fprintln(c.stdout, rehearseHelp)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -108,10 +142,21 @@ func runRehearse(c *cli, args []string) int {
 				continue
 			}
 			endpoint := strings.Fields(line)[1] // keep the host's case
-			start := time.Now()
-			p.Moving(endpoint, secs)
+			if f[1] == "peer" {
+				if peer == nil {
+					fmt.Fprintln(c.stderr, "moving peer: no --peer-listen proxy")
+					continue
+				}
+				endpoint = peer.Addr()
+			}
+			ep, err := sch.ParseEndpoint(endpoint)
+			if err != nil {
+				fmt.Fprintf(c.stderr, "moving: %v\n", err)
+				continue
+			}
+			p.MovingTo(ep, secs)
 			reports = append(reports, time.AfterFunc(time.Duration(secs)*time.Second+100*time.Millisecond, func() {
-				reportMoving(c.stdout, p, start)
+				reportMoving(c.stdout, p)
 			}))
 		case "migrating":
 			p.Migrating()
@@ -124,7 +169,10 @@ func runRehearse(c *cli, args []string) int {
 		case "cut":
 			p.Cut()
 		case "clients":
-			printClients(c.stdout, p.Clients())
+			printClients(c.stdout, "", p.Clients())
+			if peer != nil {
+				printClients(c.stdout, "peer ", peer.Clients())
+			}
 		case "help":
 			fmt.Fprintln(c.stdout, rehearseHelp)
 		case "quit", "exit":
@@ -135,38 +183,38 @@ func runRehearse(c *cli, args []string) int {
 	}
 }
 
-// reportMoving prints, once a MOVING's time is over, what every client
-// told to move did.
-func reportMoving(w io.Writer, p *sch.Proxy, since time.Time) {
-	moved, stayed := 0, 0
+// reportMoving prints, once a MOVING's time is over, what came of it: a
+// connection counts as moved only when it arrived at the new endpoint,
+// which the proxy knows when the endpoint is its peer (or itself, for
+// "none").
+func reportMoving(w io.Writer, p *sch.Proxy) {
+	r, ok := p.MovingReport()
+	if !ok {
+		return
+	}
 	for _, ci := range p.Clients() {
-		if !ci.Moving {
-			continue
-		}
-		if ci.Left {
-			moved++
-			fmt.Fprintf(w, "client %d (%s): reconnected to the new endpoint %s after the MOVING\n", ci.ID, ci.Addr, ci.LeftAfter.Round(time.Millisecond))
-		} else {
-			stayed++
-			state := "still connected to the old endpoint"
-			if ci.Cut {
-				state = "did not move; its connection was cut"
-			}
-			fmt.Fprintf(w, "client %d (%s): %s\n", ci.ID, ci.Addr, state)
+		if ci.Moving && ci.Cut {
+			fmt.Fprintf(w, "client %d (%s): did not leave before the announced time; its connection was cut\n", ci.ID, ci.Addr)
 		}
 	}
-	fmt.Fprintf(w, "MOVING sent %s ago: %d connection(s) moved, %d did not\n", time.Since(since).Round(time.Millisecond), moved, stayed)
+	fmt.Fprintf(w, "MOVING %d to %s sent %s ago to %d connection(s): %d closed by the client before the deadline, %d cut, %d still open\n",
+		r.Seq, r.Endpoint, time.Since(r.Sent).Round(time.Millisecond), r.Told, r.Closed, r.Cut, r.Open)
+	if r.Arrived < 0 {
+		fmt.Fprintln(w, "arrivals at the new endpoint: unknown (it is not a proxy of this rehearsal; use --peer-listen and 'moving peer')")
+		return
+	}
+	fmt.Fprintf(w, "arrived at the new endpoint: %d connection(s), %d of them negotiated notifications\n", r.Arrived, r.ArrivedNegotiated)
 }
 
-func printClients(w io.Writer, cs []sch.ClientInfo) {
+func printClients(w io.Writer, prefix string, cs []sch.ClientInfo) {
 	if len(cs) == 0 {
-		fmt.Fprintln(w, "no client connections yet")
+		fmt.Fprintln(w, prefix+"no client connections")
 	}
 	for _, ci := range cs {
 		state := "open"
 		switch {
 		case ci.Left:
-			state = "moved after " + ci.LeftAfter.Round(time.Millisecond).String()
+			state = "closed " + ci.LeftAfter.Round(time.Millisecond).String() + " after MOVING"
 		case ci.Cut:
 			state = "cut"
 		case !ci.Open:
@@ -174,8 +222,12 @@ func printClients(w io.Writer, cs []sch.ClientInfo) {
 		}
 		neg := "no notifications"
 		if ci.Negotiated {
-			neg = "notifications (" + ci.EndpointType + ")"
+			typ := ci.EndpointType
+			if typ == "" {
+				typ = "no endpoint type"
+			}
+			neg = "notifications (" + typ + ")"
 		}
-		fmt.Fprintf(w, "client %d %s: %s, %s, received [%s]\n", ci.ID, ci.Addr, state, neg, strings.Join(ci.Notifications, " "))
+		fmt.Fprintf(w, "%sclient %d %s: %s, %s, received [%s]\n", prefix, ci.ID, ci.Addr, state, neg, strings.Join(ci.Notifications, " "))
 	}
 }

@@ -13,22 +13,37 @@ import (
 	"strings"
 )
 
-// Limits protecting readers against garbage input.
+// Limits protecting readers against garbage input. Memory for a length
+// announced in a header is never allocated before the data arrives: bodies
+// grow by at most chunkSize per read, aggregates by what was read.
 const (
-	maxLineLen  = 1 << 20
-	maxBulkLen  = 512 << 20
-	maxElements = 1 << 24
-	maxDepth    = 64
+	maxLineLen    = 1 << 20
+	maxCmdLineLen = 64 << 10 // Redis's own bound on inline commands and headers
+	maxBulkLen    = 512 << 20
+	maxElements   = 1 << 24
+	maxDepth      = 64
+	chunkSize     = 64 << 10
+	// preallocation caps: larger aggregates grow as their elements arrive.
+	maxPrealloc = 1024
 )
 
 // ErrProtocol is wrapped by errors about malformed input.
 var ErrProtocol = errors.New("RESP protocol error")
 
-// readLine reads a line including its terminating "\n".
-func readLine(r *bufio.Reader) ([]byte, error) {
+// readLine reads a line including its terminating "\n", of at most max
+// bytes.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	var line []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > max {
+			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, max)
+		}
+		if err == nil && line == nil {
+			// The common case: the line is in the buffer. Copy it, as the
+			// buffer is reused by the next read.
+			return append(make([]byte, 0, len(chunk)), chunk...), nil
+		}
 		line = append(line, chunk...)
 		if err == nil {
 			return line, nil
@@ -38,9 +53,6 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
-		}
-		if len(line) > maxLineLen {
-			return nil, fmt.Errorf("%w: line too long", ErrProtocol)
 		}
 	}
 }
@@ -55,56 +67,192 @@ func lineInt(line []byte) (int, error) {
 	return n, nil
 }
 
+// headerInt parses a command's header line ("*3\r\n", "$5\r\n") as
+// strictly as Redis does: it ends in CRLF and holds a decimal integer with
+// no sign other than '-' and no leading zero.
+func headerInt(line []byte) (int, error) {
+	body, ok := bytes.CutSuffix(line[1:], []byte("\r\n"))
+	digits, _ := bytes.CutPrefix(body, []byte("-"))
+	bad := !ok || len(digits) == 0 || len(digits) > 18 || (digits[0] == '0' && len(body) > 1)
+	for _, c := range digits {
+		bad = bad || c < '0' || c > '9'
+	}
+	if bad {
+		return 0, fmt.Errorf("%w: bad header %q", ErrProtocol, line)
+	}
+	n, err := strconv.Atoi(string(body))
+	if err != nil {
+		return 0, fmt.Errorf("%w: bad header %q", ErrProtocol, line)
+	}
+	return n, nil
+}
+
+// readBody appends the next n bytes of r to buf, growing buf only as the
+// bytes arrive, so that a header announcing a huge length costs nothing
+// until the data is actually sent.
+func readBody(r *bufio.Reader, buf []byte, n int) ([]byte, error) {
+	for n > 0 {
+		k := min(n, chunkSize)
+		start := len(buf)
+		buf = append(buf, make([]byte, k)...)
+		if _, err := io.ReadFull(r, buf[start:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		n -= k
+	}
+	return buf, nil
+}
+
 // ReadCommand reads one client command: a RESP array of bulk strings or an
 // inline command. It returns the arguments (empty for an empty inline line
 // or an empty array, which Redis ignores) and the raw bytes to forward.
+// Readers that must bound their memory use [ReadCommandHead].
 func ReadCommand(r *bufio.Reader) (args []string, raw []byte, err error) {
-	line, err := readLine(r)
+	cmd, err := ReadCommandHead(r, maxBulkLen+maxCmdLineLen)
 	if err != nil {
 		return nil, nil, err
 	}
-	raw = line
+	if cmd.Partial() {
+		return nil, nil, fmt.Errorf("%w: command larger than %d bytes", ErrProtocol, maxBulkLen+maxCmdLineLen)
+	}
+	return cmd.Args, cmd.Raw, nil
+}
+
+// Head is a client command read by [ReadCommandHead]: in full, or, when
+// it is larger than the reader's budget, its head.
+type Head struct {
+	// Args are the arguments read in full: all of them, unless the command
+	// is [Head.Partial], in which case they are the ones that came
+	// before the first argument that did not fit.
+	Args []string
+	// Raw holds the command's bytes read so far, to forward as they are.
+	Raw []byte
+
+	bodyLeft int // bytes (with CRLF) of the current argument still to copy
+	argsLeft int // arguments after it, still to read
+}
+
+// Partial reports whether the command did not fit the budget: the rest of
+// it is still to be read, with [Head.CopyRest].
+func (c *Head) Partial() bool { return c.bodyLeft > 0 || c.argsLeft > 0 }
+
+// ReadCommandHead reads a client command (a RESP array of bulk strings, or
+// an inline command) keeping at most about budget bytes in memory. A larger
+// command is returned [Head.Partial] after the headers that went over
+// the budget; the caller forwards Raw and then the rest with
+// [Head.CopyRest]. Lines (inline commands, headers) are limited to
+// 64 KiB, as Redis does, arguments to 512 MiB and their number to 2^24.
+func ReadCommandHead(r *bufio.Reader, budget int) (Head, error) {
+	line, err := readLine(r, maxCmdLineLen)
+	if err != nil {
+		return Head{}, err
+	}
 	if line[0] != '*' {
-		return strings.Fields(string(line)), raw, nil
+		return Head{Args: strings.Fields(string(line)), Raw: line}, nil
 	}
-	n, err := lineInt(line)
+	n, err := headerInt(line)
 	if err != nil {
-		return nil, nil, err
+		return Head{}, err
 	}
 	if n <= 0 {
-		return nil, raw, nil
+		return Head{Raw: line}, nil
 	}
 	if n > maxElements {
-		return nil, nil, fmt.Errorf("%w: too many arguments", ErrProtocol)
+		return Head{}, fmt.Errorf("%w: %d arguments (at most %d)", ErrProtocol, n, maxElements)
 	}
-	args = make([]string, 0, n)
+	cmd := Head{Args: make([]string, 0, min(n, 16)), Raw: line}
 	for i := 0; i < n; i++ {
-		hdr, err := readLine(r)
+		size, hdr, err := readArgHeader(r)
 		if err != nil {
-			return nil, nil, err
+			return Head{}, err
+		}
+		cmd.Raw = append(cmd.Raw, hdr...)
+		// The argument's strings count against the budget as well as raw.
+		if len(cmd.Raw)+size+2+16*len(cmd.Args) > budget {
+			cmd.bodyLeft, cmd.argsLeft = size+2, n-i-1
+			return cmd, nil
+		}
+		start := len(cmd.Raw)
+		if cmd.Raw, err = readBody(r, cmd.Raw, size+2); err != nil {
+			return Head{}, err
+		}
+		if !bytes.HasSuffix(cmd.Raw, []byte("\r\n")) {
+			return Head{}, fmt.Errorf("%w: bulk string not terminated by CRLF", ErrProtocol)
+		}
+		cmd.Args = append(cmd.Args, string(cmd.Raw[start:start+size]))
+	}
+	return cmd, nil
+}
+
+// readArgHeader reads the "$<size>\r\n" header of a command argument.
+func readArgHeader(r *bufio.Reader) (int, []byte, error) {
+	hdr, err := readLine(r, maxCmdLineLen)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // inside a command
+		}
+		return 0, nil, err
+	}
+	if hdr[0] != '$' {
+		return 0, nil, fmt.Errorf("%w: expected '$', got %q", ErrProtocol, hdr[0])
+	}
+	size, err := headerInt(hdr)
+	if err != nil {
+		return 0, nil, err
+	}
+	if size < 0 || size > maxBulkLen {
+		return 0, nil, fmt.Errorf("%w: bad bulk length %d", ErrProtocol, size)
+	}
+	return size, hdr, nil
+}
+
+// CopyRest copies the rest of a [Head.Partial] command from r to w as it
+// arrives, in pieces of at most 64 KiB, checking its structure (headers)
+// but not keeping it. Bodies are passed on unchecked: the server rejects a
+// body that does not end in CRLF.
+func (c *Head) CopyRest(r *bufio.Reader, w io.Writer) error {
+	for {
+		if c.bodyLeft > 0 {
+			if _, err := io.CopyN(w, r, int64(c.bodyLeft)); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			c.bodyLeft = 0
+		}
+		if c.argsLeft == 0 {
+			return nil
+		}
+		// The header is parsed in the reader's buffer, not copied: a command
+		// of millions of tiny arguments costs no allocation per argument.
+		hdr, err := r.ReadSlice('\n')
+		if err != nil || len(hdr) > 32 {
+			if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+				err = fmt.Errorf("%w: argument header too long", ErrProtocol)
+			} else if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
 		}
 		if hdr[0] != '$' {
-			return nil, nil, fmt.Errorf("%w: expected '$', got %q", ErrProtocol, hdr[0])
+			return fmt.Errorf("%w: expected '$', got %q", ErrProtocol, hdr[0])
 		}
-		size, err := lineInt(hdr)
+		size, err := headerInt(hdr)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if size < 0 || size > maxBulkLen {
-			return nil, nil, fmt.Errorf("%w: bad bulk length %d", ErrProtocol, size)
+			return fmt.Errorf("%w: bad bulk length %d", ErrProtocol, size)
 		}
-		raw = append(raw, hdr...)
-		start := len(raw)
-		raw = append(raw, make([]byte, size+2)...)
-		if _, err := io.ReadFull(r, raw[start:]); err != nil {
-			return nil, nil, err
+		if _, err := w.Write(hdr); err != nil {
+			return err
 		}
-		if !bytes.HasSuffix(raw, []byte("\r\n")) {
-			return nil, nil, fmt.Errorf("%w: bulk string not terminated by CRLF", ErrProtocol)
-		}
-		args = append(args, string(raw[start:start+size]))
+		c.bodyLeft, c.argsLeft = size+2, c.argsLeft-1
 	}
-	return args, raw, nil
 }
 
 // ReadFrame reads one complete RESP2/RESP3 frame and appends its raw bytes
@@ -113,66 +261,91 @@ func ReadCommand(r *bufio.Reader) (args []string, raw []byte, err error) {
 // following frame); inside aggregates they are read together with the
 // element they annotate.
 func ReadFrame(r *bufio.Reader, buf []byte) ([]byte, byte, error) {
-	return readFrameDepth(r, buf, 0)
-}
-
-func readFrameDepth(r *bufio.Reader, buf []byte, depth int) ([]byte, byte, error) {
-	if depth > maxDepth {
-		return nil, 0, fmt.Errorf("%w: nesting too deep", ErrProtocol)
-	}
-	line, err := readLine(r)
+	typ, err := streamFrame(r, func(piece []byte) error {
+		buf = append(buf, piece...)
+		return nil
+	}, 0)
 	if err != nil {
 		return nil, 0, err
 	}
-	buf = append(buf, line...)
+	return buf, typ, nil
+}
+
+// StreamFrame reads one complete frame, as [ReadFrame] does, but hands it
+// to emit as it arrives, in pieces of at most 64 KiB (lines, parts of
+// bodies), instead of keeping it: its memory is bounded whatever the
+// frame's size. emit may keep the pieces; an error from emit stops the
+// read and is returned.
+func StreamFrame(r *bufio.Reader, emit func(piece []byte) error) (byte, error) {
+	return streamFrame(r, emit, 0)
+}
+
+func streamFrame(r *bufio.Reader, emit func([]byte) error, depth int) (byte, error) {
+	if depth > maxDepth {
+		return 0, fmt.Errorf("%w: nesting too deep", ErrProtocol)
+	}
+	line, err := readLine(r, maxLineLen)
+	if err != nil {
+		if depth > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // inside an aggregate
+		}
+		return 0, err
+	}
+	if err := emit(line); err != nil {
+		return 0, err
+	}
 	typ := line[0]
 	switch typ {
 	case '+', '-', ':', '_', ',', '(', '#':
-		return buf, typ, nil
+		return typ, nil
 	case '$', '!', '=':
 		n, err := lineInt(line)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		if n < 0 {
-			return buf, typ, nil // RESP2 null bulk string
+			return typ, nil // RESP2 null bulk string
 		}
 		if n > maxBulkLen {
-			return nil, 0, fmt.Errorf("%w: bulk too large", ErrProtocol)
+			return 0, fmt.Errorf("%w: bulk too large", ErrProtocol)
 		}
-		start := len(buf)
-		buf = append(buf, make([]byte, n+2)...)
-		if _, err := io.ReadFull(r, buf[start:]); err != nil {
-			return nil, 0, err
+		for left := n + 2; left > 0; {
+			piece, err := readBody(r, nil, min(left, chunkSize))
+			if err != nil {
+				return 0, err
+			}
+			if err := emit(piece); err != nil {
+				return 0, err
+			}
+			left -= len(piece)
 		}
-		return buf, typ, nil
+		return typ, nil
 	case '*', '~', '>', '%', '|':
 		n, err := lineInt(line)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		if n < 0 {
-			return buf, typ, nil // RESP2 null array
+			return typ, nil // RESP2 null array
 		}
 		if typ == '%' || typ == '|' {
 			n *= 2
 		}
 		if n > maxElements {
-			return nil, 0, fmt.Errorf("%w: aggregate too large", ErrProtocol)
+			return 0, fmt.Errorf("%w: aggregate too large", ErrProtocol)
 		}
 		for i := 0; i < n; i++ {
-			var et byte
-			buf, et, err = readFrameDepth(r, buf, depth+1)
+			et, err := streamFrame(r, emit, depth+1)
 			if err != nil {
-				return nil, 0, err
+				return 0, err
 			}
 			if et == '|' {
 				i-- // an attribute annotates the next element; it is not one
 			}
 		}
-		return buf, typ, nil
+		return typ, nil
 	default:
-		return nil, 0, fmt.Errorf("%w: unknown type byte %q", ErrProtocol, typ)
+		return 0, fmt.Errorf("%w: unknown type byte %q", ErrProtocol, typ)
 	}
 }
 
@@ -250,11 +423,13 @@ func ReadValue(r *bufio.Reader) (any, error) {
 		if n > 1<<20 {
 			return nil, fmt.Errorf("%w: array of %d", ErrProtocol, n)
 		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = ReadValue(r); err != nil {
+		out := make([]any, 0, min(n, maxPrealloc))
+		for range n {
+			v, err := ReadValue(r)
+			if err != nil {
 				return nil, err
 			}
+			out = append(out, v)
 		}
 		if typ == '|' {
 			return ReadValue(r) // attributes precede the value
@@ -278,8 +453,8 @@ func readBulk(r *bufio.Reader, body string) (any, error) {
 	if n > 512<<20 {
 		return nil, fmt.Errorf("%w: bulk of %d", ErrProtocol, n)
 	}
-	b := make([]byte, n+2)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := readBody(r, nil, n+2)
+	if err != nil {
 		return nil, err
 	}
 	return string(b[:n]), nil

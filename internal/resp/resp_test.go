@@ -2,7 +2,9 @@ package resp
 
 import (
 	"bufio"
+	"bytes"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -113,4 +115,103 @@ func TestReadValue(t *testing.T) {
 	}
 	_, err := ReadValue(bufio.NewReader(strings.NewReader("?x\r\n")))
 	require.ErrorIs(t, err, ErrProtocol)
+}
+
+// allocated returns the bytes allocated while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A header announcing a huge argument, bulk or aggregate costs nothing
+// until its data arrives: a 14-byte attack must not allocate 512 MB.
+func TestHeadersAllocateNothingBeforeData(t *testing.T) {
+	for _, in := range []string{
+		"*1\r\n$536870912\r\n",
+		"*16777216\r\n",
+		"*16777216\r\n$3\r\nGET\r\n",
+	} {
+		got := allocated(func() {
+			_, _, err := ReadCommand(bufio.NewReader(strings.NewReader(in)))
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF, in)
+		})
+		assert.Less(t, got, uint64(1<<20), "ReadCommand(%q) allocated %d bytes", in, got)
+		got = allocated(func() {
+			// Over the budget: the head comes back at once, to stream the rest.
+			h, err := ReadCommandHead(bufio.NewReader(strings.NewReader(in)), 1<<20)
+			if err == nil {
+				require.True(t, h.Partial(), in)
+			} else {
+				require.ErrorIs(t, err, io.ErrUnexpectedEOF, in)
+			}
+		})
+		assert.Less(t, got, uint64(1<<20), "ReadCommandHead(%q) allocated %d bytes", in, got)
+	}
+	for _, in := range []string{"$536870912\r\n", "*16777216\r\n", "%8388608\r\n"} {
+		got := allocated(func() {
+			_, _, err := ReadFrame(bufio.NewReader(strings.NewReader(in)), nil)
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF, in)
+		})
+		assert.Less(t, got, uint64(1<<20), "ReadFrame(%q) allocated %d bytes", in, got)
+		got = allocated(func() {
+			_, err := ReadValue(bufio.NewReader(strings.NewReader(in)))
+			require.Error(t, err, in)
+		})
+		assert.Less(t, got, uint64(1<<20), "ReadValue(%q) allocated %d bytes", in, got)
+	}
+}
+
+// Lines are bounded as Redis bounds them, with an error that says so.
+func TestCommandLinesAreBounded(t *testing.T) {
+	_, _, err := ReadCommand(bufio.NewReader(strings.NewReader(strings.Repeat("x", 70<<10) + "\r\n")))
+	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorContains(t, err, "line longer than 65536 bytes")
+	_, _, err = ReadCommand(bufio.NewReader(strings.NewReader("*16777217\r\n")))
+	require.ErrorContains(t, err, "16777217 arguments")
+}
+
+// A command over the budget comes back as its head; CopyRest passes the
+// rest on unchanged, without keeping it.
+func TestReadCommandHeadStreamsTheRest(t *testing.T) {
+	big := strings.Repeat("v", 300<<10)
+	cmd := string(Command("SET", "key", big, "EX", "10"))
+	r := bufio.NewReaderSize(strings.NewReader(cmd+"*1\r\n$4\r\nPING\r\n"), 4096)
+	h, err := ReadCommandHead(r, 64<<10)
+	require.NoError(t, err)
+	require.True(t, h.Partial())
+	assert.Equal(t, []string{"SET", "key"}, h.Args)
+	var out bytes.Buffer
+	out.Grow(len(cmd))
+	out.Write(h.Raw)
+	got := allocated(func() { require.NoError(t, h.CopyRest(r, &out)) })
+	assert.Equal(t, cmd, out.String())
+	assert.False(t, h.Partial())
+	// The rest went through in pieces, never whole.
+	assert.Less(t, got, uint64(len(big)/2))
+
+	h, err = ReadCommandHead(r, 64<<10)
+	require.NoError(t, err)
+	assert.False(t, h.Partial())
+	assert.Equal(t, []string{"PING"}, h.Args)
+}
+
+// StreamFrame hands over a large frame in bounded pieces that add up to it.
+func TestStreamFrame(t *testing.T) {
+	frame := "*2\r\n$200000\r\n" + strings.Repeat("x", 200000) + "\r\n:1\r\n"
+	var pieces []int
+	var all strings.Builder
+	typ, err := StreamFrame(bufio.NewReader(strings.NewReader(frame)), func(p []byte) error {
+		pieces = append(pieces, len(p))
+		all.Write(p)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, byte('*'), typ)
+	assert.Equal(t, frame, all.String())
+	for _, n := range pieces {
+		assert.LessOrEqual(t, n, 64<<10)
+	}
 }

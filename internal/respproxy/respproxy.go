@@ -14,6 +14,15 @@
 // connection becomes "unsynced", server frames are forwarded as they come,
 // and local replies are written as soon as the replies already expected
 // have been delivered.
+//
+// Memory per connection is bounded whatever the peers send: a command is
+// kept in memory up to [CommandBudget] bytes and streamed to the server
+// beyond that; server frames are streamed to the client in pieces; at most
+// about [MaxQueued] bytes wait for a client that does not read (the proxy
+// then stops reading from that connection's server, whose own buffers take
+// the backlog, as they would without a proxy); closed connections are
+// forgotten. [Config.MaxConns] caps the connections and [Config.IdleTimeout]
+// closes silent ones.
 package respproxy
 
 import (
@@ -27,6 +36,27 @@ import (
 
 	"github.com/redisfactory/redisfactory/internal/resp"
 )
+
+// Bounds of one connection's memory.
+const (
+	// CommandBudget is how much of a client command is kept in memory.
+	// The hooks see commands that fit; a larger one (a big value) is
+	// streamed to the server as it arrives, Observe seeing the arguments
+	// before the first one that did not fit, Handle not consulted.
+	CommandBudget = 64 << 10
+	// MaxQueued is how many bytes may wait for a client before the proxy
+	// stops reading that connection's server (and its local replies).
+	MaxQueued = 256 << 10
+	// turnCost is what a function waiting in [Conn.AtTurn] counts for
+	// against MaxQueued.
+	turnCost = 256
+	// readBufferSize is the size of each connection's read buffers.
+	readBufferSize = 16 << 10
+)
+
+// RefusedReply is what a client connection over [Config.MaxConns] reads
+// before the proxy closes it (Redis's own words for its maxclients).
+const RefusedReply = "-ERR max number of clients reached\r\n"
 
 // Config holds the hooks that make a [Proxy] a particular proxy. Only Dial
 // is required. Hooks run on connection goroutines, concurrently with other
@@ -48,13 +78,27 @@ type Config struct {
 	// (answered it with [Conn.Reply], or chosen to swallow it) and false to
 	// forward it to the server.
 	Handle func(c *Conn, cmd []string) bool
-	// Rewrite, if set, may replace the server's reply to a forwarded command
-	// cmd. It runs with the connection's lock held, so that the reply keeps
-	// its place: it must be quick and must not call Conn methods.
+	// Rewrite, if set, may replace the server's reply to a forwarded
+	// command; cmd holds the command's first two arguments (each cut to 64
+	// bytes), which is what a proxy needs to recognise it. It runs with the
+	// connection's lock held, so that the reply keeps its place: it must be
+	// quick and must not call Conn methods. The reply is then read whole
+	// rather than streamed: set Rewrite only for trusted servers.
 	Rewrite func(cmd []string, reply []byte) []byte
 	// Closed, if set, is called once when a connection pair has been closed.
 	// It must not wait for a goroutine that may be calling [Conn.Close].
 	Closed func(c *Conn)
+	// Refused, if set, is told about every connection closed by a limit:
+	// reason is "max connections", "idle" or a protocol error.
+	Refused func(client net.Addr, reason string)
+	// MaxConns caps the open connection pairs; a client over the cap reads
+	// [RefusedReply] and is closed. 0 means no cap.
+	MaxConns int
+	// IdleTimeout closes a connection whose client has sent nothing for
+	// that long while it waits for no reply and is not subscribed (as
+	// Redis's timeout). A client that stalls in the middle of a command
+	// for that long is closed too. 0 means never.
+	IdleTimeout time.Duration
 }
 
 // Proxy accepts client connections on a listener and serves each as a
@@ -65,9 +109,10 @@ type Proxy struct {
 	blackhole atomic.Bool
 	delay     atomic.Int64 // time.Duration
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[*Conn]struct{}
+	mu      sync.Mutex
+	closed  bool
+	conns   map[*Conn]struct{}
+	opening int // accepted connections not registered yet, for MaxConns
 
 	wg sync.WaitGroup
 }
@@ -149,19 +194,51 @@ func (p *Proxy) acceptLoop() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		p.mu.Lock()
+		full := p.cfg.MaxConns > 0 && len(p.conns)+p.opening >= p.cfg.MaxConns
+		if !full {
+			p.opening++
+		}
+		p.mu.Unlock()
+		if full {
+			p.refuse(client, "max connections")
+			continue
+		}
 		p.wg.Add(1)
 		go p.serve(client)
 	}
 }
 
+// refuse tells a client over the connection cap why, and closes it,
+// without letting a client that does not read hold the accept loop up.
+func (p *Proxy) refuse(client net.Conn, reason string) {
+	_ = client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = client.Write([]byte(RefusedReply))
+	if tc, ok := client.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // do not keep the socket in TIME_WAIT
+	}
+	_ = client.Close()
+	if p.cfg.Refused != nil {
+		p.cfg.Refused(client.RemoteAddr(), reason)
+	}
+}
+
 func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
+	registered := false
+	defer func() {
+		if !registered {
+			p.mu.Lock()
+			p.opening--
+			p.mu.Unlock()
+		}
+	}()
 	server, err := p.cfg.Dial()
 	if err != nil {
 		_ = client.Close()
 		return
 	}
-	c := &Conn{p: p, client: client, server: server, done: make(chan struct{})}
+	c := &Conn{p: p, client: client, server: server, done: make(chan struct{}), keepCmds: p.cfg.Rewrite != nil}
 	c.cond = sync.NewCond(&c.mu)
 	// Open runs before the pair is registered, so that nothing (Conns, a
 	// concurrent Close) sees a connection whose state is not set yet.
@@ -169,6 +246,8 @@ func (p *Proxy) serve(client net.Conn) {
 		c.state = p.cfg.Open(c)
 	}
 	p.mu.Lock()
+	p.opening--
+	registered = true
 	if p.closed {
 		p.mu.Unlock()
 		c.Close()
@@ -187,32 +266,43 @@ func (p *Proxy) serve(client net.Conn) {
 
 // Conn is one client connection and its server connection.
 type Conn struct {
-	p      *Proxy
-	client net.Conn
-	server net.Conn
-	state  any
-	done   chan struct{} // closed by Close: stops a delayed serverLoop
-	once   sync.Once
+	p        *Proxy
+	client   net.Conn
+	server   net.Conn
+	state    any
+	done     chan struct{} // closed by Close: stops a delayed serverLoop
+	once     sync.Once
+	keepCmds bool // Rewrite is set: pending keeps every command's name
 
 	blackhole atomic.Bool // this pair only (see Conn.Blackhole)
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signals writeLoop: out grew, or closed/eof
-	out      [][]byte   // frames waiting to be written to the client
-	pending  []pending  // replies the client waits for, in order
-	closed   bool
-	eof      bool // the server closed: flush out, then close
-	resp3    bool
-	unsynced bool
+	mu         sync.Mutex
+	cond       *sync.Cond // signals: out grew or shrank, a turn came, or closed/eof
+	out        [][]byte   // frames waiting to be written to the client
+	outBytes   int        // their size
+	held       [][]byte   // frames sent while a server frame is half written
+	midFrame   bool       // out ends in the middle of a server frame
+	pending    []pending  // replies the client waits for, in order
+	localBytes int        // bytes of the local replies in pending
+	closed     bool
+	eof        bool // the server closed: flush out, then close
+	resp3      bool
+	unsynced   bool
+	subscribed bool // a SUBSCRIBE-family command was sent: silence is normal
 }
 
-// pending is a reply the client waits for: the server's reply to the
-// forwarded command cmd, or (cmd == nil) a local reply that must wait for
-// the server replies ahead of it. The queue is empty or starts with a
-// server reply: local replies are only queued behind one.
+// pending is a reply (or replies) the client waits for: n server replies
+// to forwarded commands (n > 0; cmd is set when the one reply's command
+// matters, n is then 1), a local reply that must wait for the server
+// replies ahead of it (local), or a function to run at that point (turn).
+// The queue is empty or starts with a server reply or a turn: local
+// replies are only queued behind one. Runs of ordinary commands share one
+// entry, so a long pipeline costs no memory here.
 type pending struct {
+	n     int
 	cmd   []string
 	local []byte
+	turn  func()
 }
 
 // State returns what [Config.Open] returned for the connection.
@@ -220,6 +310,9 @@ func (c *Conn) State() any { return c.state }
 
 // RemoteAddr returns the client's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.client.RemoteAddr() }
+
+// LocalAddr returns the address the client connected to.
+func (c *Conn) LocalAddr() net.Addr { return c.client.LocalAddr() }
 
 // RESP3 reports whether the connection has switched to RESP3 (a HELLO 3
 // answered by the server, and no RESET or HELLO 2 since).
@@ -238,9 +331,20 @@ func (c *Conn) Send(frame []byte) bool {
 	if c.closed {
 		return false
 	}
-	c.out = append(c.out, frame)
-	c.cond.Signal()
+	c.queueLocked(frame)
 	return true
+}
+
+// queueLocked appends a whole frame to out, or holds it until the server
+// frame being streamed is complete. c.mu must be held.
+func (c *Conn) queueLocked(frame []byte) {
+	if c.midFrame {
+		c.held = append(c.held, frame)
+		return
+	}
+	c.out = append(c.out, frame)
+	c.outBytes += len(frame)
+	c.cond.Broadcast()
 }
 
 // Reply queues frame (raw RESP; it may hold several frames) as a local
@@ -248,16 +352,35 @@ func (c *Conn) Send(frame []byte) bool {
 // client sent before. frame must not be modified afterwards.
 func (c *Conn) Reply(frame []byte) {
 	if len(frame) == 0 {
-		return // nothing to write, and nil marks server replies in pending
+		return // nothing to write
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pending) == 0 {
-		c.out = append(c.out, frame)
-		c.cond.Signal()
+		c.queueLocked(frame)
 	} else {
 		c.pending = append(c.pending, pending{local: frame})
+		c.localBytes += len(frame)
 	}
+}
+
+// AtTurn runs fn once the replies to every command the client sent before
+// have been queued for it, and before any later reply: at once (on the
+// caller's goroutine) if none is awaited, otherwise on the connection's
+// server goroutine when the last of them arrives. fn typically decides a
+// local reply from what those replies said (a HELLO's protocol) and
+// queues it with [Conn.Send]. It runs with no lock of the connection held;
+// it never runs if the connection closes first.
+func (c *Conn) AtTurn(fn func()) {
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		c.mu.Unlock()
+		fn()
+		return
+	}
+	c.pending = append(c.pending, pending{turn: fn})
+	c.localBytes += turnCost
+	c.mu.Unlock()
 }
 
 // Blackhole swallows this pair's traffic as [Proxy.Blackhole] does for
@@ -272,6 +395,7 @@ func (c *Conn) Close() {
 	c.once.Do(func() {
 		c.mu.Lock()
 		c.closed = true
+		c.out, c.held, c.pending = nil, nil, nil
 		c.cond.Broadcast()
 		c.mu.Unlock()
 		_ = c.client.Close()
@@ -286,20 +410,70 @@ func (c *Conn) Close() {
 	})
 }
 
+// idleReader extends the client's read deadline before every read, so
+// that only silence (not a long connection) reaches it.
+type idleReader struct {
+	net.Conn
+	d time.Duration
+}
+
+func (r idleReader) Read(b []byte) (int, error) {
+	_ = r.Conn.SetReadDeadline(time.Now().Add(r.d))
+	return r.Conn.Read(b)
+}
+
+// waitsLocked reports whether silence from the client is normal: it
+// waits for a reply (a blocking command) or for messages. c.mu must be
+// held.
+func (c *Conn) waitsLocked() bool {
+	return len(c.pending) > 0 || c.subscribed || c.unsynced
+}
+
 // clientLoop reads commands from the client and forwards, swallows or
 // hands them to Config.Handle.
 func (c *Conn) clientLoop() {
 	defer c.Close()
 	cfg := &c.p.cfg
-	r := bufio.NewReaderSize(c.client, 32<<10)
+	var src net.Conn = c.client
+	if cfg.IdleTimeout > 0 {
+		src = idleReader{c.client, cfg.IdleTimeout}
+	}
+	r := bufio.NewReaderSize(src, readBufferSize)
+	// Writes to the server go through a buffer so that a streamed command
+	// is not sent in tiny pieces; it is flushed after every command.
+	w := bufio.NewWriterSize(c.server, readBufferSize)
 	for {
-		args, raw, err := resp.ReadCommand(r)
-		if err != nil {
+		if _, err := r.Peek(1); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.mu.Lock()
+				waits := c.waitsLocked()
+				c.mu.Unlock()
+				if waits {
+					continue
+				}
+				c.refused("idle")
+			}
 			return
 		}
-		if len(args) == 0 { // Redis ignores empty commands: no reply
+		cmd, err := resp.ReadCommandHead(r, CommandBudget)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				c.refused("idle")
+			case errors.Is(err, resp.ErrProtocol):
+				// As Redis does: say why, then close.
+				c.Reply([]byte("-ERR Protocol error: " + strings.TrimPrefix(err.Error(), resp.ErrProtocol.Error()+": ") + "\r\n"))
+				c.refused(err.Error())
+				c.drainThenClose()
+			}
+			return
+		}
+		args := cmd.Args
+		if len(args) == 0 && !cmd.Partial() { // Redis ignores empty commands: no reply
 			if !c.blackholed() {
-				if _, err := c.server.Write(raw); err != nil {
+				if _, err := c.server.Write(cmd.Raw); err != nil {
 					return
 				}
 			}
@@ -309,20 +483,92 @@ func (c *Conn) clientLoop() {
 			cfg.Observe(args)
 		}
 		if c.blackholed() {
+			if cmd.Partial() && cmd.CopyRest(r, discard{}) != nil {
+				return
+			}
 			continue
 		}
-		if cfg.Handle != nil && cfg.Handle(c, args) {
+		if !cmd.Partial() && cfg.Handle != nil && cfg.Handle(c, args) {
+			if !c.waitLocalRoom() {
+				return
+			}
 			continue
 		}
 		c.mu.Lock()
 		if c.expectsReplyLocked(args) {
-			c.pending = append(c.pending, pending{cmd: args})
+			c.pushServerLocked(args)
 		}
 		c.mu.Unlock()
-		if _, err := c.server.Write(raw); err != nil {
+		if _, err := w.Write(cmd.Raw); err != nil {
+			return
+		}
+		if cmd.Partial() {
+			if err := cmd.CopyRest(r, w); err != nil {
+				return
+			}
+		}
+		if err := w.Flush(); err != nil {
 			return
 		}
 	}
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// refused reports a connection closed by a limit.
+func (c *Conn) refused(reason string) {
+	if c.p.cfg.Refused != nil {
+		c.p.cfg.Refused(c.client.RemoteAddr(), reason)
+	}
+}
+
+// drainThenClose lets writeLoop deliver what is queued (an error reply)
+// for a moment, then closes the connection.
+func (c *Conn) drainThenClose() {
+	c.mu.Lock()
+	c.eof = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	t := time.AfterFunc(time.Second, c.Close)
+	<-c.done
+	t.Stop()
+}
+
+// waitLocalRoom holds the client's commands, after one the proxy answered
+// itself, while more than MaxQueued bytes wait for a client that does not
+// read them: local replies must not pile up either. It
+// reports false when the connection closed.
+func (c *Conn) waitLocalRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !c.closed && !c.eof && c.localBytes+c.outBytes > MaxQueued {
+		c.cond.Wait()
+	}
+	return !c.closed
+}
+
+// pushServerLocked records that the server will answer args. c.mu must be
+// held.
+func (c *Conn) pushServerLocked(args []string) {
+	name := ""
+	if len(args) > 0 { // none when the first argument was streamed
+		name = args[0]
+	}
+	if c.keepCmds || strings.EqualFold(name, "HELLO") || strings.EqualFold(name, "RESET") {
+		kept := make([]string, 0, 2)
+		for _, a := range args[:min(2, len(args))] {
+			kept = append(kept, strings.Clone(a[:min(len(a), 64)]))
+		}
+		c.pending = append(c.pending, pending{n: 1, cmd: kept})
+		return
+	}
+	if last := len(c.pending) - 1; last >= 0 && c.pending[last].n > 0 && c.pending[last].cmd == nil {
+		c.pending[last].n++
+		return
+	}
+	c.pending = append(c.pending, pending{n: 1})
 }
 
 // expectsReplyLocked reports whether the command gets exactly one reply
@@ -332,10 +578,14 @@ func (c *Conn) expectsReplyLocked(args []string) bool {
 	if c.unsynced {
 		return false
 	}
+	if len(args) == 0 {
+		return true // streamed with a huge first argument: an error reply
+	}
 	switch strings.ToUpper(args[0]) {
 	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
 		// RESP3 confirms with push frames; RESP2 with one reply per channel
 		// and then delivers messages as ordinary arrays.
+		c.subscribed = true
 		if !c.resp3 {
 			c.unsynced = true
 		}
@@ -353,7 +603,7 @@ func (c *Conn) expectsReplyLocked(args []string) bool {
 }
 
 // serverLoop reads frames from the server and queues them for the client,
-// releasing the local replies that were waiting for them.
+// in pieces, releasing the local replies that were waiting for them.
 func (c *Conn) serverLoop() {
 	defer func() {
 		c.mu.Lock()
@@ -361,22 +611,15 @@ func (c *Conn) serverLoop() {
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}()
-	r := bufio.NewReaderSize(c.server, 32<<10)
-	var attr []byte
+	r := bufio.NewReaderSize(c.server, readBufferSize)
+	inAttr := false // an attribute was streamed; its frame follows
 	for {
-		frame, typ, err := resp.ReadFrame(r, nil)
+		b, err := r.Peek(1)
 		if err != nil {
 			return
 		}
-		if typ == '|' { // attribute: belongs to the next frame
-			attr = append(attr, frame...)
-			continue
-		}
-		if attr != nil {
-			frame = append(attr, frame...)
-			attr = nil
-		}
-		if d := time.Duration(c.p.delay.Load()); d > 0 {
+		typ := b[0]
+		if d := time.Duration(c.p.delay.Load()); d > 0 && !inAttr {
 			timer := time.NewTimer(d)
 			select {
 			case <-timer.C:
@@ -386,36 +629,119 @@ func (c *Conn) serverLoop() {
 			}
 		}
 		deliver := !c.blackholed()
+		if typ == '|' {
+			inAttr = true
+			if err := c.stream(r, deliver); err != nil {
+				return
+			}
+			continue
+		}
+		inAttr = false
+		var head pending
+		isReply := false
 		c.mu.Lock()
-		if typ != '>' && len(c.pending) > 0 {
-			head := c.pending[0]
-			c.pending = c.pending[1:]
-			// HELLO's reply is a map in RESP3 and an array in RESP2.
-			hello := strings.EqualFold(head.cmd[0], "HELLO")
-			switch {
-			case hello && typ == '%':
-				c.resp3 = true
-			case hello && typ == '*', strings.EqualFold(head.cmd[0], "RESET"):
-				c.resp3 = false
-			}
-			if deliver {
-				if c.p.cfg.Rewrite != nil {
-					frame = c.p.cfg.Rewrite(head.cmd, frame)
-				}
-				c.out = append(c.out, frame)
-			}
-			for len(c.pending) > 0 && c.pending[0].cmd == nil {
-				if deliver {
-					c.out = append(c.out, c.pending[0].local)
-				}
+		if typ != '>' && len(c.pending) > 0 && c.pending[0].n > 0 {
+			isReply = true
+			head = c.pending[0]
+			if c.pending[0].n > 1 {
+				c.pending[0].n--
+			} else {
 				c.pending = c.pending[1:]
 			}
-		} else if deliver {
-			c.out = append(c.out, frame)
+			if len(head.cmd) > 0 {
+				// HELLO's reply is a map in RESP3 and an array in RESP2.
+				hello := strings.EqualFold(head.cmd[0], "HELLO")
+				switch {
+				case hello && typ == '%':
+					c.resp3 = true
+				case hello && typ == '*', strings.EqualFold(head.cmd[0], "RESET"):
+					c.resp3 = false
+				}
+			}
 		}
-		c.cond.Signal()
 		c.mu.Unlock()
+		if isReply && head.cmd != nil && c.p.cfg.Rewrite != nil {
+			frame, _, err := resp.ReadFrame(r, nil)
+			if err != nil {
+				return
+			}
+			if deliver {
+				c.mu.Lock()
+				c.queueLocked(c.p.cfg.Rewrite(head.cmd, frame))
+				c.mu.Unlock()
+			}
+		} else if err := c.stream(r, deliver); err != nil {
+			return
+		}
+		if isReply && !c.releaseLocals(deliver) {
+			return
+		}
 	}
+}
+
+// stream copies one frame from the server to out in pieces, waiting for
+// the client to read while more than MaxQueued bytes are queued (or
+// discarding it when deliver is false). It returns an error when the
+// server connection failed or the connection closed.
+func (c *Conn) stream(r *bufio.Reader, deliver bool) error {
+	_, err := resp.StreamFrame(r, func(piece []byte) error {
+		if !deliver {
+			return nil
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for c.outBytes > MaxQueued && !c.closed {
+			c.cond.Wait()
+		}
+		if c.closed {
+			return net.ErrClosed
+		}
+		c.out = append(c.out, piece)
+		c.outBytes += len(piece)
+		c.midFrame = true
+		c.cond.Broadcast()
+		return nil
+	})
+	c.mu.Lock()
+	c.midFrame = false
+	for _, f := range c.held {
+		c.out = append(c.out, f)
+		c.outBytes += len(f)
+	}
+	c.held = nil
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	return err
+}
+
+// releaseLocals queues the local replies, and runs the turns, that were
+// waiting for the reply just delivered. It reports false when the
+// connection closed.
+func (c *Conn) releaseLocals(deliver bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.pending) > 0 && c.pending[0].n == 0 {
+		head := c.pending[0]
+		if head.turn != nil {
+			// Run it unlocked but still at the head of the queue, so that
+			// a Reply made meanwhile waits behind it.
+			c.mu.Unlock()
+			head.turn()
+			c.mu.Lock()
+			if c.closed {
+				return false
+			}
+			c.localBytes -= turnCost
+		} else {
+			c.localBytes -= len(head.local)
+			if deliver {
+				c.queueLocked(head.local)
+			}
+		}
+		c.pending = c.pending[1:]
+		c.cond.Broadcast()
+	}
+	return !c.closed
 }
 
 // writeLoop writes queued frames to the client, several at a time.
@@ -432,9 +758,19 @@ func (c *Conn) writeLoop() {
 		}
 		bufs := net.Buffers(c.out)
 		c.out = nil
+		c.outBytes = 0
+		c.cond.Broadcast() // room for the server loop
 		c.mu.Unlock()
 		if _, err := bufs.WriteTo(c.client); err != nil {
 			return
 		}
 	}
+}
+
+// Queued returns how many bytes wait to be written to the client; it stays
+// around [MaxQueued] however much a client that does not read asks for.
+func (c *Conn) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outBytes + c.localBytes
 }
