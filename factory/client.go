@@ -88,7 +88,7 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
 	}
 	cm := common{
-		dialer:    dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks),
+		dialer:    wrapDialer(c.exts, dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks)),
 		tls:       tlsCfg,
 		read:      read,
 		write:     write,
