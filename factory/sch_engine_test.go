@@ -1,0 +1,88 @@
+package factory_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/internal/redistest"
+	"github.com/redisfactory/redisfactory/sch"
+)
+
+// During a maintenance a relaxed timeout never shortens a longer one: a
+// BLPOP that waits 2s for its element (socket timeout 500ms, relaxed
+// timeout 1s, MIGRATING received on its connection) returns the element,
+// with a 5s timeout and with none (0, forever). go-redis's own
+// maintenance notifications replace the deadline with the relaxed one and
+// end the same BLPOP with a timeout after 1s.
+func TestSCHRelaxedTimeoutKeepsBlockingCommands(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+
+	// blpop pushes an element 2s after starting a BLPOP on c and returns
+	// what the BLPOP got and how long it took.
+	blpop := func(t *testing.T, c redis.Cmdable, key string, timeout time.Duration) ([]string, error, time.Duration) {
+		start := time.Now()
+		pushed := make(chan error, 1)
+		go func() {
+			time.Sleep(2 * time.Second)
+			pushed <- admin.RPush(ctx, key, "element").Err()
+		}()
+		v, err := c.BLPop(ctx, timeout, key).Result()
+		took := time.Since(start)
+		require.NoError(t, <-pushed)
+		return v, err, took
+	}
+
+	c, _ := schBuild(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 500ms}
+pool: {size: 1}
+sch: {mode: enabled, relaxed_timeout: 1s}
+`, p.Addr())
+	require.NoError(t, c.Ping(ctx).Err())
+	require.Equal(t, 1, p.Migrating())
+	require.NoError(t, c.Ping(ctx).Err()) // the connection reads MIGRATING
+	require.Equal(t, uint64(1), c.Handoffs().Notifications["MIGRATING"])
+	for _, timeout := range []time.Duration{5 * time.Second, 0} {
+		t.Run("timeout="+timeout.String(), func(t *testing.T) {
+			v, err, took := blpop(t, c, "q"+timeout.String(), timeout)
+			require.NoError(t, err, "BLPOP with timeout %s during MIGRATING", timeout)
+			require.Equal(t, []string{"q" + timeout.String(), "element"}, v)
+			require.GreaterOrEqual(t, took, 2*time.Second)
+			t.Logf("BLPOP %s during MIGRATING returned its element after %s", timeout, took.Round(time.Millisecond))
+		})
+	}
+	// The relaxed timeout itself applies: a 800ms command under the 500ms
+	// socket timeout succeeds, until MIGRATED.
+	require.NoError(t, c.Do(ctx, "DEBUG", "SLEEP", "0.8").Err())
+	require.Equal(t, 1, p.Migrated())
+	require.NoError(t, c.Ping(ctx).Err())
+	err := c.Do(ctx, "DEBUG", "SLEEP", "0.8").Err()
+	require.Equal(t, errclass.Timeout, errclass.Of(err), "after MIGRATED the 500ms timeout is back: %v", err)
+
+	t.Run("go-redis's own", func(t *testing.T) {
+		g := redis.NewClient(&redis.Options{
+			Addr: p.Addr(), Protocol: 3, PoolSize: 1, ReadTimeout: 500 * time.Millisecond,
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeEnabled, RelaxedTimeout: time.Second},
+		})
+		t.Cleanup(func() { _ = g.Close() })
+		require.NoError(t, g.Ping(ctx).Err())
+		require.Equal(t, 1, p.Migrating())
+		require.NoError(t, g.Ping(ctx).Err())
+		_, err, took := blpop(t, g, "g", 5*time.Second)
+		require.Equal(t, errclass.Timeout, errclass.Of(err), "go-redis replaces the BLPOP's deadline with the relaxed timeout: %v", err)
+		require.Less(t, took, 2*time.Second)
+		t.Logf("go-redis's own: BLPOP 5s during MIGRATING ended after %s with %v", took.Round(time.Millisecond), err)
+	})
+}
