@@ -86,3 +86,69 @@ sch: {mode: enabled, relaxed_timeout: 1s}
 		t.Logf("go-redis's own: BLPOP 5s during MIGRATING ended after %s with %v", took.Round(time.Millisecond), err)
 	})
 }
+
+// Sentinel: the master sits behind a maintenance proxy that the sentinel
+// monitors, so the failover client's connections to the master go through
+// it. A MOVING on them to a second server (behind a second proxy) under a
+// load that checks every reply hands every connection off before the
+// announced time ends, with no failed command and no crossed reply; the
+// old endpoint is then cut. go-redis's failover client has no maintenance
+// notifications of its own.
+func TestSCHSentinelMovingUnderLoad(t *testing.T) {
+	a := redistest.Start(t, redistest.Options{})
+	b := redistest.Start(t, redistest.Options{})
+	pa := schProxy(t, a.Addr(), sch.ProxyOptions{NoAutoCut: true})
+	pb := schProxy(t, b.Addr(), sch.ProxyOptions{})
+	sentinel := redistest.StartSentinelFor(t, "mymaster", pa.Addr())
+	const workers, blockers = 6, 2
+	c, _ := schBuild(t, `
+mode: sentinel
+sentinel: {master_name: mymaster, addrs: [%s]}
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 2s}
+pool: {size: %d}
+sch: {mode: enabled, relaxed_timeout: 5s, handoff_timeout: 5s}
+`, sentinel.Addr(), workers+blockers)
+	l := startLoad(c, workers, blockers)
+	defer l.stop()
+	l.progress(t, 500)
+	require.Positive(t, clientConns(pa), "the master's connections go through the proxy")
+
+	told := pa.Moving(pb.Addr(), movingSeconds)
+	start := time.Now()
+	require.Positive(t, told)
+	ctx, cancel := context.WithTimeout(context.Background(), movingSeconds*time.Second)
+	defer cancel()
+	allLeft, err := pa.WaitMoved(ctx)
+	require.NoError(t, err, "every connection left for the new endpoint before the announced %ds: %+v", movingSeconds, pa.Clients())
+	require.True(t, allLeft)
+	schEventually(t, time.Until(start.Add(movingSeconds*time.Second)), func() bool { return clientConns(pa) == 0 },
+		"no connection left on the old endpoint before the announced time ends")
+	moved := time.Since(start)
+	pa.Cut()
+	l.progress(t, 500)
+	ok, failed, errs := l.stop()
+	require.Zero(t, failed, "no command failed and no reply was crossed: %q", errs)
+	require.Zero(t, clientConns(pa), "connections opened after the MOVING go to the new endpoint")
+	require.Positive(t, clientConns(pb), "the connections are on the new endpoint")
+	st := c.Handoffs()
+	require.GreaterOrEqual(t, st.Retired, uint64(told))
+	require.Positive(t, st.HandoffsCompleted)
+	require.Zero(t, st.HandoffsFailed)
+	t.Logf("Sentinel: %d connections told, %d retired, %d handed off, all moved %s after the MOVING; %d commands, 0 failed, 0 crossed",
+		told, st.Retired, st.HandoffsCompleted, moved.Round(time.Millisecond), ok)
+}
+
+// clientConns counts the open connections of a proxy that negotiated
+// notifications: the client's, not the sentinel's (which monitors the
+// master through the same proxy).
+func clientConns(p *sch.Proxy) int {
+	n := 0
+	for _, ci := range p.Clients() {
+		if ci.Open && ci.Negotiated {
+			n++
+		}
+	}
+	return n
+}
