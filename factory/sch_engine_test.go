@@ -2,6 +2,8 @@ package factory_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,4 +153,60 @@ func clientConns(p *sch.Proxy) int {
 		}
 	}
 	return n
+}
+
+// Cluster: SMIGRATING relaxes the connections of the node that sent it
+// (a command slower than the socket timeout succeeds there), and SMIGRATED
+// restores them and reloads the slot map (CLUSTER SLOTS again).
+func TestSCHClusterSMigrated(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	nodes := cl.Nodes()
+	rewrite := map[string]string{}
+	proxies := make([]*sch.Proxy, len(nodes))
+	for i, n := range nodes {
+		proxies[i] = schProxy(t, n.Addr(), sch.ProxyOptions{Rewrite: rewrite})
+		rewrite[n.Addr()] = proxies[i].Addr()
+	}
+	c, _ := schBuild(t, `
+mode: cluster
+addrs: [%s]
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 300ms}
+pool: {size: 1}
+sch: {mode: enabled, relaxed_timeout: 3s}
+`, proxies[0].Addr())
+	cc := c.UniversalClient.(*redis.ClusterClient)
+	ctx := context.Background()
+	node0, err := cc.MasterForKey(ctx, keyOn(t, cl, nodes[0].Addr()))
+	require.NoError(t, err)
+	require.NoError(t, node0.Ping(ctx).Err())
+
+	require.Equal(t, 1, proxies[0].SMigrating("0-100"))
+	require.NoError(t, node0.Ping(ctx).Err()) // reads SMIGRATING
+	require.NoError(t, node0.Do(ctx, "DEBUG", "SLEEP", "0.8").Err(), "node 0 is relaxed")
+
+	slotsCalls := func() int {
+		n := 0
+		for _, node := range nodes {
+			admin := redis.NewClient(&redis.Options{Addr: node.Addr()})
+			info, err := admin.Info(ctx, "commandstats").Result()
+			_ = admin.Close()
+			require.NoError(t, err)
+			if i := strings.Index(info, "cmdstat_cluster|slots:calls="); i >= 0 {
+				v, _ := strconv.Atoi(strings.SplitN(info[i+len("cmdstat_cluster|slots:calls="):], ",", 2)[0])
+				n += v
+			}
+		}
+		return n
+	}
+	before := slotsCalls()
+	frame := "*3\r\n$9\r\nSMIGRATED\r\n:99\r\n$5\r\n0-100\r\n"
+	frame = ">" + frame[1:] // a push frame
+	require.Equal(t, 1, proxies[0].Send([]byte(frame)))
+	require.NoError(t, node0.Ping(ctx).Err()) // reads SMIGRATED
+	require.Equal(t, uint64(1), c.Handoffs().Notifications["SMIGRATED"])
+	schEventually(t, 5*time.Second, func() bool { return slotsCalls() > before }, "SMIGRATED reloads the slot map")
+	err = node0.Do(ctx, "DEBUG", "SLEEP", "0.8").Err()
+	require.ErrorContains(t, err, "i/o timeout", "after SMIGRATED node 0 has its 300ms timeout again")
 }
