@@ -13,6 +13,7 @@ import (
 
 	"github.com/redisfactory/redisfactory/errclass"
 	"github.com/redisfactory/redisfactory/internal/redistest"
+	"github.com/redisfactory/redisfactory/runtime"
 	"github.com/redisfactory/redisfactory/sch"
 )
 
@@ -209,4 +210,87 @@ sch: {mode: enabled, relaxed_timeout: 3s}
 	schEventually(t, 5*time.Second, func() bool { return slotsCalls() > before }, "SMIGRATED reloads the slot map")
 	err = node0.Do(ctx, "DEBUG", "SLEEP", "0.8").Err()
 	require.ErrorContains(t, err, "i/o timeout", "after SMIGRATED node 0 has its 300ms timeout again")
+}
+
+// A MOVING without an endpoint ("this address, later") retires the
+// connection after half the announced time, while it sits idle in the
+// pool: the next command and pipeline are refused by it before a byte is
+// written and run once on a new connection to the same address (INCR
+// counts each exactly once).
+func TestSCHMovingNullEndpoint(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := schProxy(t, srv.Addr(), sch.ProxyOptions{NoAutoCut: true})
+	c, _ := schBuild(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+pool: {size: 1}
+sch: {mode: enabled}
+`, p.Addr())
+	ctx := context.Background()
+	ping := func() {
+		require.NoError(t, c.Ping(ctx).Err())
+		_, err := c.Pipelined(ctx, func(pl redis.Pipeliner) error { pl.Ping(ctx); return nil })
+		require.NoError(t, err)
+	}
+	ping() // a connection for commands, one for pipelines (go-redis's pipeline pool)
+	start := time.Now()
+	require.Equal(t, 2, p.Moving("none", 2))
+	ping() // both read the MOVING
+	schEventually(t, 3*time.Second, func() bool { return c.Handoffs().Retired == 2 }, "the connections are retired")
+	require.GreaterOrEqual(t, time.Since(start), time.Second, "after half the announced time")
+	require.Equal(t, 2, p.OpenConns(), "the retired connections are idle in the pools, still open")
+
+	cmds, err := c.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.Incr(ctx, "x")
+		pl.Incr(ctx, "x")
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), cmds[0].(*redis.IntCmd).Val())
+	require.Equal(t, int64(2), cmds[1].(*redis.IntCmd).Val())
+	require.Equal(t, int64(3), c.Incr(ctx, "x").Val())
+
+	clients := p.Clients()
+	require.Len(t, clients, 4, "two new connections, to the same address")
+	for _, ci := range clients[:2] {
+		require.False(t, ci.Open)
+	}
+	for _, ci := range clients[2:] {
+		require.True(t, ci.Open)
+		require.True(t, ci.Negotiated)
+	}
+	st := c.Handoffs()
+	require.Equal(t, uint64(2), st.HandoffsStarted)
+	require.Equal(t, uint64(2), st.HandoffsCompleted)
+}
+
+// A MOVING to an endpoint that cannot be reached: the handoff fails (an
+// event says so) and the connection is opened on the profile's address
+// instead; no command fails.
+func TestSCHMovingUnreachableEndpointFallsBack(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := schProxy(t, srv.Addr(), sch.ProxyOptions{NoAutoCut: true})
+	c, rt := schBuild(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {connect: 200ms}
+pool: {size: 1}
+sch: {mode: enabled, handoff_timeout: 1s, max_handoff_retries: 2}
+`, p.Addr())
+	failed := rt.Events().Count(runtime.HandoffFailed)
+	ctx := context.Background()
+	require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
+	require.Equal(t, 1, p.Moving("127.0.0.1:1", 5)) // nothing listens on port 1
+	require.NoError(t, c.Ping(ctx).Err())            // reads the MOVING; the connection is retired
+	for range 5 {
+		require.Equal(t, "v", c.Get(ctx, "k").Val())
+	}
+	st := c.Handoffs()
+	require.Equal(t, uint64(1), st.Retired)
+	require.Equal(t, uint64(1), st.HandoffsFailed)
+	require.Equal(t, failed+1, rt.Events().Count(runtime.HandoffFailed))
+	require.Len(t, p.Clients(), 2, "the new connection is on the profile's address, and stays there")
+	require.Equal(t, uint64(2), st.Notifications["MOVING"], "the MOVING repeated to the new connection")
 }

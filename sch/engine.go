@@ -61,6 +61,11 @@ type Engine struct {
 	mu        sync.Mutex
 	redirects map[string]redirect // dialed address → announced endpoint
 	nullMoves map[string]redirect // address → MOVING without endpoint (endpoint unused)
+	// unreachable holds endpoints a handoff could not dial, until the end
+	// of the time their MOVING announced: a MOVING to one of them (a
+	// server repeats it to every new connection) leaves the connection
+	// where it is instead of retiring it again and again.
+	unreachable map[string]time.Time
 	timers    map[*time.Timer]struct{}
 	closed    bool
 	onSlots   []func()
@@ -109,7 +114,7 @@ func NewEngine(name string, p *schema.Profile, bus *runtime.Bus) *Engine {
 		relaxed:      relaxed, postHandoff: post,
 		read: read, write: write,
 		handoffLimit: limit, attempts: attempts,
-		redirects: map[string]redirect{}, nullMoves: map[string]redirect{}, timers: map[*time.Timer]struct{}{},
+		redirects: map[string]redirect{}, nullMoves: map[string]redirect{}, unreachable: map[string]time.Time{}, timers: map[*time.Timer]struct{}{},
 	}
 }
 
@@ -223,7 +228,7 @@ func (e *Engine) Dialer(next DialFunc) DialFunc {
 		if handoff {
 			c, err = e.handoffDial(ctx, network, target, r, next)
 			if err != nil && target != addr {
-				e.dropRedirect(addr, r.endpoint)
+				e.dropRedirect(addr, r)
 				target = addr
 				handoff = false
 				c, err = next(ctx, network, addr)
@@ -309,11 +314,12 @@ func (e *Engine) route(addr string) (redirect, bool) {
 }
 
 // dropRedirect forgets a redirect whose endpoint could not be dialed.
-func (e *Engine) dropRedirect(addr, endpoint string) {
+func (e *Engine) dropRedirect(addr string, failed redirect) {
 	e.mu.Lock()
-	if r, ok := e.redirects[addr]; ok && r.endpoint == endpoint {
+	if r, ok := e.redirects[addr]; ok && r.endpoint == failed.endpoint {
 		delete(e.redirects, addr)
 	}
+	e.unreachable[failed.endpoint] = failed.until
 	e.mu.Unlock()
 }
 
@@ -426,6 +432,13 @@ func (e *Engine) moving(w *conn, p pooled, n []interface{}, attrs *[]slog.Attr) 
 		return "MOVING: the connection is already on " + endpoint, nil
 	}
 	e.mu.Lock()
+	if until, ok := e.unreachable[endpoint]; ok {
+		if now.Before(until) {
+			e.mu.Unlock()
+			return "MOVING: " + endpoint + " could not be reached by an earlier handoff; the connection stays", nil
+		}
+		delete(e.unreachable, endpoint)
+	}
 	if r, ok := e.redirects[w.addr]; !ok || r.endpoint != endpoint {
 		e.redirects[w.addr] = redirect{endpoint: endpoint, since: now, until: until}
 	}

@@ -57,7 +57,8 @@ const (
 // refusal) stops being looked at after these.
 const handshakeWrites = 8
 
-var maintRequest = []byte("MAINT_NOTIFICATIONS")
+// maintRequest is the subcommand, as go-redis writes it, and in capitals.
+var maintRequest = [...][]byte{[]byte("maint_notifications"), []byte("MAINT_NOTIFICATIONS")}
 
 func newConn(e *Engine, c net.Conn, addr, target string) *conn {
 	return &conn{Conn: c, e: e, addr: addr, target: target, dialed: time.Now()}
@@ -138,7 +139,7 @@ func (c *conn) Read(b []byte) (int, error) {
 }
 
 func (c *conn) watchHandshake(b []byte) {
-	if bytes.Contains(b, maintRequest) {
+	if bytes.Contains(b, maintRequest[0]) || bytes.Contains(b, maintRequest[1]) {
 		c.handshake.Store(handshakeAsked)
 		return
 	}
