@@ -283,7 +283,7 @@ sch: {mode: enabled, handoff_timeout: 1s, max_handoff_retries: 2}
 	ctx := context.Background()
 	require.NoError(t, c.Set(ctx, "k", "v", 0).Err())
 	require.Equal(t, 1, p.Moving("127.0.0.1:1", 5)) // nothing listens on port 1
-	require.NoError(t, c.Ping(ctx).Err())            // reads the MOVING; the connection is retired
+	require.NoError(t, c.Ping(ctx).Err())           // reads the MOVING; the connection is retired
 	for range 5 {
 		require.Equal(t, "v", c.Get(ctx, "k").Val())
 	}

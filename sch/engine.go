@@ -66,9 +66,9 @@ type Engine struct {
 	// server repeats it to every new connection) leaves the connection
 	// where it is instead of retiring it again and again.
 	unreachable map[string]time.Time
-	timers    map[*time.Timer]struct{}
-	closed    bool
-	onSlots   []func()
+	timers      map[*time.Timer]struct{}
+	closed      bool
+	onSlots     []func()
 }
 
 // redirect is what a MOVING announced for an address.
