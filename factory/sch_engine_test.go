@@ -294,3 +294,65 @@ sch: {mode: enabled, handoff_timeout: 1s, max_handoff_retries: 2}
 	require.Len(t, p.Clients(), 2, "the new connection is on the profile's address, and stays there")
 	require.Equal(t, uint64(2), st.Notifications["MOVING"], "the MOVING repeated to the new connection")
 }
+
+// Sentinel: a failover during a maintenance still lands on the new master.
+// The sentinel monitors the proxy in front of server a; a replica r
+// replicates from a. A MOVING moves the client's master connections to a
+// second endpoint; then the sentinel promotes r: the failover client
+// drops those connections and dials r, which no MOVING redirected, and
+// writes land there. (The failover is forced within a few seconds of the
+// sentinel finding r: later, the sentinel would reconfigure r to
+// replicate through the proxy, which does not carry replication.)
+func TestSCHSentinelFailoverDuringMaintenance(t *testing.T) {
+	a := redistest.Start(t, redistest.Options{})
+	b := redistest.Start(t, redistest.Options{})
+	_, aPort, _ := strings.Cut(a.Addr(), ":")
+	r := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", "127.0.0.1", aPort}})
+	pa := schProxy(t, a.Addr(), sch.ProxyOptions{NoAutoCut: true})
+	pb := schProxy(t, b.Addr(), sch.ProxyOptions{})
+	sentinel := redistest.StartSentinelFor(t, "mymaster", pa.Addr())
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr()})
+	t.Cleanup(func() { _ = sc.Close() })
+	ctx := context.Background()
+	schEventually(t, 10*time.Second, func() bool {
+		reps, err := sc.Replicas(ctx, "mymaster").Result()
+		return err == nil && len(reps) == 1 && reps[0]["flags"] == "slave" && reps[0]["master-link-status"] == "ok"
+	}, "the sentinel sees the replica in sync")
+
+	c, _ := schBuild(t, `
+mode: sentinel
+sentinel: {master_name: mymaster, addrs: [%s]}
+protocol: 3
+retry: {retries: 0}
+pool: {size: 4}
+sch: {mode: auto}
+`, sentinel.Addr())
+	l := startLoad(c, 4, 0)
+	defer l.stop()
+	l.progress(t, 200)
+	require.Positive(t, pa.Moving(pb.Addr(), 30))
+	schEventually(t, 5*time.Second, func() bool { return clientConns(pa) == 0 && clientConns(pb) > 0 }, "the master's connections moved")
+	l.progress(t, 200)
+
+	for {
+		err := sc.Failover(ctx, "mymaster").Err()
+		if err == nil {
+			break
+		}
+		require.True(t, strings.HasPrefix(err.Error(), "NOGOODSLAVE") || strings.HasPrefix(err.Error(), "INPROG"), "SENTINEL FAILOVER: %v", err)
+		time.Sleep(50 * time.Millisecond)
+	}
+	schEventually(t, 15*time.Second, func() bool {
+		addr, err := sc.GetMasterAddrByName(ctx, "mymaster").Result()
+		return err == nil && addr[0]+":"+addr[1] == r.Addr()
+	}, "the sentinel names r as the master")
+	direct := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { _ = direct.Close() })
+	schEventually(t, 15*time.Second, func() bool {
+		return c.Set(ctx, "after-failover", "landed", 0).Err() == nil && direct.Get(ctx, "after-failover").Val() == "landed"
+	}, "writes land on the new master")
+	l.progress(t, 200) // the load works on the new master
+	ok, failed, errs := l.stop()
+	schEventually(t, 5*time.Second, func() bool { return clientConns(pb) == 0 }, "no connection is left on the maintenance's endpoint")
+	t.Logf("failover during a maintenance: %d commands, %d failed during the failover (e.g. %q)", ok, failed, errs)
+}
