@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/redistest"
 	"github.com/redisfactory/redisfactory/internal/resp"
