@@ -149,8 +149,10 @@ func (e *Engine) Close() {
 	clear(e.timers)
 }
 
-// OnSlotsMoved registers fn, called (in its own goroutine) after an
-// SMIGRATED notification: a cluster client reloads its slot map there.
+// OnSlotsMoved registers fn, called after an SMIGRATED notification on the
+// goroutine that read it, so it must not block: a cluster client asks for
+// a reload of its slot map there (ReloadState, which reloads in the
+// background).
 func (e *Engine) OnSlotsMoved(fn func()) {
 	e.mu.Lock()
 	e.onSlots = append(e.onSlots, fn)
@@ -385,7 +387,7 @@ func (e *Engine) handle(typ string, pc any, n []interface{}) {
 		fns := append([]func(){}, e.onSlots...)
 		e.mu.Unlock()
 		for _, fn := range fns {
-			go fn()
+			fn()
 		}
 	}
 	if w == nil && err == nil {
