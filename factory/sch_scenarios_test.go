@@ -105,11 +105,14 @@ func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 			l.ok.Add(1)
 		}
 	}
+	// Keys of this load only: servers may outlive a load (a benchmark's
+	// rounds), and counters must start from nothing.
+	id := strconv.FormatInt(time.Now().UnixNano(), 36)
 	for w := range workers {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			counter := "n" + strconv.Itoa(w)
+			counter := id + ":n" + strconv.Itoa(w)
 			seen := map[int64]bool{0: true} // INCR results of counter
 			for i := 0; ctx.Err() == nil; i++ {
 				select {
@@ -119,7 +122,7 @@ func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 				default:
 				}
 				j := (w*7919 + i) % 64
-				key := "w" + strconv.Itoa(w) + ":k" + strconv.Itoa(j)
+				key := id + ":w" + strconv.Itoa(w) + ":k" + strconv.Itoa(j)
 				switch i % 4 {
 				case 0:
 					v, err := c.Set(ctx, key, key+":"+strconv.Itoa(i), 0).Result()
