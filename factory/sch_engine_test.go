@@ -356,3 +356,51 @@ sch: {mode: auto}
 	schEventually(t, 5*time.Second, func() bool { return clientConns(pb) == 0 }, "no connection is left on the maintenance's endpoint")
 	t.Logf("failover during a maintenance: %d commands, %d failed during the failover (e.g. %q)", ok, failed, errs)
 }
+
+// Cluster: a MOVING on one node's connections (its proxy announces a
+// second proxy in front of the same node) moves that node's connections
+// under a load that checks every reply, with no failed command; the other
+// nodes' connections stay where they are.
+func TestSCHClusterMovingUnderLoad(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	nodes := cl.Nodes()
+	rewrite := map[string]string{}
+	proxies := make([]*sch.Proxy, len(nodes))
+	for i, n := range nodes {
+		proxies[i] = schProxy(t, n.Addr(), sch.ProxyOptions{Rewrite: rewrite, NoAutoCut: true})
+		rewrite[n.Addr()] = proxies[i].Addr()
+	}
+	moved := schProxy(t, nodes[0].Addr(), sch.ProxyOptions{Rewrite: rewrite}) // node 0's new endpoint
+	const workers = 6
+	c, _ := schBuild(t, `
+mode: cluster
+addrs: [%s]
+protocol: 3
+retry: {retries: 0}
+pool: {size: %d}
+sch: {mode: enabled}
+`, proxies[0].Addr(), workers)
+	l := startLoad(c, workers, 0)
+	defer l.stop()
+	l.progress(t, 600)
+	require.Positive(t, clientConns(proxies[0]))
+
+	told := proxies[0].Moving(moved.Addr(), movingSeconds)
+	require.Positive(t, told)
+	start := time.Now()
+	schEventually(t, movingSeconds*time.Second, func() bool { return clientConns(proxies[0]) == 0 }, "node 0's connections left its old endpoint")
+	took := time.Since(start)
+	proxies[0].Cut()
+	l.progress(t, 600)
+	ok, failed, errs := l.stop()
+	require.Zero(t, failed, "no command failed and no reply was crossed: %q", errs)
+	require.Positive(t, clientConns(moved), "node 0's connections are on its new endpoint")
+	require.Zero(t, clientConns(proxies[0]))
+	for _, p := range proxies[1:] {
+		for _, ci := range p.Clients() {
+			require.True(t, ci.Open, "the other nodes' connections stayed: %+v", ci)
+			require.Empty(t, ci.Notifications)
+		}
+	}
+	t.Logf("cluster: node 0's %d connections moved within %s; %d commands, 0 failed", told, took.Round(time.Millisecond), ok)
+}
