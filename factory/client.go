@@ -118,7 +118,7 @@ func (c *Client) build(opts BuildOptions) error {
 		return fmt.Errorf("redisfactory: profile %s: %w", name, err)
 	}
 	cm := common{
-		dialer:    dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks),
+		dialer:    wrapDialer(c.exts, dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks)),
 		tls:       tlsCfg,
 		read:      read,
 		write:     write,

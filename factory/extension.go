@@ -3,6 +3,7 @@ package factory
 import (
 	"context"
 	"errors"
+	"net"
 
 	"github.com/redis/go-redis/v9"
 
@@ -28,6 +29,22 @@ type extension struct {
 	attach func(c *Client) error
 	// close runs after the go-redis client is closed.
 	close func() error
+	// dialer, when set, wraps the client's dialer (smart client handoffs
+	// dial announced endpoints and wrap every connection).
+	dialer func(next dialFunc) dialFunc
+}
+
+// dialFunc is go-redis's dialer signature.
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// wrapDialer applies the extensions' dialer wrappers to d.
+func wrapDialer(exts []*extension, d dialFunc) dialFunc {
+	for _, e := range exts {
+		if e.dialer != nil {
+			d = e.dialer(d)
+		}
+	}
+	return d
 }
 
 // extensionMaker returns the extension of a profile, or nil when the

@@ -141,9 +141,8 @@ func standaloneOptions(p *schema.Profile, c common) *redis.Options {
 }
 
 // failoverOptions maps a sentinel profile onto redis.FailoverOptions.
-// go-redis's failover client has no maintenance notifications (sch.mode
-// enabled is a validation error for sentinel; auto means off), and
-// Failover drops the setting.
+// Smart client handoffs on the master's connections are the factory's own
+// (sch.Engine), as for every mode.
 func failoverOptions(p *schema.Profile, c common) *redis.FailoverOptions {
 	return universalOptions(p, c).Failover()
 }

@@ -12,57 +12,66 @@ import (
 	"github.com/redisfactory/redisfactory/schema"
 )
 
-// Smart client handoffs: the profile's sch block becomes go-redis's
-// maintenance notification configuration (maintConfig), and every client
-// with sch active gets an sch.Observer that turns notifications and
-// handoffs into runtime events with the profile's name.
+// Smart client handoffs are the factory's own (sch.Engine): go-redis's
+// maintenance-notification machinery is off for every profile, and a
+// profile with sch active gets the engine's dialer, connection handshake,
+// push handlers and hook.
 func init() {
 	extensionMakers = append(extensionMakers, schExtension)
 }
 
-// maintConfig maps the profile's sch block onto go-redis's maintenance
-// notifications (see sch.MaintConfig: a relaxed timeout never shortens a
-// timeout the profile set longer).
-func maintConfig(p *schema.Profile) *maintnotifications.Config { return sch.MaintConfig(p) }
+// maintConfig turns go-redis's maintenance notifications off: its handoff
+// worker re-initialises a pooled connection while the pool can hand it to
+// a command (crossed replies under load in v9.23.0), and its relaxed
+// timeout replaces a longer configured one. sch.Engine does both instead.
+func maintConfig(*schema.Profile) *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+}
 
-// schExtension observes maintenance notifications and handoffs.
+// schExtension installs a profile's sch.Engine.
 func schExtension(name string, p *schema.Profile, rt *runtime.Runtime) (*extension, error) {
-	if !sch.Active(p) {
+	eng := sch.NewEngine(name, p, rt.Events())
+	if eng == nil {
 		return nil, nil
 	}
-	obs := sch.NewObserver(name, rt.Events())
 	var owner *Client
 	return &extension{
-		onConnect: func(ctx context.Context, cn *redis.Conn) error { return obs.OnConnect(ctx, cn) },
+		dialer:    eng.Dialer,
+		onConnect: eng.OnConnect,
 		attach: func(c *Client) error {
 			owner = c
-			observers.Store(c, obs)
+			engines.Store(c, eng)
 			switch rc := c.UniversalClient.(type) {
-			case *redis.Client:
-				obs.Attach(rc)
+			case *redis.Client: // standalone, or Sentinel's failover client
+				return eng.Attach(rc)
 			case *redis.ClusterClient:
-				rc.OnNewNode(func(node *redis.Client) { obs.Attach(node) })
+				eng.OnSlotsMoved(func() { rc.ReloadState(context.Background()) })
+				// Every node client has its own push processor, new and
+				// empty: registering the handlers cannot fail there.
+				rc.OnNewNode(func(node *redis.Client) { _ = eng.Attach(node) })
 			}
 			return nil
 		},
 		close: func() error {
+			eng.Close()
 			if owner != nil {
-				observers.Delete(owner)
+				engines.Delete(owner)
 			}
 			return nil
 		},
 	}, nil
 }
 
-// observers holds the sch.Observer of every open client with sch active.
-var observers sync.Map // *Client → *sch.Observer
+// engines holds the sch.Engine of every open client with sch active.
+var engines sync.Map // *Client → *sch.Engine
 
-// Handoffs returns what the client's smart client handoffs have seen:
-// notifications received by type, and handoffs started, completed and
-// failed. It is zero for profiles without sch (disabled, sentinel, RESP2).
+// Handoffs returns what the client's smart client handoffs have seen and
+// done: notifications received by type, connections that negotiated them
+// and that a MOVING retired, and handoffs started, completed and failed.
+// It is zero for profiles without sch (disabled, RESP2, unix sockets).
 func (c *Client) Handoffs() sch.Stats {
-	if o, ok := observers.Load(c); ok {
-		return o.(*sch.Observer).Stats()
+	if e, ok := engines.Load(c); ok {
+		return e.(*sch.Engine).Stats()
 	}
 	return sch.Stats{Notifications: map[string]uint64{}}
 }

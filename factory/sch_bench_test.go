@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/redistest"
 	"github.com/redisfactory/redisfactory/internal/resp"
@@ -91,7 +89,7 @@ func checkSCHBench(b *testing.B, c *factory.Client, server, mode string) {
 	if err := c.Set(context.Background(), "bench", "v", 0).Err(); err != nil {
 		b.Fatal(err)
 	}
-	on := c.UniversalClient.(*redis.Client).GetMaintNotificationsManager() != nil
+	on := c.Handoffs().Negotiated > 0
 	if want := mode == "auto" && server != "direct"; on != want {
 		b.Fatalf("%s, sch %s: maintenance notifications on: %v, want %v", server, mode, on, want)
 	}

@@ -58,13 +58,14 @@ func schProxy(t testing.TB, upstream string, opts sch.ProxyOptions) *sch.Proxy {
 	return p
 }
 
-// schLoad is a continuous load of concurrent commands; every worker owns
-// one pooled connection's worth of traffic (pool size = workers, so every
-// connection keeps being used and reads its notifications promptly).
+// schLoad is a continuous load of concurrent commands that checks every
+// reply; every worker owns one pooled connection's worth of traffic (pool
+// size = workers, so every connection keeps being used and reads its
+// notifications promptly).
 type schLoad struct {
 	ok, failed atomic.Int64
-	// crossed counts the failures (among failed) that were a reply meant
-	// for another command: see crossedReply.
+	// crossed counts the replies (not among failed) that were not the
+	// reply to their command: see checkReply.
 	crossed atomic.Int64
 	mu      sync.Mutex
 	errs    []string
@@ -74,33 +75,45 @@ type schLoad struct {
 	slowErr chan error
 }
 
-// startLoad runs workers SET/GET/INCR loops and blockers BLPOP loops
-// (100ms each, so they are nearly always in flight).
+// startLoad runs workers SET/GET/ECHO/INCR loops and blockers BLPOP loops
+// (100ms each, so they are nearly always in flight). Every reply is
+// checked against what its command must return: SET "OK"; ECHO its own
+// token; GET nil or a value this worker wrote to that key; INCR 1 or one
+// more than a value the same counter returned before (the load may run
+// against two servers during a handoff, each with its own counter); BLPOP
+// on a list no one pushes to, nil.
 func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &schLoad{cancel: cancel, slow: make(chan string), slowErr: make(chan error, 1)}
-	record := func(err error) {
-		if err == nil || errors.Is(err, redis.Nil) {
-			l.ok.Add(1)
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		l.failed.Add(1)
-		if crossedReply(err) {
-			l.crossed.Add(1)
-		}
+	note := func(s string) {
 		l.mu.Lock()
 		if len(l.errs) < 20 {
-			l.errs = append(l.errs, err.Error())
+			l.errs = append(l.errs, s)
 		}
 		l.mu.Unlock()
 	}
+	record := func(err error, wrong string) {
+		switch {
+		case ctx.Err() != nil && err != nil:
+		case err != nil:
+			l.failed.Add(1)
+			note(err.Error())
+		case wrong != "":
+			l.crossed.Add(1)
+			note("crossed reply: " + wrong)
+		default:
+			l.ok.Add(1)
+		}
+	}
+	// Keys of this load only: servers may outlive a load (a benchmark's
+	// rounds), and counters must start from nothing.
+	id := strconv.FormatInt(time.Now().UnixNano(), 36)
 	for w := range workers {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			counter := id + ":n" + strconv.Itoa(w)
+			seen := map[int64]bool{0: true} // INCR results of counter
 			for i := 0; ctx.Err() == nil; i++ {
 				select {
 				case secs := <-l.slow:
@@ -108,14 +121,32 @@ func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 					continue
 				default:
 				}
-				key := "k" + strconv.Itoa((w*7919+i)%512)
-				switch i % 3 {
+				j := (w*7919 + i) % 64
+				key := id + ":w" + strconv.Itoa(w) + ":k" + strconv.Itoa(j)
+				switch i % 4 {
 				case 0:
-					record(c.Set(ctx, key, i, 0).Err())
+					v, err := c.Set(ctx, key, key+":"+strconv.Itoa(i), 0).Result()
+					record(err, wrongIf(err == nil && v != "OK", "SET answered %q", v))
 				case 1:
-					record(c.Get(ctx, key).Err())
+					v, err := c.Get(ctx, key).Result()
+					if errors.Is(err, redis.Nil) {
+						err = nil
+					} else if err == nil && !strings.HasPrefix(v, key+":") {
+						record(nil, fmt.Sprintf("GET %s answered %q", key, v))
+						continue
+					}
+					record(err, "")
+				case 2:
+					token := "e" + strconv.Itoa(w) + ":" + strconv.Itoa(i)
+					v, err := c.Echo(ctx, token).Result()
+					record(err, wrongIf(err == nil && v != token, "ECHO %s answered %q", token, v))
 				default:
-					record(c.Incr(ctx, "n"+strconv.Itoa(w)).Err())
+					n, err := c.Incr(ctx, counter).Result()
+					wrong := wrongIf(err == nil && !seen[n-1], "INCR %s answered %d, after %v", counter, n, keys(seen))
+					if err == nil {
+						seen[n] = true
+					}
+					record(err, wrong)
 				}
 			}
 		}()
@@ -125,27 +156,35 @@ func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 		go func() {
 			defer l.wg.Done()
 			for ctx.Err() == nil {
-				record(c.BLPop(ctx, 100*time.Millisecond, "q"+strconv.Itoa(b)).Err())
+				v, err := c.BLPop(ctx, 100*time.Millisecond, "q"+strconv.Itoa(b)).Result()
+				if errors.Is(err, redis.Nil) {
+					record(nil, "")
+					continue
+				}
+				record(err, wrongIf(err == nil, "BLPOP on an empty list answered %q", v))
 			}
 		}()
 	}
 	return l
 }
 
-// crossedReply reports whether err says a command got a reply meant for
-// another command on the same connection: a reply of the wrong type (an
-// INCR answered with a bulk string), or the reply of go-redis's own
-// handshake (CLIENT SETINFO, which redis 7.0 does not know). go-redis
-// v9.23.0's handoff worker causes these under load (see
-// sch_moving_test.go); nothing else should.
-func crossedReply(err error) bool {
-	msg := err.Error()
-	for _, sign := range []string{"strconv.", "can't parse", "unknown subcommand 'setinfo'"} {
-		if strings.Contains(msg, sign) {
-			return true
-		}
+func wrongIf(cond bool, format string, args ...any) string {
+	if !cond {
+		return ""
 	}
-	return false
+	return fmt.Sprintf(format, args...)
+}
+
+func keys(m map[int64]bool) []int64 {
+	out := make([]int64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	if len(out) > 5 {
+		out = out[len(out)-5:]
+	}
+	return out
 }
 
 // progress waits until n more commands have succeeded.
@@ -155,12 +194,13 @@ func (l *schLoad) progress(t testing.TB, n int64) {
 	schEventually(t, 10*time.Second, func() bool { return l.ok.Load() >= target }, "load makes progress")
 }
 
+// stop ends the load; failed counts failed commands and crossed replies.
 func (l *schLoad) stop() (ok, failed int64, errs []string) {
 	l.cancel()
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.ok.Load(), l.failed.Load(), slices.Clone(l.errs)
+	return l.ok.Load(), l.failed.Load() + l.crossed.Load(), slices.Clone(l.errs)
 }
 
 // slowCommand runs DEBUG SLEEP secs on one of the load's workers.

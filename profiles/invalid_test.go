@@ -107,7 +107,7 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"cache unbounded", "profiles:\n  a:\n    cache:\n      enabled: true\n      max_entries: 0\n      max_bytes: 0\n", nil, "profiles.a.cache.max_entries", "needs a bound", 0},
 		{"cache bad size", "profiles:\n  a:\n    cache:\n      max_bytes: lots\n", nil, "profiles.a.cache.max_bytes", "must be a size such as 64MiB", 4},
 		{"cache bad mode", "profiles:\n  a:\n    cache:\n      mode: broadcst\n", nil, "profiles.a.cache.mode", `did you mean "broadcast"?`, 4},
-		{"sch enabled on sentinel", "profiles:\n  a:\n    mode: sentinel\n    sentinel:\n      master_name: m\n      addrs: [\"h:26379\"]\n    sch:\n      mode: enabled\n", nil, "profiles.a.sch.mode", "cannot use maintenance notifications through Sentinel", 8},
+		{"sch enabled on a unix socket", "profiles:\n  a:\n    network: unix\n    addr: /tmp/redis.sock\n    sch:\n      mode: enabled\n", nil, "profiles.a.sch.mode", "do not apply over a unix socket", 6},
 		{"sch enabled on resp2", "profiles:\n  a:\n    protocol: 2\n    sch:\n      mode: enabled\n", nil, "profiles.a.sch.mode", "set protocol: 3", 5},
 		{"sch bad endpoint type", "profiles:\n  a:\n    sch:\n      endpoint_type: internal\n", nil, "profiles.a.sch.endpoint_type", "must be one of auto, internal-ip", 4},
 		{"client name with space", "profiles:\n  a:\n    client_name: my app\n", nil, "profiles.a.client_name", "without spaces", 3},
@@ -151,6 +151,14 @@ func TestInvalidConfigurations(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// sch.mode enabled is valid for a sentinel profile: smart client handoffs
+// are the factory's own, and work on the master's connections.
+func TestSCHEnabledOnSentinelIsValid(t *testing.T) {
+	r, err := loadYAML(t, "profiles:\n  a:\n    mode: sentinel\n    sentinel:\n      master_name: m\n      addrs: [\"h:26379\"]\n    sch:\n      mode: enabled\n")
+	require.NoError(t, err)
+	require.Equal(t, schema.SCHEnabled, r.Config.Profiles["a"].SCH.Mode)
+}
 
 // TestEveryErrorAtOnce: one load reports the problems of several profiles
 // and sources together.

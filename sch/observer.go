@@ -29,15 +29,23 @@ var notificationTypes = [...]string{
 	maintnotifications.NotificationSMigrated,
 }
 
-// Stats counts what an [Observer] saw.
+// Stats counts what an [Engine] (or an [Observer]) saw and did.
 type Stats struct {
 	// Notifications counts the notifications received, by type (MOVING,
 	// MIGRATING, …), over all connections: a maintenance announced to ten
 	// connections counts ten.
 	Notifications map[string]uint64
+	// Negotiated counts the connections that asked for notifications and
+	// got them (CLIENT MAINT_NOTIFICATIONS ON answered OK); Engine only.
+	Negotiated uint64
+	// Retired counts the connections a MOVING took out of service: each
+	// finished the command it was running, if any, and was closed before
+	// another command was written to it; Engine only.
+	Retired uint64
 	// HandoffsStarted counts handoff attempts (dials to the new endpoint),
-	// HandoffsCompleted the connections handed off, HandoffsFailed the
-	// attempts that failed (go-redis retries a failed dial up to
+	// HandoffsCompleted the connections whose handshake completed there,
+	// HandoffsFailed the attempts that failed (an Engine then dials the
+	// profile's address instead; go-redis retries a failed dial up to
 	// max_handoff_retries times before it drops the connection).
 	HandoffsStarted, HandoffsCompleted, HandoffsFailed uint64
 }
@@ -54,11 +62,13 @@ type Stats struct {
 //     handoff follows; Attrs: took, the dial and handshake time) or
 //     [runtime.HandoffFailed] (Err).
 //
-// An Observer is installed on a client with [Observer.Attach] (a cluster
-// client: on every node, from OnNewNode), and its [Observer.OnConnect] must
-// run in the client's OnConnect: a handoff ends with the new connection's
-// handshake, which is where the observer sees it complete. The factory
-// does both for every profile with sch active.
+// An Observer is for go-redis clients that use go-redis's own maintenance
+// notifications (a rehearsal of a plain go-redis client through the
+// maintenance proxy, for example); the factory's clients use an [Engine].
+// It is installed on a client with [Observer.Attach] (a cluster client: on
+// every node, from OnNewNode), and its [Observer.OnConnect] must run in the
+// client's OnConnect: a handoff ends with the new connection's handshake,
+// which is where the observer sees it complete.
 type Observer struct {
 	profile string
 	bus     *runtime.Bus

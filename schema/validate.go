@@ -369,8 +369,6 @@ func crossCheck(prefix string, p *Profile) Issues {
 	// SCH.
 	if p.SCH.Mode == SCHEnabled {
 		switch {
-		case p.Mode == Sentinel:
-			add("sch.mode", "sch_unsupported", "go-redis cannot use maintenance notifications through Sentinel (its failover client has no such option); use auto (off for sentinel) or disabled", p.SCH.Mode)
 		case p.Protocol == 2:
 			add("sch.mode", "sch_unsupported", "maintenance notifications are RESP3 push messages; set protocol: 3 or sch.mode: auto", p.SCH.Mode)
 		case p.Network == "unix":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -405,4 +406,43 @@ func (sn *Sentinel) checkFailedOver(ctx context.Context, old string) (*Server, e
 		return nil, errors.New("no sentinel is running")
 	}
 	return nil, fmt.Errorf("new master %s is not one of ours", addr)
+}
+
+// StartSentinelFor starts one sentinel monitoring the master at masterAddr
+// ("127.0.0.1:port", which may be a proxy in front of a server) under
+// masterName, with no replica, and waits until the sentinel reports it as a
+// healthy master. It returns the sentinel.
+func StartSentinelFor(t testing.TB, masterName, masterAddr string) *Server {
+	t.Helper()
+	host, portStr, err := net.SplitHostPort(masterAddr)
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("redistest: StartSentinelFor needs 127.0.0.1:port, got %q", masterAddr)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		t.Fatalf("redistest: StartSentinelFor: %v", err)
+	}
+	s := newServer(t, "sentinel", Options{})
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	s.build = func() ([]string, error) {
+		if err := os.WriteFile(conf, []byte(sentinelConf(s.port, s.dir, SentinelOptions{MasterName: masterName}, port, 1)), 0o644); err != nil {
+			return nil, err
+		}
+		return []string{conf, "--sentinel"}, nil
+	}
+	s.start(t)
+	err = waitFor(context.Background(), stableTimeout, func(ctx context.Context) error {
+		m, err := s.admin().Do(ctx, "SENTINEL", "MASTER", masterName).Slice()
+		if err != nil {
+			return err
+		}
+		if f := flatMap(m)["flags"]; f != "master" {
+			return fmt.Errorf("master flags %q", f)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("redistest: sentinel does not see %s as a healthy master: %v", masterAddr, err)
+	}
+	return s
 }
