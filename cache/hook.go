@@ -16,6 +16,7 @@ import (
 type entry struct {
 	value
 	key     string
+	args    []any    // the arguments of the command that filled it (GetHit)
 	names   []string // the keys it read
 	foreign []string // those of names indexed in another shard than its own
 	shard   *shard
@@ -187,10 +188,10 @@ func (c *Cache) read(ctx context.Context, cmd redis.Cmder, name string, args []a
 		return nil
 	}
 	s.mu.RUnlock()
-	return c.miss(ctx, cmd, args[from:to], s, buf, next)
+	return c.miss(ctx, cmd, args, args[from:to], s, buf, next)
 }
 
-func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard, buf []byte, next redis.ProcessHook) error {
+func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, args, keys []any, s *shard, buf []byte, next redis.ProcessHook) error {
 	k := kindOf(cmd)
 	if k == kNone {
 		return next(ctx, cmd)
@@ -199,29 +200,34 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		return next(ctx, cmd) // never invalidated: not cached
 	}
 	epoch := c.epoch.Load()
-	trusted := c.down.Load() == 0
-	c.misses.Add(1)
-	if !trusted {
+	if c.down.Load() != 0 {
+		c.misses.Add(1)
 		return next(ctx, cmd)
 	}
 	s.mu.Lock()
 	e := s.m[string(buf)]
 	if e != nil && e.pending {
-		// Single flight: wait for the fetch under way.
+		// Single flight: wait for the fetch under way. A command answered
+		// by it counts as a hit, as rueidis counts it: it cost no round
+		// trip of its own. One that must go to the server is a miss.
 		s.mu.Unlock()
 		select {
 		case <-e.done:
 		case <-ctx.Done():
+			c.misses.Add(1)
 			return ctx.Err()
 		}
 		if e.ok && e.fill(cmd) {
+			s.hits.Add(1)
 			if e.nilReply {
 				return redis.Nil
 			}
 			return nil
 		}
+		c.misses.Add(1)
 		return next(ctx, cmd)
 	}
+	c.misses.Add(1)
 	var replaced *entry
 	if e != nil {
 		// Expired or of another command type: replace it.
@@ -229,7 +235,7 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		c.account(-n, -f)
 		replaced = e
 	}
-	p := &entry{key: string(buf), shard: s, pending: true, done: make(chan struct{})}
+	p := &entry{key: string(buf), args: args, shard: s, pending: true, done: make(chan struct{})}
 	p.names = make([]string, 0, len(keys))
 	for _, a := range keys {
 		name, ok := a.(string)

@@ -43,6 +43,10 @@ type Client struct {
 	probeMu   sync.Mutex
 	stopProbe func()
 	exts      []*extension
+	// With pipeline.auto: the auto-pipeliner the handle sends batchable
+	// commands through, and the client it batches on (see autopipeline.go).
+	ap        *redis.AutoPipeliner
+	batch     *redis.Client
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -119,11 +123,19 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		sc.AddHook(c.policy.Hook())
 		c.UniversalClient = sc
 	}
+	if p.Pipeline.Auto {
+		if err := c.startAutoPipeline(p, cm, outer); err != nil {
+			_ = c.UniversalClient.Close()
+			_ = closeExtensions(c.exts)
+			return nil, fmt.Errorf("redisfactory: profile %s: pipeline: %w", name, err)
+		}
+	}
 	for _, e := range c.exts {
 		if e.attach == nil {
 			continue
 		}
 		if err := e.attach(c); err != nil {
+			_ = c.closeAutoPipeline()
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
 			return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
@@ -131,6 +143,7 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 	}
 	if opts.OnBuild != nil {
 		if err := opts.OnBuild(name, c.UniversalClient); err != nil {
+			_ = c.closeAutoPipeline()
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
 			return nil, fmt.Errorf("redisfactory: profile %s: build callback: %w", name, err)
@@ -164,7 +177,9 @@ func (c *Client) Close() error {
 			c.stopProbe = nil
 		}
 		c.probeMu.Unlock()
-		c.closeErr = errors.Join(c.UniversalClient.Close(), closeExtensions(c.exts))
+		// The auto-pipeliner first: its Close sends what it has accepted
+		// and waits for the replies, on connections still open.
+		c.closeErr = errors.Join(c.closeAutoPipeline(), c.UniversalClient.Close(), closeExtensions(c.exts))
 		c.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: c.name})
 	})
 	return c.closeErr

@@ -18,273 +18,273 @@ var (
 func (h *Handle) ACLCat(a0 context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLCat(a0)
+	return g.batchable(a0).ACLCat(a0)
 }
 
 // ACLCatArgs calls ACLCatArgs on the profile's current client.
 func (h *Handle) ACLCatArgs(a0 context.Context, a1 *redis.ACLCatArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLCatArgs(a0, a1)
+	return g.batchable(a0).ACLCatArgs(a0, a1)
 }
 
 // ACLDelUser calls ACLDelUser on the profile's current client.
 func (h *Handle) ACLDelUser(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLDelUser(a0, a1)
+	return g.batchable(a0).ACLDelUser(a0, a1)
 }
 
 // ACLDryRun calls ACLDryRun on the profile's current client.
 func (h *Handle) ACLDryRun(a0 context.Context, a1 string, a2 ...interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLDryRun(a0, a1, a2...)
+	return g.batchable(a0).ACLDryRun(a0, a1, a2...)
 }
 
 // ACLGenPass calls ACLGenPass on the profile's current client.
 func (h *Handle) ACLGenPass(a0 context.Context, a1 int) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLGenPass(a0, a1)
+	return g.batchable(a0).ACLGenPass(a0, a1)
 }
 
 // ACLList calls ACLList on the profile's current client.
 func (h *Handle) ACLList(a0 context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLList(a0)
+	return g.batchable(a0).ACLList(a0)
 }
 
 // ACLLog calls ACLLog on the profile's current client.
 func (h *Handle) ACLLog(a0 context.Context, a1 int64) *redis.ACLLogCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLLog(a0, a1)
+	return g.batchable(a0).ACLLog(a0, a1)
 }
 
 // ACLLogReset calls ACLLogReset on the profile's current client.
 func (h *Handle) ACLLogReset(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLLogReset(a0)
+	return g.batchable(a0).ACLLogReset(a0)
 }
 
 // ACLSetUser calls ACLSetUser on the profile's current client.
 func (h *Handle) ACLSetUser(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLSetUser(a0, a1, a2...)
+	return g.batchable(a0).ACLSetUser(a0, a1, a2...)
 }
 
 // ACLUsers calls ACLUsers on the profile's current client.
 func (h *Handle) ACLUsers(a0 context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLUsers(a0)
+	return g.batchable(a0).ACLUsers(a0)
 }
 
 // ACLWhoAmI calls ACLWhoAmI on the profile's current client.
 func (h *Handle) ACLWhoAmI(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLWhoAmI(a0)
+	return g.batchable(a0).ACLWhoAmI(a0)
 }
 
 // ARCount calls ARCount on the profile's current client.
 func (h *Handle) ARCount(a0 context.Context, a1 string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARCount(a0, a1)
+	return g.batchable(a0).ARCount(a0, a1)
 }
 
 // ARDel calls ARDel on the profile's current client.
 func (h *Handle) ARDel(a0 context.Context, a1 string, a2 ...uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARDel(a0, a1, a2...)
+	return g.batchable(a0).ARDel(a0, a1, a2...)
 }
 
 // ARDelRange calls ARDelRange on the profile's current client.
 func (h *Handle) ARDelRange(a0 context.Context, a1 string, a2 ...redis.ARRange) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARDelRange(a0, a1, a2...)
+	return g.batchable(a0).ARDelRange(a0, a1, a2...)
 }
 
 // ARGet calls ARGet on the profile's current client.
 func (h *Handle) ARGet(a0 context.Context, a1 string, a2 uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGet(a0, a1, a2)
+	return g.batchable(a0).ARGet(a0, a1, a2)
 }
 
 // ARGetRange calls ARGetRange on the profile's current client.
 func (h *Handle) ARGetRange(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGetRange(a0, a1, a2, a3)
+	return g.batchable(a0).ARGetRange(a0, a1, a2, a3)
 }
 
 // ARGrep calls ARGrep on the profile's current client.
 func (h *Handle) ARGrep(a0 context.Context, a1 string, a2 string, a3 string, a4 *redis.ARGrepArgs) *redis.UintSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGrep(a0, a1, a2, a3, a4)
+	return g.batchable(a0).ARGrep(a0, a1, a2, a3, a4)
 }
 
 // ARGrepWithValues calls ARGrepWithValues on the profile's current client.
 func (h *Handle) ARGrepWithValues(a0 context.Context, a1 string, a2 string, a3 string, a4 *redis.ARGrepArgs) *redis.AREntrySliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGrepWithValues(a0, a1, a2, a3, a4)
+	return g.batchable(a0).ARGrepWithValues(a0, a1, a2, a3, a4)
 }
 
 // ARInfo calls ARInfo on the profile's current client.
 func (h *Handle) ARInfo(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInfo(a0, a1)
+	return g.batchable(a0).ARInfo(a0, a1)
 }
 
 // ARInfoFull calls ARInfoFull on the profile's current client.
 func (h *Handle) ARInfoFull(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInfoFull(a0, a1)
+	return g.batchable(a0).ARInfoFull(a0, a1)
 }
 
 // ARInsert calls ARInsert on the profile's current client.
 func (h *Handle) ARInsert(a0 context.Context, a1 string, a2 ...string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInsert(a0, a1, a2...)
+	return g.batchable(a0).ARInsert(a0, a1, a2...)
 }
 
 // ARLastItems calls ARLastItems on the profile's current client.
 func (h *Handle) ARLastItems(a0 context.Context, a1 string, a2 uint64, a3 bool) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARLastItems(a0, a1, a2, a3)
+	return g.batchable(a0).ARLastItems(a0, a1, a2, a3)
 }
 
 // ARLen calls ARLen on the profile's current client.
 func (h *Handle) ARLen(a0 context.Context, a1 string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARLen(a0, a1)
+	return g.batchable(a0).ARLen(a0, a1)
 }
 
 // ARMGet calls ARMGet on the profile's current client.
 func (h *Handle) ARMGet(a0 context.Context, a1 string, a2 ...uint64) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARMGet(a0, a1, a2...)
+	return g.batchable(a0).ARMGet(a0, a1, a2...)
 }
 
 // ARMSet calls ARMSet on the profile's current client.
 func (h *Handle) ARMSet(a0 context.Context, a1 string, a2 ...redis.AREntry) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARMSet(a0, a1, a2...)
+	return g.batchable(a0).ARMSet(a0, a1, a2...)
 }
 
 // ARNext calls ARNext on the profile's current client.
 func (h *Handle) ARNext(a0 context.Context, a1 string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARNext(a0, a1)
+	return g.batchable(a0).ARNext(a0, a1)
 }
 
 // AROpAnd calls AROpAnd on the profile's current client.
 func (h *Handle) AROpAnd(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpAnd(a0, a1, a2, a3)
+	return g.batchable(a0).AROpAnd(a0, a1, a2, a3)
 }
 
 // AROpMatch calls AROpMatch on the profile's current client.
 func (h *Handle) AROpMatch(a0 context.Context, a1 string, a2 uint64, a3 uint64, a4 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMatch(a0, a1, a2, a3, a4)
+	return g.batchable(a0).AROpMatch(a0, a1, a2, a3, a4)
 }
 
 // AROpMax calls AROpMax on the profile's current client.
 func (h *Handle) AROpMax(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMax(a0, a1, a2, a3)
+	return g.batchable(a0).AROpMax(a0, a1, a2, a3)
 }
 
 // AROpMin calls AROpMin on the profile's current client.
 func (h *Handle) AROpMin(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMin(a0, a1, a2, a3)
+	return g.batchable(a0).AROpMin(a0, a1, a2, a3)
 }
 
 // AROpOr calls AROpOr on the profile's current client.
 func (h *Handle) AROpOr(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpOr(a0, a1, a2, a3)
+	return g.batchable(a0).AROpOr(a0, a1, a2, a3)
 }
 
 // AROpSum calls AROpSum on the profile's current client.
 func (h *Handle) AROpSum(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpSum(a0, a1, a2, a3)
+	return g.batchable(a0).AROpSum(a0, a1, a2, a3)
 }
 
 // AROpUsed calls AROpUsed on the profile's current client.
 func (h *Handle) AROpUsed(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpUsed(a0, a1, a2, a3)
+	return g.batchable(a0).AROpUsed(a0, a1, a2, a3)
 }
 
 // AROpXor calls AROpXor on the profile's current client.
 func (h *Handle) AROpXor(a0 context.Context, a1 string, a2 uint64, a3 uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpXor(a0, a1, a2, a3)
+	return g.batchable(a0).AROpXor(a0, a1, a2, a3)
 }
 
 // ARRing calls ARRing on the profile's current client.
 func (h *Handle) ARRing(a0 context.Context, a1 string, a2 uint64, a3 ...string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARRing(a0, a1, a2, a3...)
+	return g.batchable(a0).ARRing(a0, a1, a2, a3...)
 }
 
 // ARScan calls ARScan on the profile's current client.
 func (h *Handle) ARScan(a0 context.Context, a1 string, a2 uint64, a3 uint64, a4 *redis.ARScanArgs) *redis.AREntrySliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARScan(a0, a1, a2, a3, a4)
+	return g.batchable(a0).ARScan(a0, a1, a2, a3, a4)
 }
 
 // ARSeek calls ARSeek on the profile's current client.
 func (h *Handle) ARSeek(a0 context.Context, a1 string, a2 uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARSeek(a0, a1, a2)
+	return g.batchable(a0).ARSeek(a0, a1, a2)
 }
 
 // ARSet calls ARSet on the profile's current client.
 func (h *Handle) ARSet(a0 context.Context, a1 string, a2 uint64, a3 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARSet(a0, a1, a2, a3...)
+	return g.batchable(a0).ARSet(a0, a1, a2, a3...)
 }
 
 // Append calls Append on the profile's current client.
 func (h *Handle) Append(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Append(a0, a1, a2)
+	return g.batchable(a0).Append(a0, a1, a2)
 }
 
 // AsyncAutoPipeline calls AsyncAutoPipeline on the profile's current client.
@@ -319,133 +319,133 @@ func (h *Handle) AutoPipelineWithOptions(a0 *redis.AutoPipelineOptions) (*redis.
 func (h *Handle) BFAdd(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFAdd(a0, a1, a2)
+	return g.batchable(a0).BFAdd(a0, a1, a2)
 }
 
 // BFCard calls BFCard on the profile's current client.
 func (h *Handle) BFCard(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFCard(a0, a1)
+	return g.batchable(a0).BFCard(a0, a1)
 }
 
 // BFExists calls BFExists on the profile's current client.
 func (h *Handle) BFExists(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFExists(a0, a1, a2)
+	return g.batchable(a0).BFExists(a0, a1, a2)
 }
 
 // BFInfo calls BFInfo on the profile's current client.
 func (h *Handle) BFInfo(a0 context.Context, a1 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfo(a0, a1)
+	return g.batchable(a0).BFInfo(a0, a1)
 }
 
 // BFInfoArg calls BFInfoArg on the profile's current client.
 func (h *Handle) BFInfoArg(a0 context.Context, a1 string, a2 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoArg(a0, a1, a2)
+	return g.batchable(a0).BFInfoArg(a0, a1, a2)
 }
 
 // BFInfoCapacity calls BFInfoCapacity on the profile's current client.
 func (h *Handle) BFInfoCapacity(a0 context.Context, a1 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoCapacity(a0, a1)
+	return g.batchable(a0).BFInfoCapacity(a0, a1)
 }
 
 // BFInfoExpansion calls BFInfoExpansion on the profile's current client.
 func (h *Handle) BFInfoExpansion(a0 context.Context, a1 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoExpansion(a0, a1)
+	return g.batchable(a0).BFInfoExpansion(a0, a1)
 }
 
 // BFInfoFilters calls BFInfoFilters on the profile's current client.
 func (h *Handle) BFInfoFilters(a0 context.Context, a1 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoFilters(a0, a1)
+	return g.batchable(a0).BFInfoFilters(a0, a1)
 }
 
 // BFInfoItems calls BFInfoItems on the profile's current client.
 func (h *Handle) BFInfoItems(a0 context.Context, a1 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoItems(a0, a1)
+	return g.batchable(a0).BFInfoItems(a0, a1)
 }
 
 // BFInfoSize calls BFInfoSize on the profile's current client.
 func (h *Handle) BFInfoSize(a0 context.Context, a1 string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoSize(a0, a1)
+	return g.batchable(a0).BFInfoSize(a0, a1)
 }
 
 // BFInsert calls BFInsert on the profile's current client.
 func (h *Handle) BFInsert(a0 context.Context, a1 string, a2 *redis.BFInsertOptions, a3 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInsert(a0, a1, a2, a3...)
+	return g.batchable(a0).BFInsert(a0, a1, a2, a3...)
 }
 
 // BFLoadChunk calls BFLoadChunk on the profile's current client.
 func (h *Handle) BFLoadChunk(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFLoadChunk(a0, a1, a2, a3)
+	return g.batchable(a0).BFLoadChunk(a0, a1, a2, a3)
 }
 
 // BFMAdd calls BFMAdd on the profile's current client.
 func (h *Handle) BFMAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFMAdd(a0, a1, a2...)
+	return g.batchable(a0).BFMAdd(a0, a1, a2...)
 }
 
 // BFMExists calls BFMExists on the profile's current client.
 func (h *Handle) BFMExists(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFMExists(a0, a1, a2...)
+	return g.batchable(a0).BFMExists(a0, a1, a2...)
 }
 
 // BFReserve calls BFReserve on the profile's current client.
 func (h *Handle) BFReserve(a0 context.Context, a1 string, a2 float64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserve(a0, a1, a2, a3)
+	return g.batchable(a0).BFReserve(a0, a1, a2, a3)
 }
 
 // BFReserveExpansion calls BFReserveExpansion on the profile's current client.
 func (h *Handle) BFReserveExpansion(a0 context.Context, a1 string, a2 float64, a3 int64, a4 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveExpansion(a0, a1, a2, a3, a4)
+	return g.batchable(a0).BFReserveExpansion(a0, a1, a2, a3, a4)
 }
 
 // BFReserveNonScaling calls BFReserveNonScaling on the profile's current client.
 func (h *Handle) BFReserveNonScaling(a0 context.Context, a1 string, a2 float64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveNonScaling(a0, a1, a2, a3)
+	return g.batchable(a0).BFReserveNonScaling(a0, a1, a2, a3)
 }
 
 // BFReserveWithArgs calls BFReserveWithArgs on the profile's current client.
 func (h *Handle) BFReserveWithArgs(a0 context.Context, a1 string, a2 *redis.BFReserveOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveWithArgs(a0, a1, a2)
+	return g.batchable(a0).BFReserveWithArgs(a0, a1, a2)
 }
 
 // BFScanDump calls BFScanDump on the profile's current client.
 func (h *Handle) BFScanDump(a0 context.Context, a1 string, a2 int64) *redis.ScanDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFScanDump(a0, a1, a2)
+	return g.batchable(a0).BFScanDump(a0, a1, a2)
 }
 
 // BLMPop calls BLMPop on the profile's current client.
@@ -466,7 +466,7 @@ func (h *Handle) BLMove(a0 context.Context, a1 string, a2 string, a3 string, a4 
 func (h *Handle) BLMoveM(a0 context.Context, a1 string, a2 string, a3 string, a4 string, a5 time.Duration, a6 redis.LMoveMArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BLMoveM(a0, a1, a2, a3, a4, a5, a6)
+	return g.batchable(a0).BLMoveM(a0, a1, a2, a3, a4, a5, a6)
 }
 
 // BLPop calls BLPop on the profile's current client.
@@ -515,266 +515,266 @@ func (h *Handle) BZPopMin(a0 context.Context, a1 time.Duration, a2 ...string) *r
 func (h *Handle) BgRewriteAOF(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BgRewriteAOF(a0)
+	return g.batchable(a0).BgRewriteAOF(a0)
 }
 
 // BgSave calls BgSave on the profile's current client.
 func (h *Handle) BgSave(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BgSave(a0)
+	return g.batchable(a0).BgSave(a0)
 }
 
 // BitCount calls BitCount on the profile's current client.
 func (h *Handle) BitCount(a0 context.Context, a1 string, a2 *redis.BitCount) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitCount(a0, a1, a2)
+	return g.readable(a0).BitCount(a0, a1, a2)
 }
 
 // BitField calls BitField on the profile's current client.
 func (h *Handle) BitField(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitField(a0, a1, a2...)
+	return g.batchable(a0).BitField(a0, a1, a2...)
 }
 
 // BitFieldRO calls BitFieldRO on the profile's current client.
 func (h *Handle) BitFieldRO(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitFieldRO(a0, a1, a2...)
+	return g.batchable(a0).BitFieldRO(a0, a1, a2...)
 }
 
 // BitOpAnd calls BitOpAnd on the profile's current client.
 func (h *Handle) BitOpAnd(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpAnd(a0, a1, a2...)
+	return g.batchable(a0).BitOpAnd(a0, a1, a2...)
 }
 
 // BitOpAndOr calls BitOpAndOr on the profile's current client.
 func (h *Handle) BitOpAndOr(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpAndOr(a0, a1, a2...)
+	return g.batchable(a0).BitOpAndOr(a0, a1, a2...)
 }
 
 // BitOpDiff calls BitOpDiff on the profile's current client.
 func (h *Handle) BitOpDiff(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpDiff(a0, a1, a2...)
+	return g.batchable(a0).BitOpDiff(a0, a1, a2...)
 }
 
 // BitOpDiff1 calls BitOpDiff1 on the profile's current client.
 func (h *Handle) BitOpDiff1(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpDiff1(a0, a1, a2...)
+	return g.batchable(a0).BitOpDiff1(a0, a1, a2...)
 }
 
 // BitOpNot calls BitOpNot on the profile's current client.
 func (h *Handle) BitOpNot(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpNot(a0, a1, a2)
+	return g.batchable(a0).BitOpNot(a0, a1, a2)
 }
 
 // BitOpOne calls BitOpOne on the profile's current client.
 func (h *Handle) BitOpOne(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpOne(a0, a1, a2...)
+	return g.batchable(a0).BitOpOne(a0, a1, a2...)
 }
 
 // BitOpOr calls BitOpOr on the profile's current client.
 func (h *Handle) BitOpOr(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpOr(a0, a1, a2...)
+	return g.batchable(a0).BitOpOr(a0, a1, a2...)
 }
 
 // BitOpXor calls BitOpXor on the profile's current client.
 func (h *Handle) BitOpXor(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpXor(a0, a1, a2...)
+	return g.batchable(a0).BitOpXor(a0, a1, a2...)
 }
 
 // BitPos calls BitPos on the profile's current client.
 func (h *Handle) BitPos(a0 context.Context, a1 string, a2 int64, a3 ...int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitPos(a0, a1, a2, a3...)
+	return g.batchable(a0).BitPos(a0, a1, a2, a3...)
 }
 
 // BitPosSpan calls BitPosSpan on the profile's current client.
 func (h *Handle) BitPosSpan(a0 context.Context, a1 string, a2 int8, a3 int64, a4 int64, a5 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitPosSpan(a0, a1, a2, a3, a4, a5)
+	return g.batchable(a0).BitPosSpan(a0, a1, a2, a3, a4, a5)
 }
 
 // CFAdd calls CFAdd on the profile's current client.
 func (h *Handle) CFAdd(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFAdd(a0, a1, a2)
+	return g.batchable(a0).CFAdd(a0, a1, a2)
 }
 
 // CFAddNX calls CFAddNX on the profile's current client.
 func (h *Handle) CFAddNX(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFAddNX(a0, a1, a2)
+	return g.batchable(a0).CFAddNX(a0, a1, a2)
 }
 
 // CFCount calls CFCount on the profile's current client.
 func (h *Handle) CFCount(a0 context.Context, a1 string, a2 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFCount(a0, a1, a2)
+	return g.batchable(a0).CFCount(a0, a1, a2)
 }
 
 // CFDel calls CFDel on the profile's current client.
 func (h *Handle) CFDel(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFDel(a0, a1, a2)
+	return g.batchable(a0).CFDel(a0, a1, a2)
 }
 
 // CFExists calls CFExists on the profile's current client.
 func (h *Handle) CFExists(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFExists(a0, a1, a2)
+	return g.batchable(a0).CFExists(a0, a1, a2)
 }
 
 // CFInfo calls CFInfo on the profile's current client.
 func (h *Handle) CFInfo(a0 context.Context, a1 string) *redis.CFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInfo(a0, a1)
+	return g.batchable(a0).CFInfo(a0, a1)
 }
 
 // CFInsert calls CFInsert on the profile's current client.
 func (h *Handle) CFInsert(a0 context.Context, a1 string, a2 *redis.CFInsertOptions, a3 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInsert(a0, a1, a2, a3...)
+	return g.batchable(a0).CFInsert(a0, a1, a2, a3...)
 }
 
 // CFInsertNX calls CFInsertNX on the profile's current client.
 func (h *Handle) CFInsertNX(a0 context.Context, a1 string, a2 *redis.CFInsertOptions, a3 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInsertNX(a0, a1, a2, a3...)
+	return g.batchable(a0).CFInsertNX(a0, a1, a2, a3...)
 }
 
 // CFLoadChunk calls CFLoadChunk on the profile's current client.
 func (h *Handle) CFLoadChunk(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFLoadChunk(a0, a1, a2, a3)
+	return g.batchable(a0).CFLoadChunk(a0, a1, a2, a3)
 }
 
 // CFMExists calls CFMExists on the profile's current client.
 func (h *Handle) CFMExists(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFMExists(a0, a1, a2...)
+	return g.batchable(a0).CFMExists(a0, a1, a2...)
 }
 
 // CFReserve calls CFReserve on the profile's current client.
 func (h *Handle) CFReserve(a0 context.Context, a1 string, a2 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserve(a0, a1, a2)
+	return g.batchable(a0).CFReserve(a0, a1, a2)
 }
 
 // CFReserveBucketSize calls CFReserveBucketSize on the profile's current client.
 func (h *Handle) CFReserveBucketSize(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveBucketSize(a0, a1, a2, a3)
+	return g.batchable(a0).CFReserveBucketSize(a0, a1, a2, a3)
 }
 
 // CFReserveExpansion calls CFReserveExpansion on the profile's current client.
 func (h *Handle) CFReserveExpansion(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveExpansion(a0, a1, a2, a3)
+	return g.batchable(a0).CFReserveExpansion(a0, a1, a2, a3)
 }
 
 // CFReserveMaxIterations calls CFReserveMaxIterations on the profile's current client.
 func (h *Handle) CFReserveMaxIterations(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveMaxIterations(a0, a1, a2, a3)
+	return g.batchable(a0).CFReserveMaxIterations(a0, a1, a2, a3)
 }
 
 // CFReserveWithArgs calls CFReserveWithArgs on the profile's current client.
 func (h *Handle) CFReserveWithArgs(a0 context.Context, a1 string, a2 *redis.CFReserveOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveWithArgs(a0, a1, a2)
+	return g.batchable(a0).CFReserveWithArgs(a0, a1, a2)
 }
 
 // CFScanDump calls CFScanDump on the profile's current client.
 func (h *Handle) CFScanDump(a0 context.Context, a1 string, a2 int64) *redis.ScanDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFScanDump(a0, a1, a2)
+	return g.batchable(a0).CFScanDump(a0, a1, a2)
 }
 
 // CMSIncrBy calls CMSIncrBy on the profile's current client.
 func (h *Handle) CMSIncrBy(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSIncrBy(a0, a1, a2...)
+	return g.batchable(a0).CMSIncrBy(a0, a1, a2...)
 }
 
 // CMSInfo calls CMSInfo on the profile's current client.
 func (h *Handle) CMSInfo(a0 context.Context, a1 string) *redis.CMSInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInfo(a0, a1)
+	return g.batchable(a0).CMSInfo(a0, a1)
 }
 
 // CMSInitByDim calls CMSInitByDim on the profile's current client.
 func (h *Handle) CMSInitByDim(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInitByDim(a0, a1, a2, a3)
+	return g.batchable(a0).CMSInitByDim(a0, a1, a2, a3)
 }
 
 // CMSInitByProb calls CMSInitByProb on the profile's current client.
 func (h *Handle) CMSInitByProb(a0 context.Context, a1 string, a2 float64, a3 float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInitByProb(a0, a1, a2, a3)
+	return g.batchable(a0).CMSInitByProb(a0, a1, a2, a3)
 }
 
 // CMSMerge calls CMSMerge on the profile's current client.
 func (h *Handle) CMSMerge(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSMerge(a0, a1, a2...)
+	return g.batchable(a0).CMSMerge(a0, a1, a2...)
 }
 
 // CMSMergeWithWeight calls CMSMergeWithWeight on the profile's current client.
 func (h *Handle) CMSMergeWithWeight(a0 context.Context, a1 string, a2 map[string]int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSMergeWithWeight(a0, a1, a2)
+	return g.batchable(a0).CMSMergeWithWeight(a0, a1, a2)
 }
 
 // CMSQuery calls CMSQuery on the profile's current client.
 func (h *Handle) CMSQuery(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSQuery(a0, a1, a2...)
+	return g.batchable(a0).CMSQuery(a0, a1, a2...)
 }
 
 // ClientGetName calls ClientGetName on the profile's current client.
@@ -879,273 +879,273 @@ func (h *Handle) ClientUnpause(a0 context.Context) *redis.BoolCmd {
 func (h *Handle) ClusterAddSlots(a0 context.Context, a1 ...int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterAddSlots(a0, a1...)
+	return g.batchable(a0).ClusterAddSlots(a0, a1...)
 }
 
 // ClusterAddSlotsRange calls ClusterAddSlotsRange on the profile's current client.
 func (h *Handle) ClusterAddSlotsRange(a0 context.Context, a1 int, a2 int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterAddSlotsRange(a0, a1, a2)
+	return g.batchable(a0).ClusterAddSlotsRange(a0, a1, a2)
 }
 
 // ClusterCountFailureReports calls ClusterCountFailureReports on the profile's current client.
 func (h *Handle) ClusterCountFailureReports(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterCountFailureReports(a0, a1)
+	return g.batchable(a0).ClusterCountFailureReports(a0, a1)
 }
 
 // ClusterCountKeysInSlot calls ClusterCountKeysInSlot on the profile's current client.
 func (h *Handle) ClusterCountKeysInSlot(a0 context.Context, a1 int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterCountKeysInSlot(a0, a1)
+	return g.batchable(a0).ClusterCountKeysInSlot(a0, a1)
 }
 
 // ClusterDelSlots calls ClusterDelSlots on the profile's current client.
 func (h *Handle) ClusterDelSlots(a0 context.Context, a1 ...int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterDelSlots(a0, a1...)
+	return g.batchable(a0).ClusterDelSlots(a0, a1...)
 }
 
 // ClusterDelSlotsRange calls ClusterDelSlotsRange on the profile's current client.
 func (h *Handle) ClusterDelSlotsRange(a0 context.Context, a1 int, a2 int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterDelSlotsRange(a0, a1, a2)
+	return g.batchable(a0).ClusterDelSlotsRange(a0, a1, a2)
 }
 
 // ClusterFailover calls ClusterFailover on the profile's current client.
 func (h *Handle) ClusterFailover(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterFailover(a0)
+	return g.batchable(a0).ClusterFailover(a0)
 }
 
 // ClusterForget calls ClusterForget on the profile's current client.
 func (h *Handle) ClusterForget(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterForget(a0, a1)
+	return g.batchable(a0).ClusterForget(a0, a1)
 }
 
 // ClusterGetKeysInSlot calls ClusterGetKeysInSlot on the profile's current client.
 func (h *Handle) ClusterGetKeysInSlot(a0 context.Context, a1 int, a2 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterGetKeysInSlot(a0, a1, a2)
+	return g.batchable(a0).ClusterGetKeysInSlot(a0, a1, a2)
 }
 
 // ClusterInfo calls ClusterInfo on the profile's current client.
 func (h *Handle) ClusterInfo(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterInfo(a0)
+	return g.batchable(a0).ClusterInfo(a0)
 }
 
 // ClusterKeySlot calls ClusterKeySlot on the profile's current client.
 func (h *Handle) ClusterKeySlot(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterKeySlot(a0, a1)
+	return g.batchable(a0).ClusterKeySlot(a0, a1)
 }
 
 // ClusterLinks calls ClusterLinks on the profile's current client.
 func (h *Handle) ClusterLinks(a0 context.Context) *redis.ClusterLinksCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterLinks(a0)
+	return g.batchable(a0).ClusterLinks(a0)
 }
 
 // ClusterMeet calls ClusterMeet on the profile's current client.
 func (h *Handle) ClusterMeet(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMeet(a0, a1, a2)
+	return g.batchable(a0).ClusterMeet(a0, a1, a2)
 }
 
 // ClusterMyID calls ClusterMyID on the profile's current client.
 func (h *Handle) ClusterMyID(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMyID(a0)
+	return g.batchable(a0).ClusterMyID(a0)
 }
 
 // ClusterMyShardID calls ClusterMyShardID on the profile's current client.
 func (h *Handle) ClusterMyShardID(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMyShardID(a0)
+	return g.batchable(a0).ClusterMyShardID(a0)
 }
 
 // ClusterNodes calls ClusterNodes on the profile's current client.
 func (h *Handle) ClusterNodes(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterNodes(a0)
+	return g.batchable(a0).ClusterNodes(a0)
 }
 
 // ClusterReplicate calls ClusterReplicate on the profile's current client.
 func (h *Handle) ClusterReplicate(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterReplicate(a0, a1)
+	return g.batchable(a0).ClusterReplicate(a0, a1)
 }
 
 // ClusterResetHard calls ClusterResetHard on the profile's current client.
 func (h *Handle) ClusterResetHard(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterResetHard(a0)
+	return g.batchable(a0).ClusterResetHard(a0)
 }
 
 // ClusterResetSoft calls ClusterResetSoft on the profile's current client.
 func (h *Handle) ClusterResetSoft(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterResetSoft(a0)
+	return g.batchable(a0).ClusterResetSoft(a0)
 }
 
 // ClusterSaveConfig calls ClusterSaveConfig on the profile's current client.
 func (h *Handle) ClusterSaveConfig(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSaveConfig(a0)
+	return g.batchable(a0).ClusterSaveConfig(a0)
 }
 
 // ClusterShards calls ClusterShards on the profile's current client.
 func (h *Handle) ClusterShards(a0 context.Context) *redis.ClusterShardsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterShards(a0)
+	return g.batchable(a0).ClusterShards(a0)
 }
 
 // ClusterSlaves calls ClusterSlaves on the profile's current client.
 func (h *Handle) ClusterSlaves(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSlaves(a0, a1)
+	return g.batchable(a0).ClusterSlaves(a0, a1)
 }
 
 // ClusterSlots calls ClusterSlots on the profile's current client.
 func (h *Handle) ClusterSlots(a0 context.Context) *redis.ClusterSlotsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSlots(a0)
+	return g.batchable(a0).ClusterSlots(a0)
 }
 
 // Command calls Command on the profile's current client.
 func (h *Handle) Command(a0 context.Context) *redis.CommandsInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Command(a0)
+	return g.batchable(a0).Command(a0)
 }
 
 // CommandGetKeys calls CommandGetKeys on the profile's current client.
 func (h *Handle) CommandGetKeys(a0 context.Context, a1 ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandGetKeys(a0, a1...)
+	return g.batchable(a0).CommandGetKeys(a0, a1...)
 }
 
 // CommandGetKeysAndFlags calls CommandGetKeysAndFlags on the profile's current client.
 func (h *Handle) CommandGetKeysAndFlags(a0 context.Context, a1 ...interface{}) *redis.KeyFlagsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandGetKeysAndFlags(a0, a1...)
+	return g.batchable(a0).CommandGetKeysAndFlags(a0, a1...)
 }
 
 // CommandList calls CommandList on the profile's current client.
 func (h *Handle) CommandList(a0 context.Context, a1 *redis.FilterBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandList(a0, a1)
+	return g.batchable(a0).CommandList(a0, a1)
 }
 
 // ConfigGet calls ConfigGet on the profile's current client.
 func (h *Handle) ConfigGet(a0 context.Context, a1 string) *redis.MapStringStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigGet(a0, a1)
+	return g.batchable(a0).ConfigGet(a0, a1)
 }
 
 // ConfigResetStat calls ConfigResetStat on the profile's current client.
 func (h *Handle) ConfigResetStat(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigResetStat(a0)
+	return g.batchable(a0).ConfigResetStat(a0)
 }
 
 // ConfigRewrite calls ConfigRewrite on the profile's current client.
 func (h *Handle) ConfigRewrite(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigRewrite(a0)
+	return g.batchable(a0).ConfigRewrite(a0)
 }
 
 // ConfigSet calls ConfigSet on the profile's current client.
 func (h *Handle) ConfigSet(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigSet(a0, a1, a2)
+	return g.batchable(a0).ConfigSet(a0, a1, a2)
 }
 
 // Copy calls Copy on the profile's current client.
 func (h *Handle) Copy(a0 context.Context, a1 string, a2 string, a3 int, a4 bool) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Copy(a0, a1, a2, a3, a4)
+	return g.batchable(a0).Copy(a0, a1, a2, a3, a4)
 }
 
 // DBSize calls DBSize on the profile's current client.
 func (h *Handle) DBSize(a0 context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DBSize(a0)
+	return g.batchable(a0).DBSize(a0)
 }
 
 // DebugObject calls DebugObject on the profile's current client.
 func (h *Handle) DebugObject(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DebugObject(a0, a1)
+	return g.batchable(a0).DebugObject(a0, a1)
 }
 
 // Decr calls Decr on the profile's current client.
 func (h *Handle) Decr(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Decr(a0, a1)
+	return g.batchable(a0).Decr(a0, a1)
 }
 
 // DecrBy calls DecrBy on the profile's current client.
 func (h *Handle) DecrBy(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DecrBy(a0, a1, a2)
+	return g.batchable(a0).DecrBy(a0, a1, a2)
 }
 
 // Del calls Del on the profile's current client.
 func (h *Handle) Del(a0 context.Context, a1 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Del(a0, a1...)
+	return g.batchable(a0).Del(a0, a1...)
 }
 
 // DelExArgs calls DelExArgs on the profile's current client.
 func (h *Handle) DelExArgs(a0 context.Context, a1 string, a2 redis.DelExArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DelExArgs(a0, a1, a2)
+	return g.batchable(a0).DelExArgs(a0, a1, a2)
 }
 
 // Digest calls Digest on the profile's current client.
 func (h *Handle) Digest(a0 context.Context, a1 string) *redis.DigestCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Digest(a0, a1)
+	return g.batchable(a0).Digest(a0, a1)
 }
 
 // Do calls Do on the profile's current client.
@@ -1159,644 +1159,637 @@ func (h *Handle) Do(a0 context.Context, a1 ...interface{}) *redis.Cmd {
 func (h *Handle) Dump(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Dump(a0, a1)
+	return g.batchable(a0).Dump(a0, a1)
 }
 
 // Echo calls Echo on the profile's current client.
 func (h *Handle) Echo(a0 context.Context, a1 interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Echo(a0, a1)
+	return g.batchable(a0).Echo(a0, a1)
 }
 
 // Eval calls Eval on the profile's current client.
 func (h *Handle) Eval(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Eval(a0, a1, a2, a3...)
+	return g.batchable(a0).Eval(a0, a1, a2, a3...)
 }
 
 // EvalRO calls EvalRO on the profile's current client.
 func (h *Handle) EvalRO(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalRO(a0, a1, a2, a3...)
+	return g.batchable(a0).EvalRO(a0, a1, a2, a3...)
 }
 
 // EvalSha calls EvalSha on the profile's current client.
 func (h *Handle) EvalSha(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalSha(a0, a1, a2, a3...)
+	return g.batchable(a0).EvalSha(a0, a1, a2, a3...)
 }
 
 // EvalShaRO calls EvalShaRO on the profile's current client.
 func (h *Handle) EvalShaRO(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalShaRO(a0, a1, a2, a3...)
+	return g.batchable(a0).EvalShaRO(a0, a1, a2, a3...)
 }
 
 // Exists calls Exists on the profile's current client.
 func (h *Handle) Exists(a0 context.Context, a1 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Exists(a0, a1...)
+	return g.readable(a0).Exists(a0, a1...)
 }
 
 // Expire calls Expire on the profile's current client.
 func (h *Handle) Expire(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Expire(a0, a1, a2)
+	return g.batchable(a0).Expire(a0, a1, a2)
 }
 
 // ExpireAt calls ExpireAt on the profile's current client.
 func (h *Handle) ExpireAt(a0 context.Context, a1 string, a2 time.Time) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireAt(a0, a1, a2)
+	return g.batchable(a0).ExpireAt(a0, a1, a2)
 }
 
 // ExpireGT calls ExpireGT on the profile's current client.
 func (h *Handle) ExpireGT(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireGT(a0, a1, a2)
+	return g.batchable(a0).ExpireGT(a0, a1, a2)
 }
 
 // ExpireLT calls ExpireLT on the profile's current client.
 func (h *Handle) ExpireLT(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireLT(a0, a1, a2)
+	return g.batchable(a0).ExpireLT(a0, a1, a2)
 }
 
 // ExpireNX calls ExpireNX on the profile's current client.
 func (h *Handle) ExpireNX(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireNX(a0, a1, a2)
+	return g.batchable(a0).ExpireNX(a0, a1, a2)
 }
 
 // ExpireTime calls ExpireTime on the profile's current client.
 func (h *Handle) ExpireTime(a0 context.Context, a1 string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireTime(a0, a1)
+	return g.batchable(a0).ExpireTime(a0, a1)
 }
 
 // ExpireXX calls ExpireXX on the profile's current client.
 func (h *Handle) ExpireXX(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireXX(a0, a1, a2)
+	return g.batchable(a0).ExpireXX(a0, a1, a2)
 }
 
 // FCall calls FCall on the profile's current client.
 func (h *Handle) FCall(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCall(a0, a1, a2, a3...)
+	return g.batchable(a0).FCall(a0, a1, a2, a3...)
 }
 
 // FCallRO calls FCallRO on the profile's current client.
 func (h *Handle) FCallRO(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCallRO(a0, a1, a2, a3...)
+	return g.batchable(a0).FCallRO(a0, a1, a2, a3...)
 }
 
 // FCallRo calls FCallRo on the profile's current client.
 func (h *Handle) FCallRo(a0 context.Context, a1 string, a2 []string, a3 ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCallRo(a0, a1, a2, a3...)
+	return g.batchable(a0).FCallRo(a0, a1, a2, a3...)
 }
 
 // FTAggregate calls FTAggregate on the profile's current client.
 func (h *Handle) FTAggregate(a0 context.Context, a1 string, a2 string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAggregate(a0, a1, a2)
+	return g.batchable(a0).FTAggregate(a0, a1, a2)
 }
 
 // FTAggregateWithArgs calls FTAggregateWithArgs on the profile's current client.
 func (h *Handle) FTAggregateWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTAggregateOptions) *redis.AggregateCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAggregateWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).FTAggregateWithArgs(a0, a1, a2, a3)
 }
 
 // FTAliasAdd calls FTAliasAdd on the profile's current client.
 func (h *Handle) FTAliasAdd(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasAdd(a0, a1, a2)
+	return g.batchable(a0).FTAliasAdd(a0, a1, a2)
 }
 
 // FTAliasDel calls FTAliasDel on the profile's current client.
 func (h *Handle) FTAliasDel(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasDel(a0, a1)
+	return g.batchable(a0).FTAliasDel(a0, a1)
 }
 
 // FTAliasList calls FTAliasList on the profile's current client.
 func (h *Handle) FTAliasList(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasList(a0, a1)
+	return g.batchable(a0).FTAliasList(a0, a1)
 }
 
 // FTAliasUpdate calls FTAliasUpdate on the profile's current client.
 func (h *Handle) FTAliasUpdate(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasUpdate(a0, a1, a2)
+	return g.batchable(a0).FTAliasUpdate(a0, a1, a2)
 }
 
 // FTAlter calls FTAlter on the profile's current client.
 func (h *Handle) FTAlter(a0 context.Context, a1 string, a2 bool, a3 []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAlter(a0, a1, a2, a3)
+	return g.batchable(a0).FTAlter(a0, a1, a2, a3)
 }
 
 // FTConfigGet calls FTConfigGet on the profile's current client.
 func (h *Handle) FTConfigGet(a0 context.Context, a1 string) *redis.MapMapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTConfigGet(a0, a1)
+	return g.batchable(a0).FTConfigGet(a0, a1)
 }
 
 // FTConfigSet calls FTConfigSet on the profile's current client.
 func (h *Handle) FTConfigSet(a0 context.Context, a1 string, a2 interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTConfigSet(a0, a1, a2)
+	return g.batchable(a0).FTConfigSet(a0, a1, a2)
 }
 
 // FTCreate calls FTCreate on the profile's current client.
 func (h *Handle) FTCreate(a0 context.Context, a1 string, a2 *redis.FTCreateOptions, a3 ...*redis.FieldSchema) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCreate(a0, a1, a2, a3...)
+	return g.batchable(a0).FTCreate(a0, a1, a2, a3...)
 }
 
 // FTCursorDel calls FTCursorDel on the profile's current client.
 func (h *Handle) FTCursorDel(a0 context.Context, a1 string, a2 int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCursorDel(a0, a1, a2)
+	return g.batchable(a0).FTCursorDel(a0, a1, a2)
 }
 
 // FTCursorRead calls FTCursorRead on the profile's current client.
 func (h *Handle) FTCursorRead(a0 context.Context, a1 string, a2 int, a3 int) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCursorRead(a0, a1, a2, a3)
+	return g.batchable(a0).FTCursorRead(a0, a1, a2, a3)
 }
 
 // FTDictAdd calls FTDictAdd on the profile's current client.
 func (h *Handle) FTDictAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictAdd(a0, a1, a2...)
+	return g.batchable(a0).FTDictAdd(a0, a1, a2...)
 }
 
 // FTDictDel calls FTDictDel on the profile's current client.
 func (h *Handle) FTDictDel(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictDel(a0, a1, a2...)
+	return g.batchable(a0).FTDictDel(a0, a1, a2...)
 }
 
 // FTDictDump calls FTDictDump on the profile's current client.
 func (h *Handle) FTDictDump(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictDump(a0, a1)
+	return g.batchable(a0).FTDictDump(a0, a1)
 }
 
 // FTDropIndex calls FTDropIndex on the profile's current client.
 func (h *Handle) FTDropIndex(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDropIndex(a0, a1)
+	return g.batchable(a0).FTDropIndex(a0, a1)
 }
 
 // FTDropIndexWithArgs calls FTDropIndexWithArgs on the profile's current client.
 func (h *Handle) FTDropIndexWithArgs(a0 context.Context, a1 string, a2 *redis.FTDropIndexOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDropIndexWithArgs(a0, a1, a2)
+	return g.batchable(a0).FTDropIndexWithArgs(a0, a1, a2)
 }
 
 // FTExplain calls FTExplain on the profile's current client.
 func (h *Handle) FTExplain(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTExplain(a0, a1, a2)
+	return g.batchable(a0).FTExplain(a0, a1, a2)
 }
 
 // FTExplainWithArgs calls FTExplainWithArgs on the profile's current client.
 func (h *Handle) FTExplainWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTExplainOptions) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTExplainWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).FTExplainWithArgs(a0, a1, a2, a3)
 }
 
 // FTHybrid calls FTHybrid on the profile's current client.
 func (h *Handle) FTHybrid(a0 context.Context, a1 string, a2 string, a3 string, a4 redis.Vector) *redis.FTHybridCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTHybrid(a0, a1, a2, a3, a4)
+	return g.batchable(a0).FTHybrid(a0, a1, a2, a3, a4)
 }
 
 // FTHybridWithArgs calls FTHybridWithArgs on the profile's current client.
 func (h *Handle) FTHybridWithArgs(a0 context.Context, a1 string, a2 *redis.FTHybridOptions) *redis.FTHybridCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTHybridWithArgs(a0, a1, a2)
+	return g.batchable(a0).FTHybridWithArgs(a0, a1, a2)
 }
 
 // FTInfo calls FTInfo on the profile's current client.
 func (h *Handle) FTInfo(a0 context.Context, a1 string) *redis.FTInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTInfo(a0, a1)
+	return g.batchable(a0).FTInfo(a0, a1)
 }
 
 // FTSearch calls FTSearch on the profile's current client.
 func (h *Handle) FTSearch(a0 context.Context, a1 string, a2 string) *redis.FTSearchCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSearch(a0, a1, a2)
+	return g.batchable(a0).FTSearch(a0, a1, a2)
 }
 
 // FTSearchWithArgs calls FTSearchWithArgs on the profile's current client.
 func (h *Handle) FTSearchWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTSearchOptions) *redis.FTSearchCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSearchWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).FTSearchWithArgs(a0, a1, a2, a3)
 }
 
 // FTSpellCheck calls FTSpellCheck on the profile's current client.
 func (h *Handle) FTSpellCheck(a0 context.Context, a1 string, a2 string) *redis.FTSpellCheckCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSpellCheck(a0, a1, a2)
+	return g.batchable(a0).FTSpellCheck(a0, a1, a2)
 }
 
 // FTSpellCheckWithArgs calls FTSpellCheckWithArgs on the profile's current client.
 func (h *Handle) FTSpellCheckWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.FTSpellCheckOptions) *redis.FTSpellCheckCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSpellCheckWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).FTSpellCheckWithArgs(a0, a1, a2, a3)
 }
 
 // FTSynDump calls FTSynDump on the profile's current client.
 func (h *Handle) FTSynDump(a0 context.Context, a1 string) *redis.FTSynDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynDump(a0, a1)
+	return g.batchable(a0).FTSynDump(a0, a1)
 }
 
 // FTSynUpdate calls FTSynUpdate on the profile's current client.
 func (h *Handle) FTSynUpdate(a0 context.Context, a1 string, a2 interface{}, a3 []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynUpdate(a0, a1, a2, a3)
+	return g.batchable(a0).FTSynUpdate(a0, a1, a2, a3)
 }
 
 // FTSynUpdateWithArgs calls FTSynUpdateWithArgs on the profile's current client.
 func (h *Handle) FTSynUpdateWithArgs(a0 context.Context, a1 string, a2 interface{}, a3 *redis.FTSynUpdateOptions, a4 []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynUpdateWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).FTSynUpdateWithArgs(a0, a1, a2, a3, a4)
 }
 
 // FTTagVals calls FTTagVals on the profile's current client.
 func (h *Handle) FTTagVals(a0 context.Context, a1 string, a2 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTTagVals(a0, a1, a2)
+	return g.batchable(a0).FTTagVals(a0, a1, a2)
 }
 
 // FT_List calls FT_List on the profile's current client.
 func (h *Handle) FT_List(a0 context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FT_List(a0)
+	return g.batchable(a0).FT_List(a0)
 }
 
 // FlushAll calls FlushAll on the profile's current client.
 func (h *Handle) FlushAll(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushAll(a0)
+	return g.batchable(a0).FlushAll(a0)
 }
 
 // FlushAllAsync calls FlushAllAsync on the profile's current client.
 func (h *Handle) FlushAllAsync(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushAllAsync(a0)
+	return g.batchable(a0).FlushAllAsync(a0)
 }
 
 // FlushDB calls FlushDB on the profile's current client.
 func (h *Handle) FlushDB(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushDB(a0)
+	return g.batchable(a0).FlushDB(a0)
 }
 
 // FlushDBAsync calls FlushDBAsync on the profile's current client.
 func (h *Handle) FlushDBAsync(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushDBAsync(a0)
+	return g.batchable(a0).FlushDBAsync(a0)
 }
 
 // FunctionDelete calls FunctionDelete on the profile's current client.
 func (h *Handle) FunctionDelete(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionDelete(a0, a1)
+	return g.batchable(a0).FunctionDelete(a0, a1)
 }
 
 // FunctionDump calls FunctionDump on the profile's current client.
 func (h *Handle) FunctionDump(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionDump(a0)
+	return g.batchable(a0).FunctionDump(a0)
 }
 
 // FunctionFlush calls FunctionFlush on the profile's current client.
 func (h *Handle) FunctionFlush(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionFlush(a0)
+	return g.batchable(a0).FunctionFlush(a0)
 }
 
 // FunctionFlushAsync calls FunctionFlushAsync on the profile's current client.
 func (h *Handle) FunctionFlushAsync(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionFlushAsync(a0)
+	return g.batchable(a0).FunctionFlushAsync(a0)
 }
 
 // FunctionKill calls FunctionKill on the profile's current client.
 func (h *Handle) FunctionKill(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionKill(a0)
+	return g.batchable(a0).FunctionKill(a0)
 }
 
 // FunctionList calls FunctionList on the profile's current client.
 func (h *Handle) FunctionList(a0 context.Context, a1 redis.FunctionListQuery) *redis.FunctionListCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionList(a0, a1)
+	return g.batchable(a0).FunctionList(a0, a1)
 }
 
 // FunctionLoad calls FunctionLoad on the profile's current client.
 func (h *Handle) FunctionLoad(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionLoad(a0, a1)
+	return g.batchable(a0).FunctionLoad(a0, a1)
 }
 
 // FunctionLoadReplace calls FunctionLoadReplace on the profile's current client.
 func (h *Handle) FunctionLoadReplace(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionLoadReplace(a0, a1)
+	return g.batchable(a0).FunctionLoadReplace(a0, a1)
 }
 
 // FunctionRestore calls FunctionRestore on the profile's current client.
 func (h *Handle) FunctionRestore(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionRestore(a0, a1)
+	return g.batchable(a0).FunctionRestore(a0, a1)
 }
 
 // FunctionStats calls FunctionStats on the profile's current client.
 func (h *Handle) FunctionStats(a0 context.Context) *redis.FunctionStatsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionStats(a0)
+	return g.batchable(a0).FunctionStats(a0)
 }
 
 // GeoAdd calls GeoAdd on the profile's current client.
 func (h *Handle) GeoAdd(a0 context.Context, a1 string, a2 ...*redis.GeoLocation) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoAdd(a0, a1, a2...)
+	return g.batchable(a0).GeoAdd(a0, a1, a2...)
 }
 
 // GeoDist calls GeoDist on the profile's current client.
 func (h *Handle) GeoDist(a0 context.Context, a1 string, a2 string, a3 string, a4 string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoDist(a0, a1, a2, a3, a4)
+	return g.readable(a0).GeoDist(a0, a1, a2, a3, a4)
 }
 
 // GeoHash calls GeoHash on the profile's current client.
 func (h *Handle) GeoHash(a0 context.Context, a1 string, a2 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoHash(a0, a1, a2...)
+	return g.readable(a0).GeoHash(a0, a1, a2...)
 }
 
 // GeoPos calls GeoPos on the profile's current client.
 func (h *Handle) GeoPos(a0 context.Context, a1 string, a2 ...string) *redis.GeoPosCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoPos(a0, a1, a2...)
+	return g.readable(a0).GeoPos(a0, a1, a2...)
 }
 
 // GeoRadius calls GeoRadius on the profile's current client.
 func (h *Handle) GeoRadius(a0 context.Context, a1 string, a2 float64, a3 float64, a4 *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadius(a0, a1, a2, a3, a4)
+	return g.batchable(a0).GeoRadius(a0, a1, a2, a3, a4)
 }
 
 // GeoRadiusByMember calls GeoRadiusByMember on the profile's current client.
 func (h *Handle) GeoRadiusByMember(a0 context.Context, a1 string, a2 string, a3 *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusByMember(a0, a1, a2, a3)
+	return g.batchable(a0).GeoRadiusByMember(a0, a1, a2, a3)
 }
 
 // GeoRadiusByMemberStore calls GeoRadiusByMemberStore on the profile's current client.
 func (h *Handle) GeoRadiusByMemberStore(a0 context.Context, a1 string, a2 string, a3 *redis.GeoRadiusQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusByMemberStore(a0, a1, a2, a3)
+	return g.batchable(a0).GeoRadiusByMemberStore(a0, a1, a2, a3)
 }
 
 // GeoRadiusStore calls GeoRadiusStore on the profile's current client.
 func (h *Handle) GeoRadiusStore(a0 context.Context, a1 string, a2 float64, a3 float64, a4 *redis.GeoRadiusQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusStore(a0, a1, a2, a3, a4)
+	return g.batchable(a0).GeoRadiusStore(a0, a1, a2, a3, a4)
 }
 
 // GeoSearch calls GeoSearch on the profile's current client.
 func (h *Handle) GeoSearch(a0 context.Context, a1 string, a2 *redis.GeoSearchQuery) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearch(a0, a1, a2)
+	return g.batchable(a0).GeoSearch(a0, a1, a2)
 }
 
 // GeoSearchLocation calls GeoSearchLocation on the profile's current client.
 func (h *Handle) GeoSearchLocation(a0 context.Context, a1 string, a2 *redis.GeoSearchLocationQuery) *redis.GeoSearchLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearchLocation(a0, a1, a2)
+	return g.batchable(a0).GeoSearchLocation(a0, a1, a2)
 }
 
 // GeoSearchStore calls GeoSearchStore on the profile's current client.
 func (h *Handle) GeoSearchStore(a0 context.Context, a1 string, a2 string, a3 *redis.GeoSearchStoreQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearchStore(a0, a1, a2, a3)
-}
-
-// Get calls Get on the profile's current client.
-func (h *Handle) Get(a0 context.Context, a1 string) *redis.StringCmd {
-	g, s := h.acquire()
-	defer g.release(s)
-	return g.client.Get(a0, a1)
+	return g.batchable(a0).GeoSearchStore(a0, a1, a2, a3)
 }
 
 // GetBit calls GetBit on the profile's current client.
 func (h *Handle) GetBit(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetBit(a0, a1, a2)
+	return g.readable(a0).GetBit(a0, a1, a2)
 }
 
 // GetDel calls GetDel on the profile's current client.
 func (h *Handle) GetDel(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetDel(a0, a1)
+	return g.batchable(a0).GetDel(a0, a1)
 }
 
 // GetEx calls GetEx on the profile's current client.
 func (h *Handle) GetEx(a0 context.Context, a1 string, a2 time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetEx(a0, a1, a2)
+	return g.batchable(a0).GetEx(a0, a1, a2)
 }
 
 // GetRange calls GetRange on the profile's current client.
 func (h *Handle) GetRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetRange(a0, a1, a2, a3)
+	return g.readable(a0).GetRange(a0, a1, a2, a3)
 }
 
 // GetSet calls GetSet on the profile's current client.
 func (h *Handle) GetSet(a0 context.Context, a1 string, a2 interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetSet(a0, a1, a2)
+	return g.batchable(a0).GetSet(a0, a1, a2)
 }
 
 // GetToBuffer calls GetToBuffer on the profile's current client.
 func (h *Handle) GetToBuffer(a0 context.Context, a1 string, a2 []uint8) *redis.ZeroCopyStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetToBuffer(a0, a1, a2)
+	return g.batchable(a0).GetToBuffer(a0, a1, a2)
 }
 
 // HDel calls HDel on the profile's current client.
 func (h *Handle) HDel(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HDel(a0, a1, a2...)
+	return g.batchable(a0).HDel(a0, a1, a2...)
 }
 
 // HExists calls HExists on the profile's current client.
 func (h *Handle) HExists(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExists(a0, a1, a2)
+	return g.readable(a0).HExists(a0, a1, a2)
 }
 
 // HExpire calls HExpire on the profile's current client.
 func (h *Handle) HExpire(a0 context.Context, a1 string, a2 time.Duration, a3 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpire(a0, a1, a2, a3...)
+	return g.batchable(a0).HExpire(a0, a1, a2, a3...)
 }
 
 // HExpireAt calls HExpireAt on the profile's current client.
 func (h *Handle) HExpireAt(a0 context.Context, a1 string, a2 time.Time, a3 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireAt(a0, a1, a2, a3...)
+	return g.batchable(a0).HExpireAt(a0, a1, a2, a3...)
 }
 
 // HExpireAtWithArgs calls HExpireAtWithArgs on the profile's current client.
 func (h *Handle) HExpireAtWithArgs(a0 context.Context, a1 string, a2 time.Time, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireAtWithArgs(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).HExpireAtWithArgs(a0, a1, a2, a3, a4...)
 }
 
 // HExpireTime calls HExpireTime on the profile's current client.
 func (h *Handle) HExpireTime(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireTime(a0, a1, a2...)
+	return g.batchable(a0).HExpireTime(a0, a1, a2...)
 }
 
 // HExpireWithArgs calls HExpireWithArgs on the profile's current client.
 func (h *Handle) HExpireWithArgs(a0 context.Context, a1 string, a2 time.Duration, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireWithArgs(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).HExpireWithArgs(a0, a1, a2, a3, a4...)
 }
 
 // HGet calls HGet on the profile's current client.
 func (h *Handle) HGet(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGet(a0, a1, a2)
+	return g.readable(a0).HGet(a0, a1, a2)
 }
 
 // HGetAll calls HGetAll on the profile's current client.
 func (h *Handle) HGetAll(a0 context.Context, a1 string) *redis.MapStringStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetAll(a0, a1)
+	return g.readable(a0).HGetAll(a0, a1)
 }
 
 // HGetDel calls HGetDel on the profile's current client.
 func (h *Handle) HGetDel(a0 context.Context, a1 string, a2 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetDel(a0, a1, a2...)
+	return g.batchable(a0).HGetDel(a0, a1, a2...)
 }
 
 // HGetEX calls HGetEX on the profile's current client.
 func (h *Handle) HGetEX(a0 context.Context, a1 string, a2 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetEX(a0, a1, a2...)
+	return g.batchable(a0).HGetEX(a0, a1, a2...)
 }
 
 // HGetEXWithArgs calls HGetEXWithArgs on the profile's current client.
 func (h *Handle) HGetEXWithArgs(a0 context.Context, a1 string, a2 *redis.HGetEXOptions, a3 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetEXWithArgs(a0, a1, a2, a3...)
+	return g.batchable(a0).HGetEXWithArgs(a0, a1, a2, a3...)
 }
 
 // HImportDiscard calls HImportDiscard on the profile's current client.
@@ -1831,609 +1824,609 @@ func (h *Handle) HImportSet(a0 context.Context, a1 string, a2 string, a3 ...inte
 func (h *Handle) HIncrBy(a0 context.Context, a1 string, a2 string, a3 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HIncrBy(a0, a1, a2, a3)
+	return g.batchable(a0).HIncrBy(a0, a1, a2, a3)
 }
 
 // HIncrByFloat calls HIncrByFloat on the profile's current client.
 func (h *Handle) HIncrByFloat(a0 context.Context, a1 string, a2 string, a3 float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HIncrByFloat(a0, a1, a2, a3)
+	return g.batchable(a0).HIncrByFloat(a0, a1, a2, a3)
 }
 
 // HKeys calls HKeys on the profile's current client.
 func (h *Handle) HKeys(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HKeys(a0, a1)
+	return g.readable(a0).HKeys(a0, a1)
 }
 
 // HLen calls HLen on the profile's current client.
 func (h *Handle) HLen(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HLen(a0, a1)
+	return g.readable(a0).HLen(a0, a1)
 }
 
 // HMGet calls HMGet on the profile's current client.
 func (h *Handle) HMGet(a0 context.Context, a1 string, a2 ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HMGet(a0, a1, a2...)
+	return g.readable(a0).HMGet(a0, a1, a2...)
 }
 
 // HMSet calls HMSet on the profile's current client.
 func (h *Handle) HMSet(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HMSet(a0, a1, a2...)
+	return g.batchable(a0).HMSet(a0, a1, a2...)
 }
 
 // HPExpire calls HPExpire on the profile's current client.
 func (h *Handle) HPExpire(a0 context.Context, a1 string, a2 time.Duration, a3 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpire(a0, a1, a2, a3...)
+	return g.batchable(a0).HPExpire(a0, a1, a2, a3...)
 }
 
 // HPExpireAt calls HPExpireAt on the profile's current client.
 func (h *Handle) HPExpireAt(a0 context.Context, a1 string, a2 time.Time, a3 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireAt(a0, a1, a2, a3...)
+	return g.batchable(a0).HPExpireAt(a0, a1, a2, a3...)
 }
 
 // HPExpireAtWithArgs calls HPExpireAtWithArgs on the profile's current client.
 func (h *Handle) HPExpireAtWithArgs(a0 context.Context, a1 string, a2 time.Time, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireAtWithArgs(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).HPExpireAtWithArgs(a0, a1, a2, a3, a4...)
 }
 
 // HPExpireTime calls HPExpireTime on the profile's current client.
 func (h *Handle) HPExpireTime(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireTime(a0, a1, a2...)
+	return g.batchable(a0).HPExpireTime(a0, a1, a2...)
 }
 
 // HPExpireWithArgs calls HPExpireWithArgs on the profile's current client.
 func (h *Handle) HPExpireWithArgs(a0 context.Context, a1 string, a2 time.Duration, a3 redis.HExpireArgs, a4 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireWithArgs(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).HPExpireWithArgs(a0, a1, a2, a3, a4...)
 }
 
 // HPTTL calls HPTTL on the profile's current client.
 func (h *Handle) HPTTL(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPTTL(a0, a1, a2...)
+	return g.batchable(a0).HPTTL(a0, a1, a2...)
 }
 
 // HPersist calls HPersist on the profile's current client.
 func (h *Handle) HPersist(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPersist(a0, a1, a2...)
+	return g.batchable(a0).HPersist(a0, a1, a2...)
 }
 
 // HRandField calls HRandField on the profile's current client.
 func (h *Handle) HRandField(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HRandField(a0, a1, a2)
+	return g.batchable(a0).HRandField(a0, a1, a2)
 }
 
 // HRandFieldWithValues calls HRandFieldWithValues on the profile's current client.
 func (h *Handle) HRandFieldWithValues(a0 context.Context, a1 string, a2 int) *redis.KeyValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HRandFieldWithValues(a0, a1, a2)
+	return g.batchable(a0).HRandFieldWithValues(a0, a1, a2)
 }
 
 // HScan calls HScan on the profile's current client.
 func (h *Handle) HScan(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HScan(a0, a1, a2, a3, a4)
+	return g.batchable(a0).HScan(a0, a1, a2, a3, a4)
 }
 
 // HScanNoValues calls HScanNoValues on the profile's current client.
 func (h *Handle) HScanNoValues(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HScanNoValues(a0, a1, a2, a3, a4)
+	return g.batchable(a0).HScanNoValues(a0, a1, a2, a3, a4)
 }
 
 // HSet calls HSet on the profile's current client.
 func (h *Handle) HSet(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSet(a0, a1, a2...)
+	return g.batchable(a0).HSet(a0, a1, a2...)
 }
 
 // HSetEX calls HSetEX on the profile's current client.
 func (h *Handle) HSetEX(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetEX(a0, a1, a2...)
+	return g.batchable(a0).HSetEX(a0, a1, a2...)
 }
 
 // HSetEXWithArgs calls HSetEXWithArgs on the profile's current client.
 func (h *Handle) HSetEXWithArgs(a0 context.Context, a1 string, a2 *redis.HSetEXOptions, a3 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetEXWithArgs(a0, a1, a2, a3...)
+	return g.batchable(a0).HSetEXWithArgs(a0, a1, a2, a3...)
 }
 
 // HSetNX calls HSetNX on the profile's current client.
 func (h *Handle) HSetNX(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetNX(a0, a1, a2, a3)
+	return g.batchable(a0).HSetNX(a0, a1, a2, a3)
 }
 
 // HStrLen calls HStrLen on the profile's current client.
 func (h *Handle) HStrLen(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HStrLen(a0, a1, a2)
+	return g.readable(a0).HStrLen(a0, a1, a2)
 }
 
 // HTTL calls HTTL on the profile's current client.
 func (h *Handle) HTTL(a0 context.Context, a1 string, a2 ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HTTL(a0, a1, a2...)
+	return g.batchable(a0).HTTL(a0, a1, a2...)
 }
 
 // HVals calls HVals on the profile's current client.
 func (h *Handle) HVals(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HVals(a0, a1)
+	return g.readable(a0).HVals(a0, a1)
 }
 
 // Incr calls Incr on the profile's current client.
 func (h *Handle) Incr(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Incr(a0, a1)
+	return g.batchable(a0).Incr(a0, a1)
 }
 
 // IncrBy calls IncrBy on the profile's current client.
 func (h *Handle) IncrBy(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrBy(a0, a1, a2)
+	return g.batchable(a0).IncrBy(a0, a1, a2)
 }
 
 // IncrByFloat calls IncrByFloat on the profile's current client.
 func (h *Handle) IncrByFloat(a0 context.Context, a1 string, a2 float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrByFloat(a0, a1, a2)
+	return g.batchable(a0).IncrByFloat(a0, a1, a2)
 }
 
 // IncrEXFloat calls IncrEXFloat on the profile's current client.
 func (h *Handle) IncrEXFloat(a0 context.Context, a1 string, a2 redis.IncrEXFloatArgs) *redis.IncrEXFloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrEXFloat(a0, a1, a2)
+	return g.batchable(a0).IncrEXFloat(a0, a1, a2)
 }
 
 // IncrEXInt calls IncrEXInt on the profile's current client.
 func (h *Handle) IncrEXInt(a0 context.Context, a1 string, a2 redis.IncrEXIntArgs) *redis.IncrEXIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrEXInt(a0, a1, a2)
+	return g.batchable(a0).IncrEXInt(a0, a1, a2)
 }
 
 // Info calls Info on the profile's current client.
 func (h *Handle) Info(a0 context.Context, a1 ...string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Info(a0, a1...)
+	return g.batchable(a0).Info(a0, a1...)
 }
 
 // InfoMap calls InfoMap on the profile's current client.
 func (h *Handle) InfoMap(a0 context.Context, a1 ...string) *redis.InfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.InfoMap(a0, a1...)
+	return g.batchable(a0).InfoMap(a0, a1...)
 }
 
 // JSONArrAppend calls JSONArrAppend on the profile's current client.
 func (h *Handle) JSONArrAppend(a0 context.Context, a1 string, a2 string, a3 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrAppend(a0, a1, a2, a3...)
+	return g.batchable(a0).JSONArrAppend(a0, a1, a2, a3...)
 }
 
 // JSONArrIndex calls JSONArrIndex on the profile's current client.
 func (h *Handle) JSONArrIndex(a0 context.Context, a1 string, a2 string, a3 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrIndex(a0, a1, a2, a3...)
+	return g.batchable(a0).JSONArrIndex(a0, a1, a2, a3...)
 }
 
 // JSONArrIndexWithArgs calls JSONArrIndexWithArgs on the profile's current client.
 func (h *Handle) JSONArrIndexWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.JSONArrIndexArgs, a4 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrIndexWithArgs(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).JSONArrIndexWithArgs(a0, a1, a2, a3, a4...)
 }
 
 // JSONArrInsert calls JSONArrInsert on the profile's current client.
 func (h *Handle) JSONArrInsert(a0 context.Context, a1 string, a2 string, a3 int64, a4 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrInsert(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).JSONArrInsert(a0, a1, a2, a3, a4...)
 }
 
 // JSONArrLen calls JSONArrLen on the profile's current client.
 func (h *Handle) JSONArrLen(a0 context.Context, a1 string, a2 string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrLen(a0, a1, a2)
+	return g.batchable(a0).JSONArrLen(a0, a1, a2)
 }
 
 // JSONArrPop calls JSONArrPop on the profile's current client.
 func (h *Handle) JSONArrPop(a0 context.Context, a1 string, a2 string, a3 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrPop(a0, a1, a2, a3)
+	return g.batchable(a0).JSONArrPop(a0, a1, a2, a3)
 }
 
 // JSONArrTrim calls JSONArrTrim on the profile's current client.
 func (h *Handle) JSONArrTrim(a0 context.Context, a1 string, a2 string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrTrim(a0, a1, a2)
+	return g.batchable(a0).JSONArrTrim(a0, a1, a2)
 }
 
 // JSONArrTrimWithArgs calls JSONArrTrimWithArgs on the profile's current client.
 func (h *Handle) JSONArrTrimWithArgs(a0 context.Context, a1 string, a2 string, a3 *redis.JSONArrTrimArgs) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrTrimWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).JSONArrTrimWithArgs(a0, a1, a2, a3)
 }
 
 // JSONClear calls JSONClear on the profile's current client.
 func (h *Handle) JSONClear(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONClear(a0, a1, a2)
+	return g.batchable(a0).JSONClear(a0, a1, a2)
 }
 
 // JSONDebugMemory calls JSONDebugMemory on the profile's current client.
 func (h *Handle) JSONDebugMemory(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONDebugMemory(a0, a1, a2)
+	return g.batchable(a0).JSONDebugMemory(a0, a1, a2)
 }
 
 // JSONDel calls JSONDel on the profile's current client.
 func (h *Handle) JSONDel(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONDel(a0, a1, a2)
+	return g.batchable(a0).JSONDel(a0, a1, a2)
 }
 
 // JSONForget calls JSONForget on the profile's current client.
 func (h *Handle) JSONForget(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONForget(a0, a1, a2)
+	return g.batchable(a0).JSONForget(a0, a1, a2)
 }
 
 // JSONGet calls JSONGet on the profile's current client.
 func (h *Handle) JSONGet(a0 context.Context, a1 string, a2 ...string) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONGet(a0, a1, a2...)
+	return g.batchable(a0).JSONGet(a0, a1, a2...)
 }
 
 // JSONGetWithArgs calls JSONGetWithArgs on the profile's current client.
 func (h *Handle) JSONGetWithArgs(a0 context.Context, a1 string, a2 *redis.JSONGetArgs, a3 ...string) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONGetWithArgs(a0, a1, a2, a3...)
+	return g.batchable(a0).JSONGetWithArgs(a0, a1, a2, a3...)
 }
 
 // JSONMGet calls JSONMGet on the profile's current client.
 func (h *Handle) JSONMGet(a0 context.Context, a1 string, a2 ...string) *redis.JSONSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMGet(a0, a1, a2...)
+	return g.batchable(a0).JSONMGet(a0, a1, a2...)
 }
 
 // JSONMSet calls JSONMSet on the profile's current client.
 func (h *Handle) JSONMSet(a0 context.Context, a1 ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMSet(a0, a1...)
+	return g.batchable(a0).JSONMSet(a0, a1...)
 }
 
 // JSONMSetArgs calls JSONMSetArgs on the profile's current client.
 func (h *Handle) JSONMSetArgs(a0 context.Context, a1 []redis.JSONSetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMSetArgs(a0, a1)
+	return g.batchable(a0).JSONMSetArgs(a0, a1)
 }
 
 // JSONMerge calls JSONMerge on the profile's current client.
 func (h *Handle) JSONMerge(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMerge(a0, a1, a2, a3)
+	return g.batchable(a0).JSONMerge(a0, a1, a2, a3)
 }
 
 // JSONNumIncrBy calls JSONNumIncrBy on the profile's current client.
 func (h *Handle) JSONNumIncrBy(a0 context.Context, a1 string, a2 string, a3 float64) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONNumIncrBy(a0, a1, a2, a3)
+	return g.batchable(a0).JSONNumIncrBy(a0, a1, a2, a3)
 }
 
 // JSONObjKeys calls JSONObjKeys on the profile's current client.
 func (h *Handle) JSONObjKeys(a0 context.Context, a1 string, a2 string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONObjKeys(a0, a1, a2)
+	return g.batchable(a0).JSONObjKeys(a0, a1, a2)
 }
 
 // JSONObjLen calls JSONObjLen on the profile's current client.
 func (h *Handle) JSONObjLen(a0 context.Context, a1 string, a2 string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONObjLen(a0, a1, a2)
+	return g.batchable(a0).JSONObjLen(a0, a1, a2)
 }
 
 // JSONSet calls JSONSet on the profile's current client.
 func (h *Handle) JSONSet(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSet(a0, a1, a2, a3)
+	return g.batchable(a0).JSONSet(a0, a1, a2, a3)
 }
 
 // JSONSetMode calls JSONSetMode on the profile's current client.
 func (h *Handle) JSONSetMode(a0 context.Context, a1 string, a2 string, a3 interface{}, a4 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSetMode(a0, a1, a2, a3, a4)
+	return g.batchable(a0).JSONSetMode(a0, a1, a2, a3, a4)
 }
 
 // JSONSetWithArgs calls JSONSetWithArgs on the profile's current client.
 func (h *Handle) JSONSetWithArgs(a0 context.Context, a1 string, a2 string, a3 interface{}, a4 *redis.JSONSetArgsOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSetWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).JSONSetWithArgs(a0, a1, a2, a3, a4)
 }
 
 // JSONStrAppend calls JSONStrAppend on the profile's current client.
 func (h *Handle) JSONStrAppend(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONStrAppend(a0, a1, a2, a3)
+	return g.batchable(a0).JSONStrAppend(a0, a1, a2, a3)
 }
 
 // JSONStrLen calls JSONStrLen on the profile's current client.
 func (h *Handle) JSONStrLen(a0 context.Context, a1 string, a2 string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONStrLen(a0, a1, a2)
+	return g.batchable(a0).JSONStrLen(a0, a1, a2)
 }
 
 // JSONToggle calls JSONToggle on the profile's current client.
 func (h *Handle) JSONToggle(a0 context.Context, a1 string, a2 string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONToggle(a0, a1, a2)
+	return g.batchable(a0).JSONToggle(a0, a1, a2)
 }
 
 // JSONType calls JSONType on the profile's current client.
 func (h *Handle) JSONType(a0 context.Context, a1 string, a2 string) *redis.JSONSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONType(a0, a1, a2)
+	return g.batchable(a0).JSONType(a0, a1, a2)
 }
 
 // Keys calls Keys on the profile's current client.
 func (h *Handle) Keys(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Keys(a0, a1)
+	return g.batchable(a0).Keys(a0, a1)
 }
 
 // LCS calls LCS on the profile's current client.
 func (h *Handle) LCS(a0 context.Context, a1 *redis.LCSQuery) *redis.LCSCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LCS(a0, a1)
+	return g.batchable(a0).LCS(a0, a1)
 }
 
 // LIndex calls LIndex on the profile's current client.
 func (h *Handle) LIndex(a0 context.Context, a1 string, a2 int64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LIndex(a0, a1, a2)
+	return g.readable(a0).LIndex(a0, a1, a2)
 }
 
 // LInsert calls LInsert on the profile's current client.
 func (h *Handle) LInsert(a0 context.Context, a1 string, a2 string, a3 interface{}, a4 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsert(a0, a1, a2, a3, a4)
+	return g.batchable(a0).LInsert(a0, a1, a2, a3, a4)
 }
 
 // LInsertAfter calls LInsertAfter on the profile's current client.
 func (h *Handle) LInsertAfter(a0 context.Context, a1 string, a2 interface{}, a3 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsertAfter(a0, a1, a2, a3)
+	return g.batchable(a0).LInsertAfter(a0, a1, a2, a3)
 }
 
 // LInsertBefore calls LInsertBefore on the profile's current client.
 func (h *Handle) LInsertBefore(a0 context.Context, a1 string, a2 interface{}, a3 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsertBefore(a0, a1, a2, a3)
+	return g.batchable(a0).LInsertBefore(a0, a1, a2, a3)
 }
 
 // LLen calls LLen on the profile's current client.
 func (h *Handle) LLen(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LLen(a0, a1)
+	return g.readable(a0).LLen(a0, a1)
 }
 
 // LMPop calls LMPop on the profile's current client.
 func (h *Handle) LMPop(a0 context.Context, a1 string, a2 int64, a3 ...string) *redis.KeyValuesCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMPop(a0, a1, a2, a3...)
+	return g.batchable(a0).LMPop(a0, a1, a2, a3...)
 }
 
 // LMove calls LMove on the profile's current client.
 func (h *Handle) LMove(a0 context.Context, a1 string, a2 string, a3 string, a4 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMove(a0, a1, a2, a3, a4)
+	return g.batchable(a0).LMove(a0, a1, a2, a3, a4)
 }
 
 // LMoveM calls LMoveM on the profile's current client.
 func (h *Handle) LMoveM(a0 context.Context, a1 string, a2 string, a3 string, a4 string, a5 redis.LMoveMArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMoveM(a0, a1, a2, a3, a4, a5)
+	return g.batchable(a0).LMoveM(a0, a1, a2, a3, a4, a5)
 }
 
 // LPop calls LPop on the profile's current client.
 func (h *Handle) LPop(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPop(a0, a1)
+	return g.batchable(a0).LPop(a0, a1)
 }
 
 // LPopCount calls LPopCount on the profile's current client.
 func (h *Handle) LPopCount(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPopCount(a0, a1, a2)
+	return g.batchable(a0).LPopCount(a0, a1, a2)
 }
 
 // LPos calls LPos on the profile's current client.
 func (h *Handle) LPos(a0 context.Context, a1 string, a2 string, a3 redis.LPosArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPos(a0, a1, a2, a3)
+	return g.readable(a0).LPos(a0, a1, a2, a3)
 }
 
 // LPosCount calls LPosCount on the profile's current client.
 func (h *Handle) LPosCount(a0 context.Context, a1 string, a2 string, a3 int64, a4 redis.LPosArgs) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPosCount(a0, a1, a2, a3, a4)
+	return g.batchable(a0).LPosCount(a0, a1, a2, a3, a4)
 }
 
 // LPush calls LPush on the profile's current client.
 func (h *Handle) LPush(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPush(a0, a1, a2...)
+	return g.batchable(a0).LPush(a0, a1, a2...)
 }
 
 // LPushX calls LPushX on the profile's current client.
 func (h *Handle) LPushX(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPushX(a0, a1, a2...)
+	return g.batchable(a0).LPushX(a0, a1, a2...)
 }
 
 // LRange calls LRange on the profile's current client.
 func (h *Handle) LRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LRange(a0, a1, a2, a3)
+	return g.readable(a0).LRange(a0, a1, a2, a3)
 }
 
 // LRem calls LRem on the profile's current client.
 func (h *Handle) LRem(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LRem(a0, a1, a2, a3)
+	return g.batchable(a0).LRem(a0, a1, a2, a3)
 }
 
 // LSet calls LSet on the profile's current client.
 func (h *Handle) LSet(a0 context.Context, a1 string, a2 int64, a3 interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LSet(a0, a1, a2, a3)
+	return g.batchable(a0).LSet(a0, a1, a2, a3)
 }
 
 // LTrim calls LTrim on the profile's current client.
 func (h *Handle) LTrim(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LTrim(a0, a1, a2, a3)
+	return g.batchable(a0).LTrim(a0, a1, a2, a3)
 }
 
 // LastSave calls LastSave on the profile's current client.
 func (h *Handle) LastSave(a0 context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LastSave(a0)
+	return g.batchable(a0).LastSave(a0)
 }
 
 // Latency calls Latency on the profile's current client.
 func (h *Handle) Latency(a0 context.Context) *redis.LatencyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Latency(a0)
+	return g.batchable(a0).Latency(a0)
 }
 
 // LatencyReset calls LatencyReset on the profile's current client.
 func (h *Handle) LatencyReset(a0 context.Context, a1 ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LatencyReset(a0, a1...)
+	return g.batchable(a0).LatencyReset(a0, a1...)
 }
 
 // MGet calls MGet on the profile's current client.
 func (h *Handle) MGet(a0 context.Context, a1 ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MGet(a0, a1...)
+	return g.readable(a0).MGet(a0, a1...)
 }
 
 // MSet calls MSet on the profile's current client.
 func (h *Handle) MSet(a0 context.Context, a1 ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSet(a0, a1...)
+	return g.batchable(a0).MSet(a0, a1...)
 }
 
 // MSetEX calls MSetEX on the profile's current client.
 func (h *Handle) MSetEX(a0 context.Context, a1 redis.MSetEXArgs, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSetEX(a0, a1, a2...)
+	return g.batchable(a0).MSetEX(a0, a1, a2...)
 }
 
 // MSetNX calls MSetNX on the profile's current client.
 func (h *Handle) MSetNX(a0 context.Context, a1 ...interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSetNX(a0, a1...)
+	return g.batchable(a0).MSetNX(a0, a1...)
 }
 
 // MemoryUsage calls MemoryUsage on the profile's current client.
 func (h *Handle) MemoryUsage(a0 context.Context, a1 string, a2 ...int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MemoryUsage(a0, a1, a2...)
+	return g.batchable(a0).MemoryUsage(a0, a1, a2...)
 }
 
 // Migrate calls Migrate on the profile's current client.
@@ -2447,84 +2440,84 @@ func (h *Handle) Migrate(a0 context.Context, a1 string, a2 string, a3 string, a4
 func (h *Handle) ModuleLoadex(a0 context.Context, a1 *redis.ModuleLoadexConfig) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ModuleLoadex(a0, a1)
+	return g.batchable(a0).ModuleLoadex(a0, a1)
 }
 
 // Move calls Move on the profile's current client.
 func (h *Handle) Move(a0 context.Context, a1 string, a2 int) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Move(a0, a1, a2)
+	return g.batchable(a0).Move(a0, a1, a2)
 }
 
 // ObjectEncoding calls ObjectEncoding on the profile's current client.
 func (h *Handle) ObjectEncoding(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectEncoding(a0, a1)
+	return g.batchable(a0).ObjectEncoding(a0, a1)
 }
 
 // ObjectFreq calls ObjectFreq on the profile's current client.
 func (h *Handle) ObjectFreq(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectFreq(a0, a1)
+	return g.batchable(a0).ObjectFreq(a0, a1)
 }
 
 // ObjectIdleTime calls ObjectIdleTime on the profile's current client.
 func (h *Handle) ObjectIdleTime(a0 context.Context, a1 string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectIdleTime(a0, a1)
+	return g.batchable(a0).ObjectIdleTime(a0, a1)
 }
 
 // ObjectRefCount calls ObjectRefCount on the profile's current client.
 func (h *Handle) ObjectRefCount(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectRefCount(a0, a1)
+	return g.batchable(a0).ObjectRefCount(a0, a1)
 }
 
 // PExpire calls PExpire on the profile's current client.
 func (h *Handle) PExpire(a0 context.Context, a1 string, a2 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpire(a0, a1, a2)
+	return g.batchable(a0).PExpire(a0, a1, a2)
 }
 
 // PExpireAt calls PExpireAt on the profile's current client.
 func (h *Handle) PExpireAt(a0 context.Context, a1 string, a2 time.Time) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpireAt(a0, a1, a2)
+	return g.batchable(a0).PExpireAt(a0, a1, a2)
 }
 
 // PExpireTime calls PExpireTime on the profile's current client.
 func (h *Handle) PExpireTime(a0 context.Context, a1 string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpireTime(a0, a1)
+	return g.batchable(a0).PExpireTime(a0, a1)
 }
 
 // PFAdd calls PFAdd on the profile's current client.
 func (h *Handle) PFAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFAdd(a0, a1, a2...)
+	return g.batchable(a0).PFAdd(a0, a1, a2...)
 }
 
 // PFCount calls PFCount on the profile's current client.
 func (h *Handle) PFCount(a0 context.Context, a1 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFCount(a0, a1...)
+	return g.batchable(a0).PFCount(a0, a1...)
 }
 
 // PFMerge calls PFMerge on the profile's current client.
 func (h *Handle) PFMerge(a0 context.Context, a1 string, a2 ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFMerge(a0, a1, a2...)
+	return g.batchable(a0).PFMerge(a0, a1, a2...)
 }
 
 // PSubscribe calls PSubscribe on the profile's current client.
@@ -2538,21 +2531,21 @@ func (h *Handle) PSubscribe(a0 context.Context, a1 ...string) *redis.PubSub {
 func (h *Handle) PTTL(a0 context.Context, a1 string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PTTL(a0, a1)
+	return g.readable(a0).PTTL(a0, a1)
 }
 
 // Persist calls Persist on the profile's current client.
 func (h *Handle) Persist(a0 context.Context, a1 string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Persist(a0, a1)
+	return g.batchable(a0).Persist(a0, a1)
 }
 
 // Ping calls Ping on the profile's current client.
 func (h *Handle) Ping(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Ping(a0)
+	return g.batchable(a0).Ping(a0)
 }
 
 // Pipeline calls Pipeline on the profile's current client.
@@ -2587,42 +2580,42 @@ func (h *Handle) Process(a0 context.Context, a1 redis.Cmder) error {
 func (h *Handle) PubSubChannels(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubChannels(a0, a1)
+	return g.batchable(a0).PubSubChannels(a0, a1)
 }
 
 // PubSubNumPat calls PubSubNumPat on the profile's current client.
 func (h *Handle) PubSubNumPat(a0 context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubNumPat(a0)
+	return g.batchable(a0).PubSubNumPat(a0)
 }
 
 // PubSubNumSub calls PubSubNumSub on the profile's current client.
 func (h *Handle) PubSubNumSub(a0 context.Context, a1 ...string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubNumSub(a0, a1...)
+	return g.batchable(a0).PubSubNumSub(a0, a1...)
 }
 
 // PubSubShardChannels calls PubSubShardChannels on the profile's current client.
 func (h *Handle) PubSubShardChannels(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubShardChannels(a0, a1)
+	return g.batchable(a0).PubSubShardChannels(a0, a1)
 }
 
 // PubSubShardNumSub calls PubSubShardNumSub on the profile's current client.
 func (h *Handle) PubSubShardNumSub(a0 context.Context, a1 ...string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubShardNumSub(a0, a1...)
+	return g.batchable(a0).PubSubShardNumSub(a0, a1...)
 }
 
 // Publish calls Publish on the profile's current client.
 func (h *Handle) Publish(a0 context.Context, a1 string, a2 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Publish(a0, a1, a2)
+	return g.batchable(a0).Publish(a0, a1, a2)
 }
 
 // Quit calls Quit on the profile's current client.
@@ -2636,42 +2629,42 @@ func (h *Handle) Quit(a0 context.Context) *redis.StatusCmd {
 func (h *Handle) RPop(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPop(a0, a1)
+	return g.batchable(a0).RPop(a0, a1)
 }
 
 // RPopCount calls RPopCount on the profile's current client.
 func (h *Handle) RPopCount(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPopCount(a0, a1, a2)
+	return g.batchable(a0).RPopCount(a0, a1, a2)
 }
 
 // RPopLPush calls RPopLPush on the profile's current client.
 func (h *Handle) RPopLPush(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPopLPush(a0, a1, a2)
+	return g.batchable(a0).RPopLPush(a0, a1, a2)
 }
 
 // RPush calls RPush on the profile's current client.
 func (h *Handle) RPush(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPush(a0, a1, a2...)
+	return g.batchable(a0).RPush(a0, a1, a2...)
 }
 
 // RPushX calls RPushX on the profile's current client.
 func (h *Handle) RPushX(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPushX(a0, a1, a2...)
+	return g.batchable(a0).RPushX(a0, a1, a2...)
 }
 
 // RandomKey calls RandomKey on the profile's current client.
 func (h *Handle) RandomKey(a0 context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RandomKey(a0)
+	return g.batchable(a0).RandomKey(a0)
 }
 
 // ReadOnly calls ReadOnly on the profile's current client.
@@ -2692,175 +2685,175 @@ func (h *Handle) ReadWrite(a0 context.Context) *redis.StatusCmd {
 func (h *Handle) Rename(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Rename(a0, a1, a2)
+	return g.batchable(a0).Rename(a0, a1, a2)
 }
 
 // RenameNX calls RenameNX on the profile's current client.
 func (h *Handle) RenameNX(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RenameNX(a0, a1, a2)
+	return g.batchable(a0).RenameNX(a0, a1, a2)
 }
 
 // ReplicaOf calls ReplicaOf on the profile's current client.
 func (h *Handle) ReplicaOf(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ReplicaOf(a0, a1, a2)
+	return g.batchable(a0).ReplicaOf(a0, a1, a2)
 }
 
 // Restore calls Restore on the profile's current client.
 func (h *Handle) Restore(a0 context.Context, a1 string, a2 time.Duration, a3 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Restore(a0, a1, a2, a3)
+	return g.batchable(a0).Restore(a0, a1, a2, a3)
 }
 
 // RestoreReplace calls RestoreReplace on the profile's current client.
 func (h *Handle) RestoreReplace(a0 context.Context, a1 string, a2 time.Duration, a3 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RestoreReplace(a0, a1, a2, a3)
+	return g.batchable(a0).RestoreReplace(a0, a1, a2, a3)
 }
 
 // SAdd calls SAdd on the profile's current client.
 func (h *Handle) SAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SAdd(a0, a1, a2...)
+	return g.batchable(a0).SAdd(a0, a1, a2...)
 }
 
 // SCard calls SCard on the profile's current client.
 func (h *Handle) SCard(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SCard(a0, a1)
+	return g.readable(a0).SCard(a0, a1)
 }
 
 // SDiff calls SDiff on the profile's current client.
 func (h *Handle) SDiff(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiff(a0, a1...)
+	return g.batchable(a0).SDiff(a0, a1...)
 }
 
 // SDiffCard calls SDiffCard on the profile's current client.
 func (h *Handle) SDiffCard(a0 context.Context, a1 *redis.SDiffCardOptions, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiffCard(a0, a1, a2...)
+	return g.batchable(a0).SDiffCard(a0, a1, a2...)
 }
 
 // SDiffStore calls SDiffStore on the profile's current client.
 func (h *Handle) SDiffStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiffStore(a0, a1, a2...)
+	return g.batchable(a0).SDiffStore(a0, a1, a2...)
 }
 
 // SInter calls SInter on the profile's current client.
 func (h *Handle) SInter(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInter(a0, a1...)
+	return g.batchable(a0).SInter(a0, a1...)
 }
 
 // SInterCard calls SInterCard on the profile's current client.
 func (h *Handle) SInterCard(a0 context.Context, a1 int64, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInterCard(a0, a1, a2...)
+	return g.batchable(a0).SInterCard(a0, a1, a2...)
 }
 
 // SInterStore calls SInterStore on the profile's current client.
 func (h *Handle) SInterStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInterStore(a0, a1, a2...)
+	return g.batchable(a0).SInterStore(a0, a1, a2...)
 }
 
 // SIsMember calls SIsMember on the profile's current client.
 func (h *Handle) SIsMember(a0 context.Context, a1 string, a2 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SIsMember(a0, a1, a2)
+	return g.readable(a0).SIsMember(a0, a1, a2)
 }
 
 // SMIsMember calls SMIsMember on the profile's current client.
 func (h *Handle) SMIsMember(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMIsMember(a0, a1, a2...)
+	return g.readable(a0).SMIsMember(a0, a1, a2...)
 }
 
 // SMembers calls SMembers on the profile's current client.
 func (h *Handle) SMembers(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMembers(a0, a1)
+	return g.readable(a0).SMembers(a0, a1)
 }
 
 // SMembersMap calls SMembersMap on the profile's current client.
 func (h *Handle) SMembersMap(a0 context.Context, a1 string) *redis.StringStructMapCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMembersMap(a0, a1)
+	return g.batchable(a0).SMembersMap(a0, a1)
 }
 
 // SMove calls SMove on the profile's current client.
 func (h *Handle) SMove(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMove(a0, a1, a2, a3)
+	return g.batchable(a0).SMove(a0, a1, a2, a3)
 }
 
 // SPop calls SPop on the profile's current client.
 func (h *Handle) SPop(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPop(a0, a1)
+	return g.batchable(a0).SPop(a0, a1)
 }
 
 // SPopN calls SPopN on the profile's current client.
 func (h *Handle) SPopN(a0 context.Context, a1 string, a2 int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPopN(a0, a1, a2)
+	return g.batchable(a0).SPopN(a0, a1, a2)
 }
 
 // SPublish calls SPublish on the profile's current client.
 func (h *Handle) SPublish(a0 context.Context, a1 string, a2 interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPublish(a0, a1, a2)
+	return g.batchable(a0).SPublish(a0, a1, a2)
 }
 
 // SRandMember calls SRandMember on the profile's current client.
 func (h *Handle) SRandMember(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRandMember(a0, a1)
+	return g.batchable(a0).SRandMember(a0, a1)
 }
 
 // SRandMemberN calls SRandMemberN on the profile's current client.
 func (h *Handle) SRandMemberN(a0 context.Context, a1 string, a2 int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRandMemberN(a0, a1, a2)
+	return g.batchable(a0).SRandMemberN(a0, a1, a2)
 }
 
 // SRem calls SRem on the profile's current client.
 func (h *Handle) SRem(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRem(a0, a1, a2...)
+	return g.batchable(a0).SRem(a0, a1, a2...)
 }
 
 // SScan calls SScan on the profile's current client.
 func (h *Handle) SScan(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SScan(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SScan(a0, a1, a2, a3, a4)
 }
 
 // SSubscribe calls SSubscribe on the profile's current client.
@@ -2874,182 +2867,182 @@ func (h *Handle) SSubscribe(a0 context.Context, a1 ...string) *redis.PubSub {
 func (h *Handle) SUnion(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnion(a0, a1...)
+	return g.batchable(a0).SUnion(a0, a1...)
 }
 
 // SUnionCard calls SUnionCard on the profile's current client.
 func (h *Handle) SUnionCard(a0 context.Context, a1 *redis.SUnionCardOptions, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnionCard(a0, a1, a2...)
+	return g.batchable(a0).SUnionCard(a0, a1, a2...)
 }
 
 // SUnionStore calls SUnionStore on the profile's current client.
 func (h *Handle) SUnionStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnionStore(a0, a1, a2...)
+	return g.batchable(a0).SUnionStore(a0, a1, a2...)
 }
 
 // Save calls Save on the profile's current client.
 func (h *Handle) Save(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Save(a0)
+	return g.batchable(a0).Save(a0)
 }
 
 // Scan calls Scan on the profile's current client.
 func (h *Handle) Scan(a0 context.Context, a1 uint64, a2 string, a3 int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Scan(a0, a1, a2, a3)
+	return g.batchable(a0).Scan(a0, a1, a2, a3)
 }
 
 // ScanType calls ScanType on the profile's current client.
 func (h *Handle) ScanType(a0 context.Context, a1 uint64, a2 string, a3 int64, a4 string) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScanType(a0, a1, a2, a3, a4)
+	return g.batchable(a0).ScanType(a0, a1, a2, a3, a4)
 }
 
 // ScriptExists calls ScriptExists on the profile's current client.
 func (h *Handle) ScriptExists(a0 context.Context, a1 ...string) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptExists(a0, a1...)
+	return g.batchable(a0).ScriptExists(a0, a1...)
 }
 
 // ScriptFlush calls ScriptFlush on the profile's current client.
 func (h *Handle) ScriptFlush(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptFlush(a0)
+	return g.batchable(a0).ScriptFlush(a0)
 }
 
 // ScriptKill calls ScriptKill on the profile's current client.
 func (h *Handle) ScriptKill(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptKill(a0)
+	return g.batchable(a0).ScriptKill(a0)
 }
 
 // ScriptLoad calls ScriptLoad on the profile's current client.
 func (h *Handle) ScriptLoad(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptLoad(a0, a1)
+	return g.batchable(a0).ScriptLoad(a0, a1)
 }
 
 // Set calls Set on the profile's current client.
 func (h *Handle) Set(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Set(a0, a1, a2, a3)
+	return g.batchable(a0).Set(a0, a1, a2, a3)
 }
 
 // SetArgs calls SetArgs on the profile's current client.
 func (h *Handle) SetArgs(a0 context.Context, a1 string, a2 interface{}, a3 redis.SetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetArgs(a0, a1, a2, a3)
+	return g.batchable(a0).SetArgs(a0, a1, a2, a3)
 }
 
 // SetBit calls SetBit on the profile's current client.
 func (h *Handle) SetBit(a0 context.Context, a1 string, a2 int64, a3 int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetBit(a0, a1, a2, a3)
+	return g.batchable(a0).SetBit(a0, a1, a2, a3)
 }
 
 // SetEx calls SetEx on the profile's current client.
 func (h *Handle) SetEx(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetEx(a0, a1, a2, a3)
+	return g.batchable(a0).SetEx(a0, a1, a2, a3)
 }
 
 // SetFromBuffer calls SetFromBuffer on the profile's current client.
 func (h *Handle) SetFromBuffer(a0 context.Context, a1 string, a2 []uint8) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetFromBuffer(a0, a1, a2)
+	return g.batchable(a0).SetFromBuffer(a0, a1, a2)
 }
 
 // SetIFDEQ calls SetIFDEQ on the profile's current client.
 func (h *Handle) SetIFDEQ(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDEQ(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFDEQ(a0, a1, a2, a3, a4)
 }
 
 // SetIFDEQGet calls SetIFDEQGet on the profile's current client.
 func (h *Handle) SetIFDEQGet(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDEQGet(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFDEQGet(a0, a1, a2, a3, a4)
 }
 
 // SetIFDNE calls SetIFDNE on the profile's current client.
 func (h *Handle) SetIFDNE(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDNE(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFDNE(a0, a1, a2, a3, a4)
 }
 
 // SetIFDNEGet calls SetIFDNEGet on the profile's current client.
 func (h *Handle) SetIFDNEGet(a0 context.Context, a1 string, a2 interface{}, a3 uint64, a4 time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDNEGet(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFDNEGet(a0, a1, a2, a3, a4)
 }
 
 // SetIFEQ calls SetIFEQ on the profile's current client.
 func (h *Handle) SetIFEQ(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFEQ(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFEQ(a0, a1, a2, a3, a4)
 }
 
 // SetIFEQGet calls SetIFEQGet on the profile's current client.
 func (h *Handle) SetIFEQGet(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFEQGet(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFEQGet(a0, a1, a2, a3, a4)
 }
 
 // SetIFNE calls SetIFNE on the profile's current client.
 func (h *Handle) SetIFNE(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFNE(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFNE(a0, a1, a2, a3, a4)
 }
 
 // SetIFNEGet calls SetIFNEGet on the profile's current client.
 func (h *Handle) SetIFNEGet(a0 context.Context, a1 string, a2 interface{}, a3 interface{}, a4 time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFNEGet(a0, a1, a2, a3, a4)
+	return g.batchable(a0).SetIFNEGet(a0, a1, a2, a3, a4)
 }
 
 // SetNX calls SetNX on the profile's current client.
 func (h *Handle) SetNX(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetNX(a0, a1, a2, a3)
+	return g.batchable(a0).SetNX(a0, a1, a2, a3)
 }
 
 // SetRange calls SetRange on the profile's current client.
 func (h *Handle) SetRange(a0 context.Context, a1 string, a2 int64, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetRange(a0, a1, a2, a3)
+	return g.batchable(a0).SetRange(a0, a1, a2, a3)
 }
 
 // SetXX calls SetXX on the profile's current client.
 func (h *Handle) SetXX(a0 context.Context, a1 string, a2 interface{}, a3 time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetXX(a0, a1, a2, a3)
+	return g.batchable(a0).SetXX(a0, a1, a2, a3)
 }
 
 // Shutdown calls Shutdown on the profile's current client.
@@ -3077,63 +3070,63 @@ func (h *Handle) ShutdownSave(a0 context.Context) *redis.StatusCmd {
 func (h *Handle) SlaveOf(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlaveOf(a0, a1, a2)
+	return g.batchable(a0).SlaveOf(a0, a1, a2)
 }
 
 // SlowLogGet calls SlowLogGet on the profile's current client.
 func (h *Handle) SlowLogGet(a0 context.Context, a1 int64) *redis.SlowLogCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogGet(a0, a1)
+	return g.batchable(a0).SlowLogGet(a0, a1)
 }
 
 // SlowLogLen calls SlowLogLen on the profile's current client.
 func (h *Handle) SlowLogLen(a0 context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogLen(a0)
+	return g.batchable(a0).SlowLogLen(a0)
 }
 
 // SlowLogReset calls SlowLogReset on the profile's current client.
 func (h *Handle) SlowLogReset(a0 context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogReset(a0)
+	return g.batchable(a0).SlowLogReset(a0)
 }
 
 // Sort calls Sort on the profile's current client.
 func (h *Handle) Sort(a0 context.Context, a1 string, a2 *redis.Sort) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Sort(a0, a1, a2)
+	return g.batchable(a0).Sort(a0, a1, a2)
 }
 
 // SortInterfaces calls SortInterfaces on the profile's current client.
 func (h *Handle) SortInterfaces(a0 context.Context, a1 string, a2 *redis.Sort) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortInterfaces(a0, a1, a2)
+	return g.batchable(a0).SortInterfaces(a0, a1, a2)
 }
 
 // SortRO calls SortRO on the profile's current client.
 func (h *Handle) SortRO(a0 context.Context, a1 string, a2 *redis.Sort) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortRO(a0, a1, a2)
+	return g.batchable(a0).SortRO(a0, a1, a2)
 }
 
 // SortStore calls SortStore on the profile's current client.
 func (h *Handle) SortStore(a0 context.Context, a1 string, a2 string, a3 *redis.Sort) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortStore(a0, a1, a2, a3)
+	return g.batchable(a0).SortStore(a0, a1, a2, a3)
 }
 
 // StrLen calls StrLen on the profile's current client.
 func (h *Handle) StrLen(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.StrLen(a0, a1)
+	return g.readable(a0).StrLen(a0, a1)
 }
 
 // Subscribe calls Subscribe on the profile's current client.
@@ -3147,448 +3140,448 @@ func (h *Handle) Subscribe(a0 context.Context, a1 ...string) *redis.PubSub {
 func (h *Handle) TDigestAdd(a0 context.Context, a1 string, a2 ...float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestAdd(a0, a1, a2...)
+	return g.batchable(a0).TDigestAdd(a0, a1, a2...)
 }
 
 // TDigestByRank calls TDigestByRank on the profile's current client.
 func (h *Handle) TDigestByRank(a0 context.Context, a1 string, a2 ...uint64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestByRank(a0, a1, a2...)
+	return g.batchable(a0).TDigestByRank(a0, a1, a2...)
 }
 
 // TDigestByRevRank calls TDigestByRevRank on the profile's current client.
 func (h *Handle) TDigestByRevRank(a0 context.Context, a1 string, a2 ...uint64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestByRevRank(a0, a1, a2...)
+	return g.batchable(a0).TDigestByRevRank(a0, a1, a2...)
 }
 
 // TDigestCDF calls TDigestCDF on the profile's current client.
 func (h *Handle) TDigestCDF(a0 context.Context, a1 string, a2 ...float64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCDF(a0, a1, a2...)
+	return g.batchable(a0).TDigestCDF(a0, a1, a2...)
 }
 
 // TDigestCreate calls TDigestCreate on the profile's current client.
 func (h *Handle) TDigestCreate(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCreate(a0, a1)
+	return g.batchable(a0).TDigestCreate(a0, a1)
 }
 
 // TDigestCreateWithCompression calls TDigestCreateWithCompression on the profile's current client.
 func (h *Handle) TDigestCreateWithCompression(a0 context.Context, a1 string, a2 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCreateWithCompression(a0, a1, a2)
+	return g.batchable(a0).TDigestCreateWithCompression(a0, a1, a2)
 }
 
 // TDigestInfo calls TDigestInfo on the profile's current client.
 func (h *Handle) TDigestInfo(a0 context.Context, a1 string) *redis.TDigestInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestInfo(a0, a1)
+	return g.batchable(a0).TDigestInfo(a0, a1)
 }
 
 // TDigestMax calls TDigestMax on the profile's current client.
 func (h *Handle) TDigestMax(a0 context.Context, a1 string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMax(a0, a1)
+	return g.batchable(a0).TDigestMax(a0, a1)
 }
 
 // TDigestMerge calls TDigestMerge on the profile's current client.
 func (h *Handle) TDigestMerge(a0 context.Context, a1 string, a2 *redis.TDigestMergeOptions, a3 ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMerge(a0, a1, a2, a3...)
+	return g.batchable(a0).TDigestMerge(a0, a1, a2, a3...)
 }
 
 // TDigestMin calls TDigestMin on the profile's current client.
 func (h *Handle) TDigestMin(a0 context.Context, a1 string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMin(a0, a1)
+	return g.batchable(a0).TDigestMin(a0, a1)
 }
 
 // TDigestQuantile calls TDigestQuantile on the profile's current client.
 func (h *Handle) TDigestQuantile(a0 context.Context, a1 string, a2 ...float64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestQuantile(a0, a1, a2...)
+	return g.batchable(a0).TDigestQuantile(a0, a1, a2...)
 }
 
 // TDigestRank calls TDigestRank on the profile's current client.
 func (h *Handle) TDigestRank(a0 context.Context, a1 string, a2 ...float64) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestRank(a0, a1, a2...)
+	return g.batchable(a0).TDigestRank(a0, a1, a2...)
 }
 
 // TDigestReset calls TDigestReset on the profile's current client.
 func (h *Handle) TDigestReset(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestReset(a0, a1)
+	return g.batchable(a0).TDigestReset(a0, a1)
 }
 
 // TDigestRevRank calls TDigestRevRank on the profile's current client.
 func (h *Handle) TDigestRevRank(a0 context.Context, a1 string, a2 ...float64) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestRevRank(a0, a1, a2...)
+	return g.batchable(a0).TDigestRevRank(a0, a1, a2...)
 }
 
 // TDigestTrimmedMean calls TDigestTrimmedMean on the profile's current client.
 func (h *Handle) TDigestTrimmedMean(a0 context.Context, a1 string, a2 float64, a3 float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestTrimmedMean(a0, a1, a2, a3)
+	return g.batchable(a0).TDigestTrimmedMean(a0, a1, a2, a3)
 }
 
 // TSAdd calls TSAdd on the profile's current client.
 func (h *Handle) TSAdd(a0 context.Context, a1 string, a2 interface{}, a3 float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAdd(a0, a1, a2, a3)
+	return g.batchable(a0).TSAdd(a0, a1, a2, a3)
 }
 
 // TSAddWithArgs calls TSAddWithArgs on the profile's current client.
 func (h *Handle) TSAddWithArgs(a0 context.Context, a1 string, a2 interface{}, a3 float64, a4 *redis.TSOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAddWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSAddWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TSAlter calls TSAlter on the profile's current client.
 func (h *Handle) TSAlter(a0 context.Context, a1 string, a2 *redis.TSAlterOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAlter(a0, a1, a2)
+	return g.batchable(a0).TSAlter(a0, a1, a2)
 }
 
 // TSCreate calls TSCreate on the profile's current client.
 func (h *Handle) TSCreate(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreate(a0, a1)
+	return g.batchable(a0).TSCreate(a0, a1)
 }
 
 // TSCreateRule calls TSCreateRule on the profile's current client.
 func (h *Handle) TSCreateRule(a0 context.Context, a1 string, a2 string, a3 redis.Aggregator, a4 int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateRule(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSCreateRule(a0, a1, a2, a3, a4)
 }
 
 // TSCreateRuleWithArgs calls TSCreateRuleWithArgs on the profile's current client.
 func (h *Handle) TSCreateRuleWithArgs(a0 context.Context, a1 string, a2 string, a3 redis.Aggregator, a4 int, a5 *redis.TSCreateRuleOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateRuleWithArgs(a0, a1, a2, a3, a4, a5)
+	return g.batchable(a0).TSCreateRuleWithArgs(a0, a1, a2, a3, a4, a5)
 }
 
 // TSCreateWithArgs calls TSCreateWithArgs on the profile's current client.
 func (h *Handle) TSCreateWithArgs(a0 context.Context, a1 string, a2 *redis.TSOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateWithArgs(a0, a1, a2)
+	return g.batchable(a0).TSCreateWithArgs(a0, a1, a2)
 }
 
 // TSDecrBy calls TSDecrBy on the profile's current client.
 func (h *Handle) TSDecrBy(a0 context.Context, a1 string, a2 float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDecrBy(a0, a1, a2)
+	return g.batchable(a0).TSDecrBy(a0, a1, a2)
 }
 
 // TSDecrByWithArgs calls TSDecrByWithArgs on the profile's current client.
 func (h *Handle) TSDecrByWithArgs(a0 context.Context, a1 string, a2 float64, a3 *redis.TSIncrDecrOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDecrByWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).TSDecrByWithArgs(a0, a1, a2, a3)
 }
 
 // TSDel calls TSDel on the profile's current client.
 func (h *Handle) TSDel(a0 context.Context, a1 string, a2 int, a3 int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDel(a0, a1, a2, a3)
+	return g.batchable(a0).TSDel(a0, a1, a2, a3)
 }
 
 // TSDeleteRule calls TSDeleteRule on the profile's current client.
 func (h *Handle) TSDeleteRule(a0 context.Context, a1 string, a2 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDeleteRule(a0, a1, a2)
+	return g.batchable(a0).TSDeleteRule(a0, a1, a2)
 }
 
 // TSGet calls TSGet on the profile's current client.
 func (h *Handle) TSGet(a0 context.Context, a1 string) *redis.TSTimestampValueCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSGet(a0, a1)
+	return g.batchable(a0).TSGet(a0, a1)
 }
 
 // TSGetWithArgs calls TSGetWithArgs on the profile's current client.
 func (h *Handle) TSGetWithArgs(a0 context.Context, a1 string, a2 *redis.TSGetOptions) *redis.TSTimestampValueCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSGetWithArgs(a0, a1, a2)
+	return g.batchable(a0).TSGetWithArgs(a0, a1, a2)
 }
 
 // TSIncrBy calls TSIncrBy on the profile's current client.
 func (h *Handle) TSIncrBy(a0 context.Context, a1 string, a2 float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSIncrBy(a0, a1, a2)
+	return g.batchable(a0).TSIncrBy(a0, a1, a2)
 }
 
 // TSIncrByWithArgs calls TSIncrByWithArgs on the profile's current client.
 func (h *Handle) TSIncrByWithArgs(a0 context.Context, a1 string, a2 float64, a3 *redis.TSIncrDecrOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSIncrByWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).TSIncrByWithArgs(a0, a1, a2, a3)
 }
 
 // TSInfo calls TSInfo on the profile's current client.
 func (h *Handle) TSInfo(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSInfo(a0, a1)
+	return g.batchable(a0).TSInfo(a0, a1)
 }
 
 // TSInfoWithArgs calls TSInfoWithArgs on the profile's current client.
 func (h *Handle) TSInfoWithArgs(a0 context.Context, a1 string, a2 *redis.TSInfoOptions) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSInfoWithArgs(a0, a1, a2)
+	return g.batchable(a0).TSInfoWithArgs(a0, a1, a2)
 }
 
 // TSMAdd calls TSMAdd on the profile's current client.
 func (h *Handle) TSMAdd(a0 context.Context, a1 [][]interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMAdd(a0, a1)
+	return g.batchable(a0).TSMAdd(a0, a1)
 }
 
 // TSMGet calls TSMGet on the profile's current client.
 func (h *Handle) TSMGet(a0 context.Context, a1 []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMGet(a0, a1)
+	return g.batchable(a0).TSMGet(a0, a1)
 }
 
 // TSMGetWithArgs calls TSMGetWithArgs on the profile's current client.
 func (h *Handle) TSMGetWithArgs(a0 context.Context, a1 []string, a2 *redis.TSMGetOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMGetWithArgs(a0, a1, a2)
+	return g.batchable(a0).TSMGetWithArgs(a0, a1, a2)
 }
 
 // TSMRange calls TSMRange on the profile's current client.
 func (h *Handle) TSMRange(a0 context.Context, a1 int, a2 int, a3 []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRange(a0, a1, a2, a3)
+	return g.batchable(a0).TSMRange(a0, a1, a2, a3)
 }
 
 // TSMRangeWithArgs calls TSMRangeWithArgs on the profile's current client.
 func (h *Handle) TSMRangeWithArgs(a0 context.Context, a1 int, a2 int, a3 []string, a4 *redis.TSMRangeOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSMRangeWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TSMRevRange calls TSMRevRange on the profile's current client.
 func (h *Handle) TSMRevRange(a0 context.Context, a1 int, a2 int, a3 []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRevRange(a0, a1, a2, a3)
+	return g.batchable(a0).TSMRevRange(a0, a1, a2, a3)
 }
 
 // TSMRevRangeWithArgs calls TSMRevRangeWithArgs on the profile's current client.
 func (h *Handle) TSMRevRangeWithArgs(a0 context.Context, a1 int, a2 int, a3 []string, a4 *redis.TSMRevRangeOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRevRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSMRevRangeWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TSNRange calls TSNRange on the profile's current client.
 func (h *Handle) TSNRange(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRange(a0, a1, a2, a3)
+	return g.batchable(a0).TSNRange(a0, a1, a2, a3)
 }
 
 // TSNRangeWithArgs calls TSNRangeWithArgs on the profile's current client.
 func (h *Handle) TSNRangeWithArgs(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}, a4 *redis.TSNRangeOptions) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSNRangeWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TSNRevRange calls TSNRevRange on the profile's current client.
 func (h *Handle) TSNRevRange(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRevRange(a0, a1, a2, a3)
+	return g.batchable(a0).TSNRevRange(a0, a1, a2, a3)
 }
 
 // TSNRevRangeWithArgs calls TSNRevRangeWithArgs on the profile's current client.
 func (h *Handle) TSNRevRangeWithArgs(a0 context.Context, a1 []string, a2 interface{}, a3 interface{}, a4 *redis.TSNRevRangeOptions) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRevRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSNRevRangeWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TSQueryIndex calls TSQueryIndex on the profile's current client.
 func (h *Handle) TSQueryIndex(a0 context.Context, a1 []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryIndex(a0, a1)
+	return g.batchable(a0).TSQueryIndex(a0, a1)
 }
 
 // TSQueryLabelValues calls TSQueryLabelValues on the profile's current client.
 func (h *Handle) TSQueryLabelValues(a0 context.Context, a1 string, a2 []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryLabelValues(a0, a1, a2)
+	return g.batchable(a0).TSQueryLabelValues(a0, a1, a2)
 }
 
 // TSQueryLabels calls TSQueryLabels on the profile's current client.
 func (h *Handle) TSQueryLabels(a0 context.Context, a1 []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryLabels(a0, a1)
+	return g.batchable(a0).TSQueryLabels(a0, a1)
 }
 
 // TSRange calls TSRange on the profile's current client.
 func (h *Handle) TSRange(a0 context.Context, a1 string, a2 int, a3 int) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRange(a0, a1, a2, a3)
+	return g.batchable(a0).TSRange(a0, a1, a2, a3)
 }
 
 // TSRangeWithArgs calls TSRangeWithArgs on the profile's current client.
 func (h *Handle) TSRangeWithArgs(a0 context.Context, a1 string, a2 int, a3 int, a4 *redis.TSRangeOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSRangeWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TSRead calls TSRead on the profile's current client.
 func (h *Handle) TSRead(a0 context.Context, a1 string, a2 interface{}) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRead(a0, a1, a2)
+	return g.batchable(a0).TSRead(a0, a1, a2)
 }
 
 // TSReadWithArgs calls TSReadWithArgs on the profile's current client.
 func (h *Handle) TSReadWithArgs(a0 context.Context, a1 string, a2 interface{}, a3 *redis.TSReadOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSReadWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).TSReadWithArgs(a0, a1, a2, a3)
 }
 
 // TSRevRange calls TSRevRange on the profile's current client.
 func (h *Handle) TSRevRange(a0 context.Context, a1 string, a2 int, a3 int) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRevRange(a0, a1, a2, a3)
+	return g.batchable(a0).TSRevRange(a0, a1, a2, a3)
 }
 
 // TSRevRangeWithArgs calls TSRevRangeWithArgs on the profile's current client.
 func (h *Handle) TSRevRangeWithArgs(a0 context.Context, a1 string, a2 int, a3 int, a4 *redis.TSRevRangeOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRevRangeWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).TSRevRangeWithArgs(a0, a1, a2, a3, a4)
 }
 
 // TTL calls TTL on the profile's current client.
 func (h *Handle) TTL(a0 context.Context, a1 string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TTL(a0, a1)
+	return g.readable(a0).TTL(a0, a1)
 }
 
 // Time calls Time on the profile's current client.
 func (h *Handle) Time(a0 context.Context) *redis.TimeCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Time(a0)
+	return g.batchable(a0).Time(a0)
 }
 
 // TopKAdd calls TopKAdd on the profile's current client.
 func (h *Handle) TopKAdd(a0 context.Context, a1 string, a2 ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKAdd(a0, a1, a2...)
+	return g.batchable(a0).TopKAdd(a0, a1, a2...)
 }
 
 // TopKCount calls TopKCount on the profile's current client.
 func (h *Handle) TopKCount(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKCount(a0, a1, a2...)
+	return g.batchable(a0).TopKCount(a0, a1, a2...)
 }
 
 // TopKIncrBy calls TopKIncrBy on the profile's current client.
 func (h *Handle) TopKIncrBy(a0 context.Context, a1 string, a2 ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKIncrBy(a0, a1, a2...)
+	return g.batchable(a0).TopKIncrBy(a0, a1, a2...)
 }
 
 // TopKInfo calls TopKInfo on the profile's current client.
 func (h *Handle) TopKInfo(a0 context.Context, a1 string) *redis.TopKInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKInfo(a0, a1)
+	return g.batchable(a0).TopKInfo(a0, a1)
 }
 
 // TopKList calls TopKList on the profile's current client.
 func (h *Handle) TopKList(a0 context.Context, a1 string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKList(a0, a1)
+	return g.batchable(a0).TopKList(a0, a1)
 }
 
 // TopKListWithCount calls TopKListWithCount on the profile's current client.
 func (h *Handle) TopKListWithCount(a0 context.Context, a1 string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKListWithCount(a0, a1)
+	return g.batchable(a0).TopKListWithCount(a0, a1)
 }
 
 // TopKQuery calls TopKQuery on the profile's current client.
 func (h *Handle) TopKQuery(a0 context.Context, a1 string, a2 ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKQuery(a0, a1, a2...)
+	return g.batchable(a0).TopKQuery(a0, a1, a2...)
 }
 
 // TopKReserve calls TopKReserve on the profile's current client.
 func (h *Handle) TopKReserve(a0 context.Context, a1 string, a2 int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKReserve(a0, a1, a2)
+	return g.batchable(a0).TopKReserve(a0, a1, a2)
 }
 
 // TopKReserveWithOptions calls TopKReserveWithOptions on the profile's current client.
 func (h *Handle) TopKReserveWithOptions(a0 context.Context, a1 string, a2 int64, a3 int64, a4 int64, a5 float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKReserveWithOptions(a0, a1, a2, a3, a4, a5)
+	return g.batchable(a0).TopKReserveWithOptions(a0, a1, a2, a3, a4, a5)
 }
 
 // Touch calls Touch on the profile's current client.
 func (h *Handle) Touch(a0 context.Context, a1 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Touch(a0, a1...)
+	return g.batchable(a0).Touch(a0, a1...)
 }
 
 // TxPipeline calls TxPipeline on the profile's current client.
@@ -3609,168 +3602,168 @@ func (h *Handle) TxPipelined(a0 context.Context, a1 func(redis.Pipeliner) error)
 func (h *Handle) Type(a0 context.Context, a1 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Type(a0, a1)
+	return g.readable(a0).Type(a0, a1)
 }
 
 // Unlink calls Unlink on the profile's current client.
 func (h *Handle) Unlink(a0 context.Context, a1 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Unlink(a0, a1...)
+	return g.batchable(a0).Unlink(a0, a1...)
 }
 
 // VAdd calls VAdd on the profile's current client.
 func (h *Handle) VAdd(a0 context.Context, a1 string, a2 string, a3 redis.Vector) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VAdd(a0, a1, a2, a3)
+	return g.batchable(a0).VAdd(a0, a1, a2, a3)
 }
 
 // VAddWithArgs calls VAddWithArgs on the profile's current client.
 func (h *Handle) VAddWithArgs(a0 context.Context, a1 string, a2 string, a3 redis.Vector, a4 *redis.VAddArgs) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VAddWithArgs(a0, a1, a2, a3, a4)
+	return g.batchable(a0).VAddWithArgs(a0, a1, a2, a3, a4)
 }
 
 // VCard calls VCard on the profile's current client.
 func (h *Handle) VCard(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VCard(a0, a1)
+	return g.batchable(a0).VCard(a0, a1)
 }
 
 // VClearAttributes calls VClearAttributes on the profile's current client.
 func (h *Handle) VClearAttributes(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VClearAttributes(a0, a1, a2)
+	return g.batchable(a0).VClearAttributes(a0, a1, a2)
 }
 
 // VDim calls VDim on the profile's current client.
 func (h *Handle) VDim(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VDim(a0, a1)
+	return g.batchable(a0).VDim(a0, a1)
 }
 
 // VEmb calls VEmb on the profile's current client.
 func (h *Handle) VEmb(a0 context.Context, a1 string, a2 string, a3 bool) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VEmb(a0, a1, a2, a3)
+	return g.batchable(a0).VEmb(a0, a1, a2, a3)
 }
 
 // VGetAttr calls VGetAttr on the profile's current client.
 func (h *Handle) VGetAttr(a0 context.Context, a1 string, a2 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VGetAttr(a0, a1, a2)
+	return g.batchable(a0).VGetAttr(a0, a1, a2)
 }
 
 // VInfo calls VInfo on the profile's current client.
 func (h *Handle) VInfo(a0 context.Context, a1 string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VInfo(a0, a1)
+	return g.batchable(a0).VInfo(a0, a1)
 }
 
 // VIsMember calls VIsMember on the profile's current client.
 func (h *Handle) VIsMember(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VIsMember(a0, a1, a2)
+	return g.batchable(a0).VIsMember(a0, a1, a2)
 }
 
 // VLinks calls VLinks on the profile's current client.
 func (h *Handle) VLinks(a0 context.Context, a1 string, a2 string) *redis.StringSliceSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VLinks(a0, a1, a2)
+	return g.batchable(a0).VLinks(a0, a1, a2)
 }
 
 // VLinksWithScores calls VLinksWithScores on the profile's current client.
 func (h *Handle) VLinksWithScores(a0 context.Context, a1 string, a2 string) *redis.VectorScoreSliceSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VLinksWithScores(a0, a1, a2)
+	return g.batchable(a0).VLinksWithScores(a0, a1, a2)
 }
 
 // VRandMember calls VRandMember on the profile's current client.
 func (h *Handle) VRandMember(a0 context.Context, a1 string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRandMember(a0, a1)
+	return g.batchable(a0).VRandMember(a0, a1)
 }
 
 // VRandMemberCount calls VRandMemberCount on the profile's current client.
 func (h *Handle) VRandMemberCount(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRandMemberCount(a0, a1, a2)
+	return g.batchable(a0).VRandMemberCount(a0, a1, a2)
 }
 
 // VRange calls VRange on the profile's current client.
 func (h *Handle) VRange(a0 context.Context, a1 string, a2 string, a3 string, a4 int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRange(a0, a1, a2, a3, a4)
+	return g.batchable(a0).VRange(a0, a1, a2, a3, a4)
 }
 
 // VRem calls VRem on the profile's current client.
 func (h *Handle) VRem(a0 context.Context, a1 string, a2 string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRem(a0, a1, a2)
+	return g.batchable(a0).VRem(a0, a1, a2)
 }
 
 // VSetAttr calls VSetAttr on the profile's current client.
 func (h *Handle) VSetAttr(a0 context.Context, a1 string, a2 string, a3 interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSetAttr(a0, a1, a2, a3)
+	return g.batchable(a0).VSetAttr(a0, a1, a2, a3)
 }
 
 // VSim calls VSim on the profile's current client.
 func (h *Handle) VSim(a0 context.Context, a1 string, a2 redis.Vector) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSim(a0, a1, a2)
+	return g.batchable(a0).VSim(a0, a1, a2)
 }
 
 // VSimWithArgs calls VSimWithArgs on the profile's current client.
 func (h *Handle) VSimWithArgs(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgs(a0, a1, a2, a3)
+	return g.batchable(a0).VSimWithArgs(a0, a1, a2, a3)
 }
 
 // VSimWithArgsWithAttribs calls VSimWithArgsWithAttribs on the profile's current client.
 func (h *Handle) VSimWithArgsWithAttribs(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.VectorAttribSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithAttribs(a0, a1, a2, a3)
+	return g.batchable(a0).VSimWithArgsWithAttribs(a0, a1, a2, a3)
 }
 
 // VSimWithArgsWithScores calls VSimWithArgsWithScores on the profile's current client.
 func (h *Handle) VSimWithArgsWithScores(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.VectorScoreSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithScores(a0, a1, a2, a3)
+	return g.batchable(a0).VSimWithArgsWithScores(a0, a1, a2, a3)
 }
 
 // VSimWithArgsWithScoresWithAttribs calls VSimWithArgsWithScoresWithAttribs on the profile's current client.
 func (h *Handle) VSimWithArgsWithScoresWithAttribs(a0 context.Context, a1 string, a2 redis.Vector, a3 *redis.VSimArgs) *redis.VectorScoreAttribSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithScoresWithAttribs(a0, a1, a2, a3)
+	return g.batchable(a0).VSimWithArgsWithScoresWithAttribs(a0, a1, a2, a3)
 }
 
 // VSimWithScores calls VSimWithScores on the profile's current client.
 func (h *Handle) VSimWithScores(a0 context.Context, a1 string, a2 redis.Vector) *redis.VectorScoreSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithScores(a0, a1, a2)
+	return g.batchable(a0).VSimWithScores(a0, a1, a2)
 }
 
 // Watch calls Watch on the profile's current client.
@@ -3784,189 +3777,189 @@ func (h *Handle) Watch(a0 context.Context, a1 func(*redis.Tx) error, a2 ...strin
 func (h *Handle) XAck(a0 context.Context, a1 string, a2 string, a3 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAck(a0, a1, a2, a3...)
+	return g.batchable(a0).XAck(a0, a1, a2, a3...)
 }
 
 // XAckDel calls XAckDel on the profile's current client.
 func (h *Handle) XAckDel(a0 context.Context, a1 string, a2 string, a3 string, a4 ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAckDel(a0, a1, a2, a3, a4...)
+	return g.batchable(a0).XAckDel(a0, a1, a2, a3, a4...)
 }
 
 // XAdd calls XAdd on the profile's current client.
 func (h *Handle) XAdd(a0 context.Context, a1 *redis.XAddArgs) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAdd(a0, a1)
+	return g.batchable(a0).XAdd(a0, a1)
 }
 
 // XAutoClaim calls XAutoClaim on the profile's current client.
 func (h *Handle) XAutoClaim(a0 context.Context, a1 *redis.XAutoClaimArgs) *redis.XAutoClaimCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaim(a0, a1)
+	return g.batchable(a0).XAutoClaim(a0, a1)
 }
 
 // XAutoClaimJustID calls XAutoClaimJustID on the profile's current client.
 func (h *Handle) XAutoClaimJustID(a0 context.Context, a1 *redis.XAutoClaimArgs) *redis.XAutoClaimJustIDCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaimJustID(a0, a1)
+	return g.batchable(a0).XAutoClaimJustID(a0, a1)
 }
 
 // XAutoClaimWithDeleted calls XAutoClaimWithDeleted on the profile's current client.
 func (h *Handle) XAutoClaimWithDeleted(a0 context.Context, a1 *redis.XAutoClaimArgs) *redis.XAutoClaimWithDeletedCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaimWithDeleted(a0, a1)
+	return g.batchable(a0).XAutoClaimWithDeleted(a0, a1)
 }
 
 // XCfgSet calls XCfgSet on the profile's current client.
 func (h *Handle) XCfgSet(a0 context.Context, a1 *redis.XCfgSetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XCfgSet(a0, a1)
+	return g.batchable(a0).XCfgSet(a0, a1)
 }
 
 // XClaim calls XClaim on the profile's current client.
 func (h *Handle) XClaim(a0 context.Context, a1 *redis.XClaimArgs) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XClaim(a0, a1)
+	return g.batchable(a0).XClaim(a0, a1)
 }
 
 // XClaimJustID calls XClaimJustID on the profile's current client.
 func (h *Handle) XClaimJustID(a0 context.Context, a1 *redis.XClaimArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XClaimJustID(a0, a1)
+	return g.batchable(a0).XClaimJustID(a0, a1)
 }
 
 // XDel calls XDel on the profile's current client.
 func (h *Handle) XDel(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XDel(a0, a1, a2...)
+	return g.batchable(a0).XDel(a0, a1, a2...)
 }
 
 // XDelEx calls XDelEx on the profile's current client.
 func (h *Handle) XDelEx(a0 context.Context, a1 string, a2 string, a3 ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XDelEx(a0, a1, a2, a3...)
+	return g.batchable(a0).XDelEx(a0, a1, a2, a3...)
 }
 
 // XGroupCreate calls XGroupCreate on the profile's current client.
 func (h *Handle) XGroupCreate(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreate(a0, a1, a2, a3)
+	return g.batchable(a0).XGroupCreate(a0, a1, a2, a3)
 }
 
 // XGroupCreateConsumer calls XGroupCreateConsumer on the profile's current client.
 func (h *Handle) XGroupCreateConsumer(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreateConsumer(a0, a1, a2, a3)
+	return g.batchable(a0).XGroupCreateConsumer(a0, a1, a2, a3)
 }
 
 // XGroupCreateMkStream calls XGroupCreateMkStream on the profile's current client.
 func (h *Handle) XGroupCreateMkStream(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreateMkStream(a0, a1, a2, a3)
+	return g.batchable(a0).XGroupCreateMkStream(a0, a1, a2, a3)
 }
 
 // XGroupDelConsumer calls XGroupDelConsumer on the profile's current client.
 func (h *Handle) XGroupDelConsumer(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupDelConsumer(a0, a1, a2, a3)
+	return g.batchable(a0).XGroupDelConsumer(a0, a1, a2, a3)
 }
 
 // XGroupDestroy calls XGroupDestroy on the profile's current client.
 func (h *Handle) XGroupDestroy(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupDestroy(a0, a1, a2)
+	return g.batchable(a0).XGroupDestroy(a0, a1, a2)
 }
 
 // XGroupSetID calls XGroupSetID on the profile's current client.
 func (h *Handle) XGroupSetID(a0 context.Context, a1 string, a2 string, a3 string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupSetID(a0, a1, a2, a3)
+	return g.batchable(a0).XGroupSetID(a0, a1, a2, a3)
 }
 
 // XInfoConsumers calls XInfoConsumers on the profile's current client.
 func (h *Handle) XInfoConsumers(a0 context.Context, a1 string, a2 string) *redis.XInfoConsumersCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoConsumers(a0, a1, a2)
+	return g.batchable(a0).XInfoConsumers(a0, a1, a2)
 }
 
 // XInfoGroups calls XInfoGroups on the profile's current client.
 func (h *Handle) XInfoGroups(a0 context.Context, a1 string) *redis.XInfoGroupsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoGroups(a0, a1)
+	return g.batchable(a0).XInfoGroups(a0, a1)
 }
 
 // XInfoStream calls XInfoStream on the profile's current client.
 func (h *Handle) XInfoStream(a0 context.Context, a1 string) *redis.XInfoStreamCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoStream(a0, a1)
+	return g.batchable(a0).XInfoStream(a0, a1)
 }
 
 // XInfoStreamFull calls XInfoStreamFull on the profile's current client.
 func (h *Handle) XInfoStreamFull(a0 context.Context, a1 string, a2 int) *redis.XInfoStreamFullCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoStreamFull(a0, a1, a2)
+	return g.batchable(a0).XInfoStreamFull(a0, a1, a2)
 }
 
 // XLen calls XLen on the profile's current client.
 func (h *Handle) XLen(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XLen(a0, a1)
+	return g.readable(a0).XLen(a0, a1)
 }
 
 // XNack calls XNack on the profile's current client.
 func (h *Handle) XNack(a0 context.Context, a1 *redis.XNackArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XNack(a0, a1)
+	return g.batchable(a0).XNack(a0, a1)
 }
 
 // XPending calls XPending on the profile's current client.
 func (h *Handle) XPending(a0 context.Context, a1 string, a2 string) *redis.XPendingCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XPending(a0, a1, a2)
+	return g.batchable(a0).XPending(a0, a1, a2)
 }
 
 // XPendingExt calls XPendingExt on the profile's current client.
 func (h *Handle) XPendingExt(a0 context.Context, a1 *redis.XPendingExtArgs) *redis.XPendingExtCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XPendingExt(a0, a1)
+	return g.batchable(a0).XPendingExt(a0, a1)
 }
 
 // XRange calls XRange on the profile's current client.
 func (h *Handle) XRange(a0 context.Context, a1 string, a2 string, a3 string) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRange(a0, a1, a2, a3)
+	return g.readable(a0).XRange(a0, a1, a2, a3)
 }
 
 // XRangeN calls XRangeN on the profile's current client.
 func (h *Handle) XRangeN(a0 context.Context, a1 string, a2 string, a3 string, a4 int64) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRangeN(a0, a1, a2, a3, a4)
+	return g.batchable(a0).XRangeN(a0, a1, a2, a3, a4)
 }
 
 // XRead calls XRead on the profile's current client.
@@ -3994,418 +3987,418 @@ func (h *Handle) XReadStreams(a0 context.Context, a1 ...string) *redis.XStreamSl
 func (h *Handle) XRevRange(a0 context.Context, a1 string, a2 string, a3 string) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRevRange(a0, a1, a2, a3)
+	return g.batchable(a0).XRevRange(a0, a1, a2, a3)
 }
 
 // XRevRangeN calls XRevRangeN on the profile's current client.
 func (h *Handle) XRevRangeN(a0 context.Context, a1 string, a2 string, a3 string, a4 int64) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRevRangeN(a0, a1, a2, a3, a4)
+	return g.batchable(a0).XRevRangeN(a0, a1, a2, a3, a4)
 }
 
 // XTrimMaxLen calls XTrimMaxLen on the profile's current client.
 func (h *Handle) XTrimMaxLen(a0 context.Context, a1 string, a2 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLen(a0, a1, a2)
+	return g.batchable(a0).XTrimMaxLen(a0, a1, a2)
 }
 
 // XTrimMaxLenApprox calls XTrimMaxLenApprox on the profile's current client.
 func (h *Handle) XTrimMaxLenApprox(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenApprox(a0, a1, a2, a3)
+	return g.batchable(a0).XTrimMaxLenApprox(a0, a1, a2, a3)
 }
 
 // XTrimMaxLenApproxMode calls XTrimMaxLenApproxMode on the profile's current client.
 func (h *Handle) XTrimMaxLenApproxMode(a0 context.Context, a1 string, a2 int64, a3 int64, a4 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenApproxMode(a0, a1, a2, a3, a4)
+	return g.batchable(a0).XTrimMaxLenApproxMode(a0, a1, a2, a3, a4)
 }
 
 // XTrimMaxLenMode calls XTrimMaxLenMode on the profile's current client.
 func (h *Handle) XTrimMaxLenMode(a0 context.Context, a1 string, a2 int64, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenMode(a0, a1, a2, a3)
+	return g.batchable(a0).XTrimMaxLenMode(a0, a1, a2, a3)
 }
 
 // XTrimMinID calls XTrimMinID on the profile's current client.
 func (h *Handle) XTrimMinID(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinID(a0, a1, a2)
+	return g.batchable(a0).XTrimMinID(a0, a1, a2)
 }
 
 // XTrimMinIDApprox calls XTrimMinIDApprox on the profile's current client.
 func (h *Handle) XTrimMinIDApprox(a0 context.Context, a1 string, a2 string, a3 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDApprox(a0, a1, a2, a3)
+	return g.batchable(a0).XTrimMinIDApprox(a0, a1, a2, a3)
 }
 
 // XTrimMinIDApproxMode calls XTrimMinIDApproxMode on the profile's current client.
 func (h *Handle) XTrimMinIDApproxMode(a0 context.Context, a1 string, a2 string, a3 int64, a4 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDApproxMode(a0, a1, a2, a3, a4)
+	return g.batchable(a0).XTrimMinIDApproxMode(a0, a1, a2, a3, a4)
 }
 
 // XTrimMinIDMode calls XTrimMinIDMode on the profile's current client.
 func (h *Handle) XTrimMinIDMode(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDMode(a0, a1, a2, a3)
+	return g.batchable(a0).XTrimMinIDMode(a0, a1, a2, a3)
 }
 
 // ZAdd calls ZAdd on the profile's current client.
 func (h *Handle) ZAdd(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAdd(a0, a1, a2...)
+	return g.batchable(a0).ZAdd(a0, a1, a2...)
 }
 
 // ZAddArgs calls ZAddArgs on the profile's current client.
 func (h *Handle) ZAddArgs(a0 context.Context, a1 string, a2 redis.ZAddArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddArgs(a0, a1, a2)
+	return g.batchable(a0).ZAddArgs(a0, a1, a2)
 }
 
 // ZAddArgsIncr calls ZAddArgsIncr on the profile's current client.
 func (h *Handle) ZAddArgsIncr(a0 context.Context, a1 string, a2 redis.ZAddArgs) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddArgsIncr(a0, a1, a2)
+	return g.batchable(a0).ZAddArgsIncr(a0, a1, a2)
 }
 
 // ZAddGT calls ZAddGT on the profile's current client.
 func (h *Handle) ZAddGT(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddGT(a0, a1, a2...)
+	return g.batchable(a0).ZAddGT(a0, a1, a2...)
 }
 
 // ZAddLT calls ZAddLT on the profile's current client.
 func (h *Handle) ZAddLT(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddLT(a0, a1, a2...)
+	return g.batchable(a0).ZAddLT(a0, a1, a2...)
 }
 
 // ZAddNX calls ZAddNX on the profile's current client.
 func (h *Handle) ZAddNX(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddNX(a0, a1, a2...)
+	return g.batchable(a0).ZAddNX(a0, a1, a2...)
 }
 
 // ZAddXX calls ZAddXX on the profile's current client.
 func (h *Handle) ZAddXX(a0 context.Context, a1 string, a2 ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddXX(a0, a1, a2...)
+	return g.batchable(a0).ZAddXX(a0, a1, a2...)
 }
 
 // ZCard calls ZCard on the profile's current client.
 func (h *Handle) ZCard(a0 context.Context, a1 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZCard(a0, a1)
+	return g.readable(a0).ZCard(a0, a1)
 }
 
 // ZCount calls ZCount on the profile's current client.
 func (h *Handle) ZCount(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZCount(a0, a1, a2, a3)
+	return g.readable(a0).ZCount(a0, a1, a2, a3)
 }
 
 // ZDiff calls ZDiff on the profile's current client.
 func (h *Handle) ZDiff(a0 context.Context, a1 ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiff(a0, a1...)
+	return g.batchable(a0).ZDiff(a0, a1...)
 }
 
 // ZDiffStore calls ZDiffStore on the profile's current client.
 func (h *Handle) ZDiffStore(a0 context.Context, a1 string, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiffStore(a0, a1, a2...)
+	return g.batchable(a0).ZDiffStore(a0, a1, a2...)
 }
 
 // ZDiffWithScores calls ZDiffWithScores on the profile's current client.
 func (h *Handle) ZDiffWithScores(a0 context.Context, a1 ...string) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiffWithScores(a0, a1...)
+	return g.batchable(a0).ZDiffWithScores(a0, a1...)
 }
 
 // ZIncrBy calls ZIncrBy on the profile's current client.
 func (h *Handle) ZIncrBy(a0 context.Context, a1 string, a2 float64, a3 string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZIncrBy(a0, a1, a2, a3)
+	return g.batchable(a0).ZIncrBy(a0, a1, a2, a3)
 }
 
 // ZInter calls ZInter on the profile's current client.
 func (h *Handle) ZInter(a0 context.Context, a1 *redis.ZStore) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInter(a0, a1)
+	return g.batchable(a0).ZInter(a0, a1)
 }
 
 // ZInterCard calls ZInterCard on the profile's current client.
 func (h *Handle) ZInterCard(a0 context.Context, a1 int64, a2 ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterCard(a0, a1, a2...)
+	return g.batchable(a0).ZInterCard(a0, a1, a2...)
 }
 
 // ZInterStore calls ZInterStore on the profile's current client.
 func (h *Handle) ZInterStore(a0 context.Context, a1 string, a2 *redis.ZStore) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterStore(a0, a1, a2)
+	return g.batchable(a0).ZInterStore(a0, a1, a2)
 }
 
 // ZInterWithScores calls ZInterWithScores on the profile's current client.
 func (h *Handle) ZInterWithScores(a0 context.Context, a1 *redis.ZStore) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterWithScores(a0, a1)
+	return g.batchable(a0).ZInterWithScores(a0, a1)
 }
 
 // ZLexCount calls ZLexCount on the profile's current client.
 func (h *Handle) ZLexCount(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZLexCount(a0, a1, a2, a3)
+	return g.batchable(a0).ZLexCount(a0, a1, a2, a3)
 }
 
 // ZMPop calls ZMPop on the profile's current client.
 func (h *Handle) ZMPop(a0 context.Context, a1 string, a2 int64, a3 ...string) *redis.ZSliceWithKeyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZMPop(a0, a1, a2, a3...)
+	return g.batchable(a0).ZMPop(a0, a1, a2, a3...)
 }
 
 // ZMScore calls ZMScore on the profile's current client.
 func (h *Handle) ZMScore(a0 context.Context, a1 string, a2 ...string) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZMScore(a0, a1, a2...)
+	return g.readable(a0).ZMScore(a0, a1, a2...)
 }
 
 // ZPopMax calls ZPopMax on the profile's current client.
 func (h *Handle) ZPopMax(a0 context.Context, a1 string, a2 ...int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZPopMax(a0, a1, a2...)
+	return g.batchable(a0).ZPopMax(a0, a1, a2...)
 }
 
 // ZPopMin calls ZPopMin on the profile's current client.
 func (h *Handle) ZPopMin(a0 context.Context, a1 string, a2 ...int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZPopMin(a0, a1, a2...)
+	return g.batchable(a0).ZPopMin(a0, a1, a2...)
 }
 
 // ZRandMember calls ZRandMember on the profile's current client.
 func (h *Handle) ZRandMember(a0 context.Context, a1 string, a2 int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRandMember(a0, a1, a2)
+	return g.batchable(a0).ZRandMember(a0, a1, a2)
 }
 
 // ZRandMemberWithScores calls ZRandMemberWithScores on the profile's current client.
 func (h *Handle) ZRandMemberWithScores(a0 context.Context, a1 string, a2 int) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRandMemberWithScores(a0, a1, a2)
+	return g.batchable(a0).ZRandMemberWithScores(a0, a1, a2)
 }
 
 // ZRange calls ZRange on the profile's current client.
 func (h *Handle) ZRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRange(a0, a1, a2, a3)
+	return g.readable(a0).ZRange(a0, a1, a2, a3)
 }
 
 // ZRangeArgs calls ZRangeArgs on the profile's current client.
 func (h *Handle) ZRangeArgs(a0 context.Context, a1 redis.ZRangeArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeArgs(a0, a1)
+	return g.batchable(a0).ZRangeArgs(a0, a1)
 }
 
 // ZRangeArgsWithScores calls ZRangeArgsWithScores on the profile's current client.
 func (h *Handle) ZRangeArgsWithScores(a0 context.Context, a1 redis.ZRangeArgs) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeArgsWithScores(a0, a1)
+	return g.batchable(a0).ZRangeArgsWithScores(a0, a1)
 }
 
 // ZRangeByLex calls ZRangeByLex on the profile's current client.
 func (h *Handle) ZRangeByLex(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByLex(a0, a1, a2)
+	return g.batchable(a0).ZRangeByLex(a0, a1, a2)
 }
 
 // ZRangeByScore calls ZRangeByScore on the profile's current client.
 func (h *Handle) ZRangeByScore(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByScore(a0, a1, a2)
+	return g.readable(a0).ZRangeByScore(a0, a1, a2)
 }
 
 // ZRangeByScoreWithScores calls ZRangeByScoreWithScores on the profile's current client.
 func (h *Handle) ZRangeByScoreWithScores(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByScoreWithScores(a0, a1, a2)
+	return g.batchable(a0).ZRangeByScoreWithScores(a0, a1, a2)
 }
 
 // ZRangeStore calls ZRangeStore on the profile's current client.
 func (h *Handle) ZRangeStore(a0 context.Context, a1 string, a2 redis.ZRangeArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeStore(a0, a1, a2)
+	return g.batchable(a0).ZRangeStore(a0, a1, a2)
 }
 
 // ZRangeWithScores calls ZRangeWithScores on the profile's current client.
 func (h *Handle) ZRangeWithScores(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeWithScores(a0, a1, a2, a3)
+	return g.batchable(a0).ZRangeWithScores(a0, a1, a2, a3)
 }
 
 // ZRank calls ZRank on the profile's current client.
 func (h *Handle) ZRank(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRank(a0, a1, a2)
+	return g.readable(a0).ZRank(a0, a1, a2)
 }
 
 // ZRankWithScore calls ZRankWithScore on the profile's current client.
 func (h *Handle) ZRankWithScore(a0 context.Context, a1 string, a2 string) *redis.RankWithScoreCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRankWithScore(a0, a1, a2)
+	return g.batchable(a0).ZRankWithScore(a0, a1, a2)
 }
 
 // ZRem calls ZRem on the profile's current client.
 func (h *Handle) ZRem(a0 context.Context, a1 string, a2 ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRem(a0, a1, a2...)
+	return g.batchable(a0).ZRem(a0, a1, a2...)
 }
 
 // ZRemRangeByLex calls ZRemRangeByLex on the profile's current client.
 func (h *Handle) ZRemRangeByLex(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByLex(a0, a1, a2, a3)
+	return g.batchable(a0).ZRemRangeByLex(a0, a1, a2, a3)
 }
 
 // ZRemRangeByRank calls ZRemRangeByRank on the profile's current client.
 func (h *Handle) ZRemRangeByRank(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByRank(a0, a1, a2, a3)
+	return g.batchable(a0).ZRemRangeByRank(a0, a1, a2, a3)
 }
 
 // ZRemRangeByScore calls ZRemRangeByScore on the profile's current client.
 func (h *Handle) ZRemRangeByScore(a0 context.Context, a1 string, a2 string, a3 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByScore(a0, a1, a2, a3)
+	return g.batchable(a0).ZRemRangeByScore(a0, a1, a2, a3)
 }
 
 // ZRevRange calls ZRevRange on the profile's current client.
 func (h *Handle) ZRevRange(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRange(a0, a1, a2, a3)
+	return g.readable(a0).ZRevRange(a0, a1, a2, a3)
 }
 
 // ZRevRangeByLex calls ZRevRangeByLex on the profile's current client.
 func (h *Handle) ZRevRangeByLex(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByLex(a0, a1, a2)
+	return g.batchable(a0).ZRevRangeByLex(a0, a1, a2)
 }
 
 // ZRevRangeByScore calls ZRevRangeByScore on the profile's current client.
 func (h *Handle) ZRevRangeByScore(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByScore(a0, a1, a2)
+	return g.readable(a0).ZRevRangeByScore(a0, a1, a2)
 }
 
 // ZRevRangeByScoreWithScores calls ZRevRangeByScoreWithScores on the profile's current client.
 func (h *Handle) ZRevRangeByScoreWithScores(a0 context.Context, a1 string, a2 *redis.ZRangeBy) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByScoreWithScores(a0, a1, a2)
+	return g.batchable(a0).ZRevRangeByScoreWithScores(a0, a1, a2)
 }
 
 // ZRevRangeWithScores calls ZRevRangeWithScores on the profile's current client.
 func (h *Handle) ZRevRangeWithScores(a0 context.Context, a1 string, a2 int64, a3 int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeWithScores(a0, a1, a2, a3)
+	return g.batchable(a0).ZRevRangeWithScores(a0, a1, a2, a3)
 }
 
 // ZRevRank calls ZRevRank on the profile's current client.
 func (h *Handle) ZRevRank(a0 context.Context, a1 string, a2 string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRank(a0, a1, a2)
+	return g.readable(a0).ZRevRank(a0, a1, a2)
 }
 
 // ZRevRankWithScore calls ZRevRankWithScore on the profile's current client.
 func (h *Handle) ZRevRankWithScore(a0 context.Context, a1 string, a2 string) *redis.RankWithScoreCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRankWithScore(a0, a1, a2)
+	return g.batchable(a0).ZRevRankWithScore(a0, a1, a2)
 }
 
 // ZScan calls ZScan on the profile's current client.
 func (h *Handle) ZScan(a0 context.Context, a1 string, a2 uint64, a3 string, a4 int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZScan(a0, a1, a2, a3, a4)
+	return g.batchable(a0).ZScan(a0, a1, a2, a3, a4)
 }
 
 // ZScore calls ZScore on the profile's current client.
 func (h *Handle) ZScore(a0 context.Context, a1 string, a2 string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZScore(a0, a1, a2)
+	return g.readable(a0).ZScore(a0, a1, a2)
 }
 
 // ZUnion calls ZUnion on the profile's current client.
 func (h *Handle) ZUnion(a0 context.Context, a1 redis.ZStore) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnion(a0, a1)
+	return g.batchable(a0).ZUnion(a0, a1)
 }
 
 // ZUnionStore calls ZUnionStore on the profile's current client.
 func (h *Handle) ZUnionStore(a0 context.Context, a1 string, a2 *redis.ZStore) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnionStore(a0, a1, a2)
+	return g.batchable(a0).ZUnionStore(a0, a1, a2)
 }
 
 // ZUnionWithScores calls ZUnionWithScores on the profile's current client.
 func (h *Handle) ZUnionWithScores(a0 context.Context, a1 redis.ZStore) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnionWithScores(a0, a1)
+	return g.batchable(a0).ZUnionWithScores(a0, a1)
 }
