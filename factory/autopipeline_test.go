@@ -27,7 +27,7 @@ type batchHook struct {
 	largest atomic.Int64
 }
 
-func (b *batchHook) DialHook(next redis.DialHook) redis.DialHook       { return next }
+func (b *batchHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
 func (b *batchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (b *batchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
