@@ -49,22 +49,31 @@ func (h hook) DialHook(next redis.DialHook) redis.DialHook { return h.c.wrapDial
 
 func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	c := h.c
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		args := cmd.Args()
-		if len(args) == 0 {
+	return func(ctx context.Context, cmd redis.Cmder) error { return c.Process(ctx, cmd, next) }
+}
+
+// Process runs cmd through the cache exactly as its hook does, with next
+// as the rest of the chain (what sends cmd to the server): a hit is
+// answered, a miss is fetched with next and stored, a write invalidates.
+// It lets a caller send misses another way than the hooked client's own
+// connection — the factory's handle sends them through its
+// auto-pipeliner — provided those connections were dialed through the
+// cache's DialHook, so that the server tracks what they read.
+func (c *Cache) Process(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+	args := cmd.Args()
+	if len(args) == 0 {
+		return next(ctx, cmd)
+	}
+	name := cmd.Name()
+	if spec := c.allowed.get(name); spec != nil {
+		if bypassed(ctx) {
 			return next(ctx, cmd)
 		}
-		name := cmd.Name()
-		if spec := c.allowed.get(name); spec != nil {
-			if bypassed(ctx) {
-				return next(ctx, cmd)
-			}
-			return c.read(ctx, cmd, name, args, spec, next)
-		}
-		err := next(ctx, cmd)
-		c.afterWrite(name, args)
-		return err
+		return c.read(ctx, cmd, name, args, spec, next)
 	}
+	err := next(ctx, cmd)
+	c.afterWrite(name, args)
+	return err
 }
 
 func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -75,6 +84,28 @@ func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 			name := cmd.Name()
 			if c.allowed.get(name) == nil {
 				c.afterWrite(name, cmd.Args())
+			}
+		}
+		return err
+	}
+}
+
+// WriteHook returns the hook of a client whose reads the cache does not
+// answer but whose connections and writes it must know of: it sets
+// tracking up on every connection it dials, and invalidates what every
+// command outside the allow list may have written, as Hook does. The
+// reads it lets through are a cache's own misses, sent with Process.
+func (c *Cache) WriteHook() redis.Hook { return writeHook{hook{c}} }
+
+type writeHook struct{ hook }
+
+func (w writeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	c := w.c
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if name := cmd.Name(); c.allowed.get(name) == nil {
+			if args := cmd.Args(); len(args) > 0 {
+				c.afterWrite(name, args)
 			}
 		}
 		return err

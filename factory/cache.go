@@ -109,6 +109,7 @@ func cacheExtension(name string, p *schema.Profile, rt *runtime.Runtime) (*exten
 	var self *Client
 	return &extension{
 		outerHook: c.Hook(),
+		batchHook: c.WriteHook(),
 		attach: func(cl *Client) error {
 			self = cl
 			caches.Store(cl, c)

@@ -105,6 +105,16 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 			}
 		}
 	}
+	batchOuter := func(add func(redis.Hook)) {
+		for _, e := range c.exts {
+			switch {
+			case e.batchHook != nil:
+				add(e.batchHook)
+			case e.outerHook != nil:
+				add(e.outerHook)
+			}
+		}
+	}
 
 	switch p.Mode {
 	case schema.Cluster:
@@ -124,7 +134,7 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		c.UniversalClient = sc
 	}
 	if p.Pipeline.Auto {
-		if err := c.startAutoPipeline(p, cm, outer); err != nil {
+		if err := c.startAutoPipeline(p, cm, batchOuter); err != nil {
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
 			return nil, fmt.Errorf("redisfactory: profile %s: pipeline: %w", name, err)

@@ -22,6 +22,10 @@ type extension struct {
 	// outerHook, when set, is installed before the retry hook, so it runs
 	// first and can answer a command without the retry policy (a cache hit).
 	outerHook redis.Hook
+	// batchHook, when set, replaces outerHook on the client that carries
+	// the auto-pipeliner's batches (pipeline.auto): the handle has already
+	// run the outer logic for the commands it sends there.
+	batchHook redis.Hook
 	// attach runs once the client is built (hooks installed), before the
 	// user's OnBuild callback.
 	attach func(c *Client) error

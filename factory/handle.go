@@ -256,6 +256,14 @@ func (h *Handle) Get(ctx context.Context, key string) *redis.StringCmd {
 		if cmd := g.cache.GetHit(ctx, key); cmd != nil {
 			return cmd
 		}
+		if g.ap != nil && g.batchable(ctx) == g.batched {
+			// A miss rides the auto-pipeliner, through the cache's fill
+			// (single flight, invalidation race): the auto-pipeliner's
+			// connections are dialed with tracking on.
+			cmd := redis.NewStringCmd(ctx, "get", key)
+			_ = g.cache.Process(ctx, cmd, g.ap.Process)
+			return cmd
+		}
 	}
 	return g.readable(ctx).Get(ctx, key)
 }
