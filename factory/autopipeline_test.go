@@ -353,3 +353,49 @@ func TestAutoPipelineReloadAndClose(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, redis.ErrClosed) || errors.Is(err, factory.ErrClosed), "%v", err)
 }
+
+// TestAutoPipelineSentinelFailoverUnderLoad: a sentinel profile with
+// pipeline.auto follows a failover under load without a failed command,
+// its batches going to the new master.
+func TestAutoPipelineSentinelFailoverUnderLoad(t *testing.T) {
+	sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+	cfg := load(t, `profiles:
+  a:
+    mode: sentinel
+    sentinel:
+      master_name: %s
+      addrs: [%s]
+    timeouts:
+      connect: 500ms
+      socket: 1s
+    retry:
+      retries: 10
+      also_on: [read_only, master_down]
+      backoff:
+        strategy: exponential_jitter
+        base: 20ms
+        cap: 500ms
+    pipeline:
+      auto: true
+`, sn.MasterName, sn.SentinelAddrs()[0])
+	f := newFactory(t, cfg, factory.Options{})
+	c := client(t, f, "a")
+	l, err := f.Lookup("a")
+	require.NoError(t, err)
+	require.NotNil(t, l.AutoPipeliner())
+	ctx := context.Background()
+	before, err := sn.CurrentMasterAddr(ctx)
+	require.NoError(t, err)
+
+	w := startWorkload(c, 8, 100)
+	w.waitOps(t, 300)
+	fctx, cancelF := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelF()
+	require.NoError(t, sn.Failover(fctx))
+	after, err := sn.CurrentMasterAddr(ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, before, after)
+	w.waitOps(t, 300)
+	assert.Empty(t, w.stop())
+	require.NoError(t, c.Set(ctx, "after-failover", "1", 0).Err())
+}
