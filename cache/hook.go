@@ -36,29 +36,68 @@ type entry struct {
 // Hook returns the go-redis hook of the cache: it answers hits, fills
 // misses, invalidates the keys of writes, and (for standalone and sentinel
 // clients) sets tracking up on every connection it dials. Install it before
-// any retry hook.
-func (c *Cache) Hook() redis.Hook { return hook{c} }
+// any retry hook. Every client it is built into reads from the cache,
+// including the Tx and Conn copies go-redis makes of a client's hooks:
+// prefer HookFor, which keeps those away from it.
+func (c *Cache) Hook() redis.Hook { return hook{c: c} }
 
 // DialHook returns a hook that only sets tracking up on the connections it
 // dials: install it on every node client of a cluster (OnNewNode).
 func (c *Cache) DialHook() redis.Hook { return dialOnly{c} }
 
-type hook struct{ c *Cache }
+type hook struct {
+	c     *Cache
+	owner Processor // nil: every chain reads from the cache (see HookFor)
+}
 
 func (h hook) DialHook(next redis.DialHook) redis.DialHook { return h.c.wrapDial(next) }
 
 func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	c := h.c
-	return func(ctx context.Context, cmd redis.Cmder) error { return c.Process(ctx, cmd, next) }
+	ch := &chain{} // go-redis calls ProcessHook once per chain it builds
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if len(args) == 0 {
+			return next(ctx, cmd)
+		}
+		name := cmd.Name()
+		if spec := c.allowed.get(name); spec != nil {
+			if bypassed(ctx) || !h.servesFromCache(ctx, ch) {
+				return next(ctx, cmd)
+			}
+			return c.read(ctx, cmd, name, args, spec, next)
+		}
+		if h.owner != nil && h.receiveProbe(cmd, ch) {
+			return nil
+		}
+		err := next(ctx, cmd)
+		c.afterWrite(name, args)
+		return err
+	}
 }
 
-// Process runs cmd through the cache exactly as its hook does, with next
-// as the rest of the chain (what sends cmd to the server): a hit is
+func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	c := h.c
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			name := cmd.Name()
+			if c.allowed.get(name) == nil {
+				c.afterWrite(name, cmd.Args())
+			}
+		}
+		return err
+	}
+}
+
+// Process runs cmd through the cache as the hook of its owner does, with
+// next as the rest of the chain (what sends cmd to the server): a hit is
 // answered, a miss is fetched with next and stored, a write invalidates.
 // It lets a caller send misses another way than the hooked client's own
 // connection — the factory's handle sends them through its
 // auto-pipeliner — provided those connections were dialed through the
-// cache's DialHook, so that the server tracks what they read.
+// cache's DialHook, so that the server tracks what they read. Never call
+// it for a command bound to one connection (Watch, Conn).
 func (c *Cache) Process(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 	args := cmd.Args()
 	if len(args) == 0 {
@@ -76,26 +115,12 @@ func (c *Cache) Process(ctx context.Context, cmd redis.Cmder, next redis.Process
 	return err
 }
 
-func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	c := h.c
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, cmd := range cmds {
-			name := cmd.Name()
-			if c.allowed.get(name) == nil {
-				c.afterWrite(name, cmd.Args())
-			}
-		}
-		return err
-	}
-}
-
 // WriteHook returns the hook of a client whose reads the cache does not
 // answer but whose connections and writes it must know of: it sets
 // tracking up on every connection it dials, and invalidates what every
 // command outside the allow list may have written, as Hook does. The
 // reads it lets through are a cache's own misses, sent with Process.
-func (c *Cache) WriteHook() redis.Hook { return writeHook{hook{c}} }
+func (c *Cache) WriteHook() redis.Hook { return writeHook{hook{c: c}} }
 
 type writeHook struct{ hook }
 
@@ -365,7 +390,7 @@ func (c *Cache) wrapDial(next redis.DialHook) redis.DialHook {
 		if n == nil {
 			return conn, nil // closed
 		}
-		return &trackedConn{Conn: conn, n: n}, nil
+		return wrapConn(conn, n), nil
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // (retry.Policy.BatchHook) — a failed batch retries its GETs and never its
 // INCR — while a user's Pipelined keeps its all-or-nothing rule on the
 // profile's main client. go-redis's own retries stay off on both.
-func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer func(func(redis.Hook))) error {
+func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer func(redis.UniversalClient)) error {
 	var bc *redis.Client
 	switch p.Mode {
 	case schema.Sentinel:
@@ -29,7 +29,7 @@ func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer func(func
 	default:
 		return errors.New("auto-pipelining needs a standalone or sentinel profile")
 	}
-	outer(bc.AddHook)
+	outer(bc)
 	bc.AddHook(c.policy.BatchHook())
 	ap, err := bc.AutoPipelineWithOptions(autoPipelineOptions(p.Pipeline))
 	if err != nil {

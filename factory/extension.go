@@ -19,9 +19,10 @@ type extension struct {
 	// onConnect runs on every new connection, after go-redis's own
 	// handshake (AUTH, SELECT, CLIENT SETNAME, …).
 	onConnect func(ctx context.Context, cn *redis.Conn) error
-	// outerHook, when set, is installed before the retry hook, so it runs
-	// first and can answer a command without the retry policy (a cache hit).
-	outerHook redis.Hook
+	// outerHook, when set, returns the hook installed on the client
+	// (owner) before the retry hook, so it runs first and can answer a
+	// command without the retry policy (a cache hit).
+	outerHook func(owner redis.UniversalClient) redis.Hook
 	// batchHook, when set, replaces outerHook on the client that carries
 	// the auto-pipeliner's batches (pipeline.auto): the handle has already
 	// run the outer logic for the commands it sends there.
