@@ -90,7 +90,14 @@ func newGeneration(c *Client) *generation {
 // (a deadline is not honoured once it is queued), so such commands take
 // the pool, where their deadline bounds them exactly as with bare go-redis.
 func (g *generation) batchable(ctx context.Context) redis.UniversalClient {
-	if g.ap == nil || ctx == nil || ctx.Done() == nil {
+	if g.ap == nil {
+		return g.client // small enough to inline: the default profile pays a nil check
+	}
+	return g.toPipeliner(ctx)
+}
+
+func (g *generation) toPipeliner(ctx context.Context) redis.UniversalClient {
+	if ctx == nil || ctx.Done() == nil {
 		return g.batched
 	}
 	if _, ok := ctx.Deadline(); ok || ctx.Err() != nil {
