@@ -249,6 +249,7 @@ func TestAutoPipelineServerKilledUnderLoad(t *testing.T) {
       socket: 1s
     retry:
       retries: 10
+      also_on: [busy_loading] # the restarted server answers LOADING while it reads its AOF
       backoff:
         strategy: exponential
         base: 10ms
