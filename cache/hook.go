@@ -16,6 +16,7 @@ import (
 type entry struct {
 	value
 	key     string
+	args    []any    // the arguments of the command that filled it (GetHit)
 	names   []string // the keys it read
 	foreign []string // those of names indexed in another shard than its own
 	shard   *shard
@@ -83,6 +84,53 @@ func (h hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 			name := cmd.Name()
 			if c.allowed.get(name) == nil {
 				c.afterWrite(name, cmd.Args())
+			}
+		}
+		return err
+	}
+}
+
+// Process runs cmd through the cache as the hook of its owner does, with
+// next as the rest of the chain (what sends cmd to the server): a hit is
+// answered, a miss is fetched with next and stored, a write invalidates.
+// It lets a caller send misses another way than the hooked client's own
+// connection — the factory's handle sends them through its
+// auto-pipeliner — provided those connections were dialed through the
+// cache's DialHook, so that the server tracks what they read. Never call
+// it for a command bound to one connection (Watch, Conn).
+func (c *Cache) Process(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+	args := cmd.Args()
+	if len(args) == 0 {
+		return next(ctx, cmd)
+	}
+	name := cmd.Name()
+	if spec := c.allowed.get(name); spec != nil {
+		if bypassed(ctx) {
+			return next(ctx, cmd)
+		}
+		return c.read(ctx, cmd, name, args, spec, next)
+	}
+	err := next(ctx, cmd)
+	c.afterWrite(name, args)
+	return err
+}
+
+// WriteHook returns the hook of a client whose reads the cache does not
+// answer but whose connections and writes it must know of: it sets
+// tracking up on every connection it dials, and invalidates what every
+// command outside the allow list may have written, as Hook does. The
+// reads it lets through are a cache's own misses, sent with Process.
+func (c *Cache) WriteHook() redis.Hook { return writeHook{hook{c: c}} }
+
+type writeHook struct{ hook }
+
+func (w writeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	c := w.c
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if name := cmd.Name(); c.allowed.get(name) == nil {
+			if args := cmd.Args(); len(args) > 0 {
+				c.afterWrite(name, args)
 			}
 		}
 		return err
@@ -196,10 +244,10 @@ func (c *Cache) read(ctx context.Context, cmd redis.Cmder, name string, args []a
 		return nil
 	}
 	s.mu.RUnlock()
-	return c.miss(ctx, cmd, args[from:to], s, buf, next)
+	return c.miss(ctx, cmd, args, args[from:to], s, buf, next)
 }
 
-func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard, buf []byte, next redis.ProcessHook) error {
+func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, args, keys []any, s *shard, buf []byte, next redis.ProcessHook) error {
 	k := kindOf(cmd)
 	if k == kNone {
 		return next(ctx, cmd)
@@ -208,29 +256,34 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		return next(ctx, cmd) // never invalidated: not cached
 	}
 	epoch := c.epoch.Load()
-	trusted := c.down.Load() == 0
-	c.misses.Add(1)
-	if !trusted {
+	if c.down.Load() != 0 {
+		c.misses.Add(1)
 		return next(ctx, cmd)
 	}
 	s.mu.Lock()
 	e := s.m[string(buf)]
 	if e != nil && e.pending {
-		// Single flight: wait for the fetch under way.
+		// Single flight: wait for the fetch under way. A command answered
+		// by it counts as a hit, as rueidis counts it: it cost no round
+		// trip of its own. One that must go to the server is a miss.
 		s.mu.Unlock()
 		select {
 		case <-e.done:
 		case <-ctx.Done():
+			c.misses.Add(1)
 			return ctx.Err()
 		}
 		if e.ok && e.fill(cmd) {
+			s.hits.Add(1)
 			if e.nilReply {
 				return redis.Nil
 			}
 			return nil
 		}
+		c.misses.Add(1)
 		return next(ctx, cmd)
 	}
+	c.misses.Add(1)
 	var replaced *entry
 	if e != nil {
 		// Expired or of another command type: replace it.
@@ -238,7 +291,7 @@ func (c *Cache) miss(ctx context.Context, cmd redis.Cmder, keys []any, s *shard,
 		c.account(-n, -f)
 		replaced = e
 	}
-	p := &entry{key: string(buf), shard: s, pending: true, done: make(chan struct{})}
+	p := &entry{key: string(buf), args: args, shard: s, pending: true, done: make(chan struct{})}
 	p.names = make([]string, 0, len(keys))
 	for _, a := range keys {
 		name, ok := a.(string)

@@ -43,6 +43,10 @@ type Client struct {
 	probeMu   sync.Mutex
 	stopProbe func()
 	exts      []*extension
+	// With pipeline.auto: the auto-pipeliner the handle sends batchable
+	// commands through, and the client it batches on (see autopipeline.go).
+	ap        *redis.AutoPipeliner
+	batch     *redis.Client
 	closing   atomic.Bool // Close has begun: no more health-check PINGs
 	closeOnce sync.Once
 	closeErr  error
@@ -131,6 +135,16 @@ func (c *Client) build(opts BuildOptions) error {
 			}
 		}
 	}
+	batchOuter := func(owner redis.UniversalClient) {
+		for _, e := range c.exts {
+			switch {
+			case e.batchHook != nil:
+				owner.AddHook(e.batchHook)
+			case e.outerHook != nil:
+				owner.AddHook(e.outerHook(owner))
+			}
+		}
+	}
 
 	switch p.Mode {
 	case schema.Cluster:
@@ -149,11 +163,19 @@ func (c *Client) build(opts BuildOptions) error {
 		sc.AddHook(c.policy.Hook())
 		c.UniversalClient = sc
 	}
+	if p.Pipeline.Auto {
+		if err := c.startAutoPipeline(p, cm, batchOuter); err != nil {
+			_ = c.UniversalClient.Close()
+			_ = closeExtensions(c.exts)
+			return fmt.Errorf("redisfactory: profile %s: pipeline: %w", name, err)
+		}
+	}
 	for _, e := range c.exts {
 		if e.attach == nil {
 			continue
 		}
 		if err := e.attach(c); err != nil {
+			_ = c.closeAutoPipeline()
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
 			return fmt.Errorf("redisfactory: profile %s: %w", name, err)
@@ -161,6 +183,7 @@ func (c *Client) build(opts BuildOptions) error {
 	}
 	if opts.OnBuild != nil {
 		if err := opts.OnBuild(name, c.UniversalClient); err != nil {
+			_ = c.closeAutoPipeline()
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
 			return fmt.Errorf("redisfactory: profile %s: build callback: %w", name, err)
@@ -195,7 +218,9 @@ func (c *Client) Close() error {
 			c.stopProbe = nil
 		}
 		c.probeMu.Unlock()
-		c.closeErr = errors.Join(c.UniversalClient.Close(), closeExtensions(c.exts))
+		// The auto-pipeliner first: its Close sends what it has accepted
+		// and waits for the replies, on connections still open.
+		c.closeErr = errors.Join(c.closeAutoPipeline(), c.UniversalClient.Close(), closeExtensions(c.exts))
 		c.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: c.name})
 	})
 	return c.closeErr

@@ -24,6 +24,10 @@ type extension struct {
 	// (owner) before the retry hook, so it runs first and can answer a
 	// command without the retry policy (a cache hit).
 	outerHook func(owner redis.UniversalClient) redis.Hook
+	// batchHook, when set, replaces outerHook on the client that carries
+	// the auto-pipeliner's batches (pipeline.auto): the handle has already
+	// run the outer logic for the commands it sends there.
+	batchHook redis.Hook
 	// attach runs once the client is built (hooks installed), before the
 	// user's OnBuild callback.
 	attach func(c *Client) error

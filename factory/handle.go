@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/redisfactory/redisfactory/cache"
 )
 
 //go:generate go run ./internal/genhandle -o handle_gen.go
@@ -53,9 +55,71 @@ type Handle struct {
 
 // generation is one client of a profile, with its calls in flight.
 type generation struct {
-	client   redis.UniversalClient
+	client redis.UniversalClient
+	// batched receives the commands that can be auto-pipelined and reads
+	// those the cache may answer (see batchable): the auto-pipeliner with
+	// pipeline.auto, else client. Cache reads stay on client so that a miss
+	// fills the cache through its hook.
+	batched redis.UniversalClient
+	reads   redis.UniversalClient
+	ap      *redis.AutoPipeliner
+	batch   *redis.Client // the client ap batches on, for AddHook
+	// cache answers GET hits before a command object is built (getHit).
+	cache    *cache.Cache
 	owner    *Client // nil for the removed-profile placeholder
 	inflight [inflightShards]shard
+}
+
+// newGeneration returns the generation of a built client.
+func newGeneration(c *Client) *generation {
+	g := &generation{client: c.UniversalClient, batched: c.UniversalClient, reads: c.UniversalClient, owner: c}
+	if c.ap != nil {
+		g.ap, g.batch, g.batched = c.ap, c.batch, c.ap
+	}
+	g.cache = c.Cache()
+	if g.cache == nil {
+		// Without a cache nothing is answered locally: reads batch too.
+		g.reads = g.batched
+	}
+	return g
+}
+
+// batchable returns where a command that can be auto-pipelined goes under
+// ctx: the auto-pipeliner, unless ctx carries a deadline or is already
+// done. go-redis runs a queued command on the auto-pipeliner's own context
+// (a deadline is not honoured once it is queued), so such commands take
+// the pool, where their deadline bounds them exactly as with bare go-redis.
+func (g *generation) batchable(ctx context.Context) redis.UniversalClient {
+	if g.ap == nil {
+		return g.client // small enough to inline: the default profile pays a nil check
+	}
+	return g.toPipeliner(ctx)
+}
+
+func (g *generation) toPipeliner(ctx context.Context) redis.UniversalClient {
+	if ctx == nil || ctx.Done() == nil {
+		return g.batched
+	}
+	if _, ok := ctx.Deadline(); ok || ctx.Err() != nil {
+		return g.client
+	}
+	return g.batched
+}
+
+// readable is batchable for the reads the cache may answer.
+func (g *generation) readable(ctx context.Context) redis.UniversalClient {
+	if g.reads == g.client {
+		return g.client
+	}
+	return g.batchable(ctx)
+}
+
+// addHook adds hk to every go-redis client of g.
+func (g *generation) addHook(hk redis.Hook) {
+	g.client.AddHook(hk)
+	if g.batch != nil {
+		g.batch.AddHook(hk)
+	}
 }
 
 // inflightShards spreads the in-flight count of a generation over several
@@ -79,7 +143,7 @@ func (g *generation) calls() int64 {
 
 func newHandle(name string, c *Client) *Handle {
 	h := &Handle{name: name}
-	h.cur.Store(&generation{client: c.UniversalClient, owner: c})
+	h.cur.Store(newGeneration(c))
 	return h
 }
 
@@ -109,7 +173,7 @@ func (g *generation) release(s uint32) { g.inflight[s].n.Add(-1) }
 func (h *Handle) swap(g *generation) *generation {
 	h.hooksMu.Lock()
 	for _, hk := range h.hooks {
-		g.client.AddHook(hk)
+		g.addHook(hk)
 	}
 	old := h.cur.Swap(g)
 	h.hooksMu.Unlock()
@@ -156,7 +220,7 @@ func (h *Handle) AddHook(hook redis.Hook) {
 	h.hooksMu.Lock()
 	defer h.hooksMu.Unlock()
 	h.hooks = append(h.hooks, hook)
-	h.cur.Load().client.AddHook(hook)
+	h.cur.Load().addHook(hook)
 }
 
 // removedGeneration is what a removed profile's handle delegates to: a
@@ -188,7 +252,7 @@ func failingGeneration(err error) *generation {
 	})
 	c.AddHook(failHook{err})
 	_ = c.Close()
-	return &generation{client: c}
+	return &generation{client: c, batched: c, reads: c}
 }
 
 // failHook answers every command with err without sending it.
@@ -208,4 +272,27 @@ func (f failHook) ProcessPipelineHook(redis.ProcessPipelineHook) redis.ProcessPi
 		}
 		return f.err
 	}
+}
+
+// Get calls Get on the profile's current client. With a client-side cache
+// a hit is answered here, before go-redis builds a command, for one
+// allocation (cache.GetHit); a miss goes through the cache's hook, which
+// fills the cache.
+func (h *Handle) Get(ctx context.Context, key string) *redis.StringCmd {
+	g, s := h.acquire()
+	defer g.release(s)
+	if g.cache != nil {
+		if cmd := g.cache.GetHit(ctx, key); cmd != nil {
+			return cmd
+		}
+		if g.ap != nil && g.batchable(ctx) == g.batched {
+			// A miss rides the auto-pipeliner, through the cache's fill
+			// (single flight, invalidation race): the auto-pipeliner's
+			// connections are dialed with tracking on.
+			cmd := redis.NewStringCmd(ctx, "get", key)
+			_ = g.cache.Process(ctx, cmd, g.ap.Process)
+			return cmd
+		}
+	}
+	return g.readable(ctx).Get(ctx, key)
 }

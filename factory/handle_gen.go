@@ -18,273 +18,273 @@ var (
 func (h *Handle) ACLCat(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLCat(ctx)
+	return g.batchable(ctx).ACLCat(ctx)
 }
 
 // ACLCatArgs calls ACLCatArgs on the profile's current client.
 func (h *Handle) ACLCatArgs(ctx context.Context, options *redis.ACLCatArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLCatArgs(ctx, options)
+	return g.batchable(ctx).ACLCatArgs(ctx, options)
 }
 
 // ACLDelUser calls ACLDelUser on the profile's current client.
 func (h *Handle) ACLDelUser(ctx context.Context, username string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLDelUser(ctx, username)
+	return g.batchable(ctx).ACLDelUser(ctx, username)
 }
 
 // ACLDryRun calls ACLDryRun on the profile's current client.
 func (h *Handle) ACLDryRun(ctx context.Context, username string, command ...interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLDryRun(ctx, username, command...)
+	return g.batchable(ctx).ACLDryRun(ctx, username, command...)
 }
 
 // ACLGenPass calls ACLGenPass on the profile's current client.
 func (h *Handle) ACLGenPass(ctx context.Context, bit int) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLGenPass(ctx, bit)
+	return g.batchable(ctx).ACLGenPass(ctx, bit)
 }
 
 // ACLList calls ACLList on the profile's current client.
 func (h *Handle) ACLList(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLList(ctx)
+	return g.batchable(ctx).ACLList(ctx)
 }
 
 // ACLLog calls ACLLog on the profile's current client.
 func (h *Handle) ACLLog(ctx context.Context, count int64) *redis.ACLLogCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLLog(ctx, count)
+	return g.batchable(ctx).ACLLog(ctx, count)
 }
 
 // ACLLogReset calls ACLLogReset on the profile's current client.
 func (h *Handle) ACLLogReset(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLLogReset(ctx)
+	return g.batchable(ctx).ACLLogReset(ctx)
 }
 
 // ACLSetUser calls ACLSetUser on the profile's current client.
 func (h *Handle) ACLSetUser(ctx context.Context, username string, rules ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLSetUser(ctx, username, rules...)
+	return g.batchable(ctx).ACLSetUser(ctx, username, rules...)
 }
 
 // ACLUsers calls ACLUsers on the profile's current client.
 func (h *Handle) ACLUsers(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLUsers(ctx)
+	return g.batchable(ctx).ACLUsers(ctx)
 }
 
 // ACLWhoAmI calls ACLWhoAmI on the profile's current client.
 func (h *Handle) ACLWhoAmI(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ACLWhoAmI(ctx)
+	return g.batchable(ctx).ACLWhoAmI(ctx)
 }
 
 // ARCount calls ARCount on the profile's current client.
 func (h *Handle) ARCount(ctx context.Context, key string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARCount(ctx, key)
+	return g.batchable(ctx).ARCount(ctx, key)
 }
 
 // ARDel calls ARDel on the profile's current client.
 func (h *Handle) ARDel(ctx context.Context, key string, indexes ...uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARDel(ctx, key, indexes...)
+	return g.batchable(ctx).ARDel(ctx, key, indexes...)
 }
 
 // ARDelRange calls ARDelRange on the profile's current client.
 func (h *Handle) ARDelRange(ctx context.Context, key string, ranges ...redis.ARRange) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARDelRange(ctx, key, ranges...)
+	return g.batchable(ctx).ARDelRange(ctx, key, ranges...)
 }
 
 // ARGet calls ARGet on the profile's current client.
 func (h *Handle) ARGet(ctx context.Context, key string, index uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGet(ctx, key, index)
+	return g.batchable(ctx).ARGet(ctx, key, index)
 }
 
 // ARGetRange calls ARGetRange on the profile's current client.
 func (h *Handle) ARGetRange(ctx context.Context, key string, start uint64, end uint64) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGetRange(ctx, key, start, end)
+	return g.batchable(ctx).ARGetRange(ctx, key, start, end)
 }
 
 // ARGrep calls ARGrep on the profile's current client.
 func (h *Handle) ARGrep(ctx context.Context, key string, start string, end string, args *redis.ARGrepArgs) *redis.UintSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGrep(ctx, key, start, end, args)
+	return g.batchable(ctx).ARGrep(ctx, key, start, end, args)
 }
 
 // ARGrepWithValues calls ARGrepWithValues on the profile's current client.
 func (h *Handle) ARGrepWithValues(ctx context.Context, key string, start string, end string, args *redis.ARGrepArgs) *redis.AREntrySliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARGrepWithValues(ctx, key, start, end, args)
+	return g.batchable(ctx).ARGrepWithValues(ctx, key, start, end, args)
 }
 
 // ARInfo calls ARInfo on the profile's current client.
 func (h *Handle) ARInfo(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInfo(ctx, key)
+	return g.batchable(ctx).ARInfo(ctx, key)
 }
 
 // ARInfoFull calls ARInfoFull on the profile's current client.
 func (h *Handle) ARInfoFull(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInfoFull(ctx, key)
+	return g.batchable(ctx).ARInfoFull(ctx, key)
 }
 
 // ARInsert calls ARInsert on the profile's current client.
 func (h *Handle) ARInsert(ctx context.Context, key string, values ...string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARInsert(ctx, key, values...)
+	return g.batchable(ctx).ARInsert(ctx, key, values...)
 }
 
 // ARLastItems calls ARLastItems on the profile's current client.
 func (h *Handle) ARLastItems(ctx context.Context, key string, count uint64, rev bool) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARLastItems(ctx, key, count, rev)
+	return g.batchable(ctx).ARLastItems(ctx, key, count, rev)
 }
 
 // ARLen calls ARLen on the profile's current client.
 func (h *Handle) ARLen(ctx context.Context, key string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARLen(ctx, key)
+	return g.batchable(ctx).ARLen(ctx, key)
 }
 
 // ARMGet calls ARMGet on the profile's current client.
 func (h *Handle) ARMGet(ctx context.Context, key string, indexes ...uint64) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARMGet(ctx, key, indexes...)
+	return g.batchable(ctx).ARMGet(ctx, key, indexes...)
 }
 
 // ARMSet calls ARMSet on the profile's current client.
 func (h *Handle) ARMSet(ctx context.Context, key string, members ...redis.AREntry) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARMSet(ctx, key, members...)
+	return g.batchable(ctx).ARMSet(ctx, key, members...)
 }
 
 // ARNext calls ARNext on the profile's current client.
 func (h *Handle) ARNext(ctx context.Context, key string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARNext(ctx, key)
+	return g.batchable(ctx).ARNext(ctx, key)
 }
 
 // AROpAnd calls AROpAnd on the profile's current client.
 func (h *Handle) AROpAnd(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpAnd(ctx, key, start, end)
+	return g.batchable(ctx).AROpAnd(ctx, key, start, end)
 }
 
 // AROpMatch calls AROpMatch on the profile's current client.
 func (h *Handle) AROpMatch(ctx context.Context, key string, start uint64, end uint64, value string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMatch(ctx, key, start, end, value)
+	return g.batchable(ctx).AROpMatch(ctx, key, start, end, value)
 }
 
 // AROpMax calls AROpMax on the profile's current client.
 func (h *Handle) AROpMax(ctx context.Context, key string, start uint64, end uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMax(ctx, key, start, end)
+	return g.batchable(ctx).AROpMax(ctx, key, start, end)
 }
 
 // AROpMin calls AROpMin on the profile's current client.
 func (h *Handle) AROpMin(ctx context.Context, key string, start uint64, end uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpMin(ctx, key, start, end)
+	return g.batchable(ctx).AROpMin(ctx, key, start, end)
 }
 
 // AROpOr calls AROpOr on the profile's current client.
 func (h *Handle) AROpOr(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpOr(ctx, key, start, end)
+	return g.batchable(ctx).AROpOr(ctx, key, start, end)
 }
 
 // AROpSum calls AROpSum on the profile's current client.
 func (h *Handle) AROpSum(ctx context.Context, key string, start uint64, end uint64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpSum(ctx, key, start, end)
+	return g.batchable(ctx).AROpSum(ctx, key, start, end)
 }
 
 // AROpUsed calls AROpUsed on the profile's current client.
 func (h *Handle) AROpUsed(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpUsed(ctx, key, start, end)
+	return g.batchable(ctx).AROpUsed(ctx, key, start, end)
 }
 
 // AROpXor calls AROpXor on the profile's current client.
 func (h *Handle) AROpXor(ctx context.Context, key string, start uint64, end uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.AROpXor(ctx, key, start, end)
+	return g.batchable(ctx).AROpXor(ctx, key, start, end)
 }
 
 // ARRing calls ARRing on the profile's current client.
 func (h *Handle) ARRing(ctx context.Context, key string, size uint64, values ...string) *redis.UintCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARRing(ctx, key, size, values...)
+	return g.batchable(ctx).ARRing(ctx, key, size, values...)
 }
 
 // ARScan calls ARScan on the profile's current client.
 func (h *Handle) ARScan(ctx context.Context, key string, start uint64, end uint64, args *redis.ARScanArgs) *redis.AREntrySliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARScan(ctx, key, start, end, args)
+	return g.batchable(ctx).ARScan(ctx, key, start, end, args)
 }
 
 // ARSeek calls ARSeek on the profile's current client.
 func (h *Handle) ARSeek(ctx context.Context, key string, index uint64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARSeek(ctx, key, index)
+	return g.batchable(ctx).ARSeek(ctx, key, index)
 }
 
 // ARSet calls ARSet on the profile's current client.
 func (h *Handle) ARSet(ctx context.Context, key string, index uint64, values ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ARSet(ctx, key, index, values...)
+	return g.batchable(ctx).ARSet(ctx, key, index, values...)
 }
 
 // Append calls Append on the profile's current client.
 func (h *Handle) Append(ctx context.Context, key string, value string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Append(ctx, key, value)
+	return g.batchable(ctx).Append(ctx, key, value)
 }
 
 // AsyncAutoPipeline calls AsyncAutoPipeline on the profile's current client.
@@ -319,133 +319,133 @@ func (h *Handle) AutoPipelineWithOptions(config *redis.AutoPipelineOptions) (*re
 func (h *Handle) BFAdd(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFAdd(ctx, key, element)
+	return g.batchable(ctx).BFAdd(ctx, key, element)
 }
 
 // BFCard calls BFCard on the profile's current client.
 func (h *Handle) BFCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFCard(ctx, key)
+	return g.batchable(ctx).BFCard(ctx, key)
 }
 
 // BFExists calls BFExists on the profile's current client.
 func (h *Handle) BFExists(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFExists(ctx, key, element)
+	return g.batchable(ctx).BFExists(ctx, key, element)
 }
 
 // BFInfo calls BFInfo on the profile's current client.
 func (h *Handle) BFInfo(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfo(ctx, key)
+	return g.batchable(ctx).BFInfo(ctx, key)
 }
 
 // BFInfoArg calls BFInfoArg on the profile's current client.
 func (h *Handle) BFInfoArg(ctx context.Context, key string, option string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoArg(ctx, key, option)
+	return g.batchable(ctx).BFInfoArg(ctx, key, option)
 }
 
 // BFInfoCapacity calls BFInfoCapacity on the profile's current client.
 func (h *Handle) BFInfoCapacity(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoCapacity(ctx, key)
+	return g.batchable(ctx).BFInfoCapacity(ctx, key)
 }
 
 // BFInfoExpansion calls BFInfoExpansion on the profile's current client.
 func (h *Handle) BFInfoExpansion(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoExpansion(ctx, key)
+	return g.batchable(ctx).BFInfoExpansion(ctx, key)
 }
 
 // BFInfoFilters calls BFInfoFilters on the profile's current client.
 func (h *Handle) BFInfoFilters(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoFilters(ctx, key)
+	return g.batchable(ctx).BFInfoFilters(ctx, key)
 }
 
 // BFInfoItems calls BFInfoItems on the profile's current client.
 func (h *Handle) BFInfoItems(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoItems(ctx, key)
+	return g.batchable(ctx).BFInfoItems(ctx, key)
 }
 
 // BFInfoSize calls BFInfoSize on the profile's current client.
 func (h *Handle) BFInfoSize(ctx context.Context, key string) *redis.BFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInfoSize(ctx, key)
+	return g.batchable(ctx).BFInfoSize(ctx, key)
 }
 
 // BFInsert calls BFInsert on the profile's current client.
 func (h *Handle) BFInsert(ctx context.Context, key string, options *redis.BFInsertOptions, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFInsert(ctx, key, options, elements...)
+	return g.batchable(ctx).BFInsert(ctx, key, options, elements...)
 }
 
 // BFLoadChunk calls BFLoadChunk on the profile's current client.
 func (h *Handle) BFLoadChunk(ctx context.Context, key string, iterator int64, data interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFLoadChunk(ctx, key, iterator, data)
+	return g.batchable(ctx).BFLoadChunk(ctx, key, iterator, data)
 }
 
 // BFMAdd calls BFMAdd on the profile's current client.
 func (h *Handle) BFMAdd(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFMAdd(ctx, key, elements...)
+	return g.batchable(ctx).BFMAdd(ctx, key, elements...)
 }
 
 // BFMExists calls BFMExists on the profile's current client.
 func (h *Handle) BFMExists(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFMExists(ctx, key, elements...)
+	return g.batchable(ctx).BFMExists(ctx, key, elements...)
 }
 
 // BFReserve calls BFReserve on the profile's current client.
 func (h *Handle) BFReserve(ctx context.Context, key string, errorRate float64, capacity int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserve(ctx, key, errorRate, capacity)
+	return g.batchable(ctx).BFReserve(ctx, key, errorRate, capacity)
 }
 
 // BFReserveExpansion calls BFReserveExpansion on the profile's current client.
 func (h *Handle) BFReserveExpansion(ctx context.Context, key string, errorRate float64, capacity int64, expansion int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveExpansion(ctx, key, errorRate, capacity, expansion)
+	return g.batchable(ctx).BFReserveExpansion(ctx, key, errorRate, capacity, expansion)
 }
 
 // BFReserveNonScaling calls BFReserveNonScaling on the profile's current client.
 func (h *Handle) BFReserveNonScaling(ctx context.Context, key string, errorRate float64, capacity int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveNonScaling(ctx, key, errorRate, capacity)
+	return g.batchable(ctx).BFReserveNonScaling(ctx, key, errorRate, capacity)
 }
 
 // BFReserveWithArgs calls BFReserveWithArgs on the profile's current client.
 func (h *Handle) BFReserveWithArgs(ctx context.Context, key string, options *redis.BFReserveOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFReserveWithArgs(ctx, key, options)
+	return g.batchable(ctx).BFReserveWithArgs(ctx, key, options)
 }
 
 // BFScanDump calls BFScanDump on the profile's current client.
 func (h *Handle) BFScanDump(ctx context.Context, key string, iterator int64) *redis.ScanDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BFScanDump(ctx, key, iterator)
+	return g.batchable(ctx).BFScanDump(ctx, key, iterator)
 }
 
 // BLMPop calls BLMPop on the profile's current client.
@@ -466,7 +466,7 @@ func (h *Handle) BLMove(ctx context.Context, source string, destination string, 
 func (h *Handle) BLMoveM(ctx context.Context, source string, destination string, srcpos string, destpos string, timeout time.Duration, args redis.LMoveMArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BLMoveM(ctx, source, destination, srcpos, destpos, timeout, args)
+	return g.batchable(ctx).BLMoveM(ctx, source, destination, srcpos, destpos, timeout, args)
 }
 
 // BLPop calls BLPop on the profile's current client.
@@ -515,266 +515,266 @@ func (h *Handle) BZPopMin(ctx context.Context, timeout time.Duration, keys ...st
 func (h *Handle) BgRewriteAOF(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BgRewriteAOF(ctx)
+	return g.batchable(ctx).BgRewriteAOF(ctx)
 }
 
 // BgSave calls BgSave on the profile's current client.
 func (h *Handle) BgSave(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BgSave(ctx)
+	return g.batchable(ctx).BgSave(ctx)
 }
 
 // BitCount calls BitCount on the profile's current client.
 func (h *Handle) BitCount(ctx context.Context, key string, bitCount *redis.BitCount) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitCount(ctx, key, bitCount)
+	return g.readable(ctx).BitCount(ctx, key, bitCount)
 }
 
 // BitField calls BitField on the profile's current client.
 func (h *Handle) BitField(ctx context.Context, key string, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitField(ctx, key, values...)
+	return g.batchable(ctx).BitField(ctx, key, values...)
 }
 
 // BitFieldRO calls BitFieldRO on the profile's current client.
 func (h *Handle) BitFieldRO(ctx context.Context, key string, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitFieldRO(ctx, key, values...)
+	return g.batchable(ctx).BitFieldRO(ctx, key, values...)
 }
 
 // BitOpAnd calls BitOpAnd on the profile's current client.
 func (h *Handle) BitOpAnd(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpAnd(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpAnd(ctx, destKey, keys...)
 }
 
 // BitOpAndOr calls BitOpAndOr on the profile's current client.
 func (h *Handle) BitOpAndOr(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpAndOr(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpAndOr(ctx, destKey, keys...)
 }
 
 // BitOpDiff calls BitOpDiff on the profile's current client.
 func (h *Handle) BitOpDiff(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpDiff(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpDiff(ctx, destKey, keys...)
 }
 
 // BitOpDiff1 calls BitOpDiff1 on the profile's current client.
 func (h *Handle) BitOpDiff1(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpDiff1(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpDiff1(ctx, destKey, keys...)
 }
 
 // BitOpNot calls BitOpNot on the profile's current client.
 func (h *Handle) BitOpNot(ctx context.Context, destKey string, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpNot(ctx, destKey, key)
+	return g.batchable(ctx).BitOpNot(ctx, destKey, key)
 }
 
 // BitOpOne calls BitOpOne on the profile's current client.
 func (h *Handle) BitOpOne(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpOne(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpOne(ctx, destKey, keys...)
 }
 
 // BitOpOr calls BitOpOr on the profile's current client.
 func (h *Handle) BitOpOr(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpOr(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpOr(ctx, destKey, keys...)
 }
 
 // BitOpXor calls BitOpXor on the profile's current client.
 func (h *Handle) BitOpXor(ctx context.Context, destKey string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitOpXor(ctx, destKey, keys...)
+	return g.batchable(ctx).BitOpXor(ctx, destKey, keys...)
 }
 
 // BitPos calls BitPos on the profile's current client.
 func (h *Handle) BitPos(ctx context.Context, key string, bit int64, pos ...int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitPos(ctx, key, bit, pos...)
+	return g.batchable(ctx).BitPos(ctx, key, bit, pos...)
 }
 
 // BitPosSpan calls BitPosSpan on the profile's current client.
 func (h *Handle) BitPosSpan(ctx context.Context, key string, bit int8, start int64, end int64, span string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.BitPosSpan(ctx, key, bit, start, end, span)
+	return g.batchable(ctx).BitPosSpan(ctx, key, bit, start, end, span)
 }
 
 // CFAdd calls CFAdd on the profile's current client.
 func (h *Handle) CFAdd(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFAdd(ctx, key, element)
+	return g.batchable(ctx).CFAdd(ctx, key, element)
 }
 
 // CFAddNX calls CFAddNX on the profile's current client.
 func (h *Handle) CFAddNX(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFAddNX(ctx, key, element)
+	return g.batchable(ctx).CFAddNX(ctx, key, element)
 }
 
 // CFCount calls CFCount on the profile's current client.
 func (h *Handle) CFCount(ctx context.Context, key string, element interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFCount(ctx, key, element)
+	return g.batchable(ctx).CFCount(ctx, key, element)
 }
 
 // CFDel calls CFDel on the profile's current client.
 func (h *Handle) CFDel(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFDel(ctx, key, element)
+	return g.batchable(ctx).CFDel(ctx, key, element)
 }
 
 // CFExists calls CFExists on the profile's current client.
 func (h *Handle) CFExists(ctx context.Context, key string, element interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFExists(ctx, key, element)
+	return g.batchable(ctx).CFExists(ctx, key, element)
 }
 
 // CFInfo calls CFInfo on the profile's current client.
 func (h *Handle) CFInfo(ctx context.Context, key string) *redis.CFInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInfo(ctx, key)
+	return g.batchable(ctx).CFInfo(ctx, key)
 }
 
 // CFInsert calls CFInsert on the profile's current client.
 func (h *Handle) CFInsert(ctx context.Context, key string, options *redis.CFInsertOptions, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInsert(ctx, key, options, elements...)
+	return g.batchable(ctx).CFInsert(ctx, key, options, elements...)
 }
 
 // CFInsertNX calls CFInsertNX on the profile's current client.
 func (h *Handle) CFInsertNX(ctx context.Context, key string, options *redis.CFInsertOptions, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFInsertNX(ctx, key, options, elements...)
+	return g.batchable(ctx).CFInsertNX(ctx, key, options, elements...)
 }
 
 // CFLoadChunk calls CFLoadChunk on the profile's current client.
 func (h *Handle) CFLoadChunk(ctx context.Context, key string, iterator int64, data interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFLoadChunk(ctx, key, iterator, data)
+	return g.batchable(ctx).CFLoadChunk(ctx, key, iterator, data)
 }
 
 // CFMExists calls CFMExists on the profile's current client.
 func (h *Handle) CFMExists(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFMExists(ctx, key, elements...)
+	return g.batchable(ctx).CFMExists(ctx, key, elements...)
 }
 
 // CFReserve calls CFReserve on the profile's current client.
 func (h *Handle) CFReserve(ctx context.Context, key string, capacity int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserve(ctx, key, capacity)
+	return g.batchable(ctx).CFReserve(ctx, key, capacity)
 }
 
 // CFReserveBucketSize calls CFReserveBucketSize on the profile's current client.
 func (h *Handle) CFReserveBucketSize(ctx context.Context, key string, capacity int64, bucketsize int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveBucketSize(ctx, key, capacity, bucketsize)
+	return g.batchable(ctx).CFReserveBucketSize(ctx, key, capacity, bucketsize)
 }
 
 // CFReserveExpansion calls CFReserveExpansion on the profile's current client.
 func (h *Handle) CFReserveExpansion(ctx context.Context, key string, capacity int64, expansion int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveExpansion(ctx, key, capacity, expansion)
+	return g.batchable(ctx).CFReserveExpansion(ctx, key, capacity, expansion)
 }
 
 // CFReserveMaxIterations calls CFReserveMaxIterations on the profile's current client.
 func (h *Handle) CFReserveMaxIterations(ctx context.Context, key string, capacity int64, maxiterations int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveMaxIterations(ctx, key, capacity, maxiterations)
+	return g.batchable(ctx).CFReserveMaxIterations(ctx, key, capacity, maxiterations)
 }
 
 // CFReserveWithArgs calls CFReserveWithArgs on the profile's current client.
 func (h *Handle) CFReserveWithArgs(ctx context.Context, key string, options *redis.CFReserveOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFReserveWithArgs(ctx, key, options)
+	return g.batchable(ctx).CFReserveWithArgs(ctx, key, options)
 }
 
 // CFScanDump calls CFScanDump on the profile's current client.
 func (h *Handle) CFScanDump(ctx context.Context, key string, iterator int64) *redis.ScanDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CFScanDump(ctx, key, iterator)
+	return g.batchable(ctx).CFScanDump(ctx, key, iterator)
 }
 
 // CMSIncrBy calls CMSIncrBy on the profile's current client.
 func (h *Handle) CMSIncrBy(ctx context.Context, key string, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSIncrBy(ctx, key, elements...)
+	return g.batchable(ctx).CMSIncrBy(ctx, key, elements...)
 }
 
 // CMSInfo calls CMSInfo on the profile's current client.
 func (h *Handle) CMSInfo(ctx context.Context, key string) *redis.CMSInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInfo(ctx, key)
+	return g.batchable(ctx).CMSInfo(ctx, key)
 }
 
 // CMSInitByDim calls CMSInitByDim on the profile's current client.
 func (h *Handle) CMSInitByDim(ctx context.Context, key string, width int64, height int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInitByDim(ctx, key, width, height)
+	return g.batchable(ctx).CMSInitByDim(ctx, key, width, height)
 }
 
 // CMSInitByProb calls CMSInitByProb on the profile's current client.
 func (h *Handle) CMSInitByProb(ctx context.Context, key string, errorRate float64, probability float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSInitByProb(ctx, key, errorRate, probability)
+	return g.batchable(ctx).CMSInitByProb(ctx, key, errorRate, probability)
 }
 
 // CMSMerge calls CMSMerge on the profile's current client.
 func (h *Handle) CMSMerge(ctx context.Context, destKey string, sourceKeys ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSMerge(ctx, destKey, sourceKeys...)
+	return g.batchable(ctx).CMSMerge(ctx, destKey, sourceKeys...)
 }
 
 // CMSMergeWithWeight calls CMSMergeWithWeight on the profile's current client.
 func (h *Handle) CMSMergeWithWeight(ctx context.Context, destKey string, sourceKeys map[string]int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSMergeWithWeight(ctx, destKey, sourceKeys)
+	return g.batchable(ctx).CMSMergeWithWeight(ctx, destKey, sourceKeys)
 }
 
 // CMSQuery calls CMSQuery on the profile's current client.
 func (h *Handle) CMSQuery(ctx context.Context, key string, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CMSQuery(ctx, key, elements...)
+	return g.batchable(ctx).CMSQuery(ctx, key, elements...)
 }
 
 // ClientGetName calls ClientGetName on the profile's current client.
@@ -879,273 +879,273 @@ func (h *Handle) ClientUnpause(ctx context.Context) *redis.BoolCmd {
 func (h *Handle) ClusterAddSlots(ctx context.Context, slots ...int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterAddSlots(ctx, slots...)
+	return g.batchable(ctx).ClusterAddSlots(ctx, slots...)
 }
 
 // ClusterAddSlotsRange calls ClusterAddSlotsRange on the profile's current client.
 func (h *Handle) ClusterAddSlotsRange(ctx context.Context, min int, max int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterAddSlotsRange(ctx, min, max)
+	return g.batchable(ctx).ClusterAddSlotsRange(ctx, min, max)
 }
 
 // ClusterCountFailureReports calls ClusterCountFailureReports on the profile's current client.
 func (h *Handle) ClusterCountFailureReports(ctx context.Context, nodeID string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterCountFailureReports(ctx, nodeID)
+	return g.batchable(ctx).ClusterCountFailureReports(ctx, nodeID)
 }
 
 // ClusterCountKeysInSlot calls ClusterCountKeysInSlot on the profile's current client.
 func (h *Handle) ClusterCountKeysInSlot(ctx context.Context, slot int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterCountKeysInSlot(ctx, slot)
+	return g.batchable(ctx).ClusterCountKeysInSlot(ctx, slot)
 }
 
 // ClusterDelSlots calls ClusterDelSlots on the profile's current client.
 func (h *Handle) ClusterDelSlots(ctx context.Context, slots ...int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterDelSlots(ctx, slots...)
+	return g.batchable(ctx).ClusterDelSlots(ctx, slots...)
 }
 
 // ClusterDelSlotsRange calls ClusterDelSlotsRange on the profile's current client.
 func (h *Handle) ClusterDelSlotsRange(ctx context.Context, min int, max int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterDelSlotsRange(ctx, min, max)
+	return g.batchable(ctx).ClusterDelSlotsRange(ctx, min, max)
 }
 
 // ClusterFailover calls ClusterFailover on the profile's current client.
 func (h *Handle) ClusterFailover(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterFailover(ctx)
+	return g.batchable(ctx).ClusterFailover(ctx)
 }
 
 // ClusterForget calls ClusterForget on the profile's current client.
 func (h *Handle) ClusterForget(ctx context.Context, nodeID string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterForget(ctx, nodeID)
+	return g.batchable(ctx).ClusterForget(ctx, nodeID)
 }
 
 // ClusterGetKeysInSlot calls ClusterGetKeysInSlot on the profile's current client.
 func (h *Handle) ClusterGetKeysInSlot(ctx context.Context, slot int, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterGetKeysInSlot(ctx, slot, count)
+	return g.batchable(ctx).ClusterGetKeysInSlot(ctx, slot, count)
 }
 
 // ClusterInfo calls ClusterInfo on the profile's current client.
 func (h *Handle) ClusterInfo(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterInfo(ctx)
+	return g.batchable(ctx).ClusterInfo(ctx)
 }
 
 // ClusterKeySlot calls ClusterKeySlot on the profile's current client.
 func (h *Handle) ClusterKeySlot(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterKeySlot(ctx, key)
+	return g.batchable(ctx).ClusterKeySlot(ctx, key)
 }
 
 // ClusterLinks calls ClusterLinks on the profile's current client.
 func (h *Handle) ClusterLinks(ctx context.Context) *redis.ClusterLinksCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterLinks(ctx)
+	return g.batchable(ctx).ClusterLinks(ctx)
 }
 
 // ClusterMeet calls ClusterMeet on the profile's current client.
 func (h *Handle) ClusterMeet(ctx context.Context, host string, port string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMeet(ctx, host, port)
+	return g.batchable(ctx).ClusterMeet(ctx, host, port)
 }
 
 // ClusterMyID calls ClusterMyID on the profile's current client.
 func (h *Handle) ClusterMyID(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMyID(ctx)
+	return g.batchable(ctx).ClusterMyID(ctx)
 }
 
 // ClusterMyShardID calls ClusterMyShardID on the profile's current client.
 func (h *Handle) ClusterMyShardID(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterMyShardID(ctx)
+	return g.batchable(ctx).ClusterMyShardID(ctx)
 }
 
 // ClusterNodes calls ClusterNodes on the profile's current client.
 func (h *Handle) ClusterNodes(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterNodes(ctx)
+	return g.batchable(ctx).ClusterNodes(ctx)
 }
 
 // ClusterReplicate calls ClusterReplicate on the profile's current client.
 func (h *Handle) ClusterReplicate(ctx context.Context, nodeID string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterReplicate(ctx, nodeID)
+	return g.batchable(ctx).ClusterReplicate(ctx, nodeID)
 }
 
 // ClusterResetHard calls ClusterResetHard on the profile's current client.
 func (h *Handle) ClusterResetHard(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterResetHard(ctx)
+	return g.batchable(ctx).ClusterResetHard(ctx)
 }
 
 // ClusterResetSoft calls ClusterResetSoft on the profile's current client.
 func (h *Handle) ClusterResetSoft(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterResetSoft(ctx)
+	return g.batchable(ctx).ClusterResetSoft(ctx)
 }
 
 // ClusterSaveConfig calls ClusterSaveConfig on the profile's current client.
 func (h *Handle) ClusterSaveConfig(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSaveConfig(ctx)
+	return g.batchable(ctx).ClusterSaveConfig(ctx)
 }
 
 // ClusterShards calls ClusterShards on the profile's current client.
 func (h *Handle) ClusterShards(ctx context.Context) *redis.ClusterShardsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterShards(ctx)
+	return g.batchable(ctx).ClusterShards(ctx)
 }
 
 // ClusterSlaves calls ClusterSlaves on the profile's current client.
 func (h *Handle) ClusterSlaves(ctx context.Context, nodeID string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSlaves(ctx, nodeID)
+	return g.batchable(ctx).ClusterSlaves(ctx, nodeID)
 }
 
 // ClusterSlots calls ClusterSlots on the profile's current client.
 func (h *Handle) ClusterSlots(ctx context.Context) *redis.ClusterSlotsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ClusterSlots(ctx)
+	return g.batchable(ctx).ClusterSlots(ctx)
 }
 
 // Command calls Command on the profile's current client.
 func (h *Handle) Command(ctx context.Context) *redis.CommandsInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Command(ctx)
+	return g.batchable(ctx).Command(ctx)
 }
 
 // CommandGetKeys calls CommandGetKeys on the profile's current client.
 func (h *Handle) CommandGetKeys(ctx context.Context, commands ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandGetKeys(ctx, commands...)
+	return g.batchable(ctx).CommandGetKeys(ctx, commands...)
 }
 
 // CommandGetKeysAndFlags calls CommandGetKeysAndFlags on the profile's current client.
 func (h *Handle) CommandGetKeysAndFlags(ctx context.Context, commands ...interface{}) *redis.KeyFlagsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandGetKeysAndFlags(ctx, commands...)
+	return g.batchable(ctx).CommandGetKeysAndFlags(ctx, commands...)
 }
 
 // CommandList calls CommandList on the profile's current client.
 func (h *Handle) CommandList(ctx context.Context, filter *redis.FilterBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.CommandList(ctx, filter)
+	return g.batchable(ctx).CommandList(ctx, filter)
 }
 
 // ConfigGet calls ConfigGet on the profile's current client.
 func (h *Handle) ConfigGet(ctx context.Context, parameter string) *redis.MapStringStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigGet(ctx, parameter)
+	return g.batchable(ctx).ConfigGet(ctx, parameter)
 }
 
 // ConfigResetStat calls ConfigResetStat on the profile's current client.
 func (h *Handle) ConfigResetStat(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigResetStat(ctx)
+	return g.batchable(ctx).ConfigResetStat(ctx)
 }
 
 // ConfigRewrite calls ConfigRewrite on the profile's current client.
 func (h *Handle) ConfigRewrite(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigRewrite(ctx)
+	return g.batchable(ctx).ConfigRewrite(ctx)
 }
 
 // ConfigSet calls ConfigSet on the profile's current client.
 func (h *Handle) ConfigSet(ctx context.Context, parameter string, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ConfigSet(ctx, parameter, value)
+	return g.batchable(ctx).ConfigSet(ctx, parameter, value)
 }
 
 // Copy calls Copy on the profile's current client.
 func (h *Handle) Copy(ctx context.Context, sourceKey string, destKey string, db int, replace bool) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Copy(ctx, sourceKey, destKey, db, replace)
+	return g.batchable(ctx).Copy(ctx, sourceKey, destKey, db, replace)
 }
 
 // DBSize calls DBSize on the profile's current client.
 func (h *Handle) DBSize(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DBSize(ctx)
+	return g.batchable(ctx).DBSize(ctx)
 }
 
 // DebugObject calls DebugObject on the profile's current client.
 func (h *Handle) DebugObject(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DebugObject(ctx, key)
+	return g.batchable(ctx).DebugObject(ctx, key)
 }
 
 // Decr calls Decr on the profile's current client.
 func (h *Handle) Decr(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Decr(ctx, key)
+	return g.batchable(ctx).Decr(ctx, key)
 }
 
 // DecrBy calls DecrBy on the profile's current client.
 func (h *Handle) DecrBy(ctx context.Context, key string, decrement int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DecrBy(ctx, key, decrement)
+	return g.batchable(ctx).DecrBy(ctx, key, decrement)
 }
 
 // Del calls Del on the profile's current client.
 func (h *Handle) Del(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Del(ctx, keys...)
+	return g.batchable(ctx).Del(ctx, keys...)
 }
 
 // DelExArgs calls DelExArgs on the profile's current client.
 func (h *Handle) DelExArgs(ctx context.Context, key string, a redis.DelExArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.DelExArgs(ctx, key, a)
+	return g.batchable(ctx).DelExArgs(ctx, key, a)
 }
 
 // Digest calls Digest on the profile's current client.
 func (h *Handle) Digest(ctx context.Context, key string) *redis.DigestCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Digest(ctx, key)
+	return g.batchable(ctx).Digest(ctx, key)
 }
 
 // Do calls Do on the profile's current client.
@@ -1159,644 +1159,637 @@ func (h *Handle) Do(ctx context.Context, args ...interface{}) *redis.Cmd {
 func (h *Handle) Dump(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Dump(ctx, key)
+	return g.batchable(ctx).Dump(ctx, key)
 }
 
 // Echo calls Echo on the profile's current client.
 func (h *Handle) Echo(ctx context.Context, message interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Echo(ctx, message)
+	return g.batchable(ctx).Echo(ctx, message)
 }
 
 // Eval calls Eval on the profile's current client.
 func (h *Handle) Eval(ctx context.Context, script string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Eval(ctx, script, keys, args...)
+	return g.batchable(ctx).Eval(ctx, script, keys, args...)
 }
 
 // EvalRO calls EvalRO on the profile's current client.
 func (h *Handle) EvalRO(ctx context.Context, script string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalRO(ctx, script, keys, args...)
+	return g.batchable(ctx).EvalRO(ctx, script, keys, args...)
 }
 
 // EvalSha calls EvalSha on the profile's current client.
 func (h *Handle) EvalSha(ctx context.Context, sha1 string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalSha(ctx, sha1, keys, args...)
+	return g.batchable(ctx).EvalSha(ctx, sha1, keys, args...)
 }
 
 // EvalShaRO calls EvalShaRO on the profile's current client.
 func (h *Handle) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.EvalShaRO(ctx, sha1, keys, args...)
+	return g.batchable(ctx).EvalShaRO(ctx, sha1, keys, args...)
 }
 
 // Exists calls Exists on the profile's current client.
 func (h *Handle) Exists(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Exists(ctx, keys...)
+	return g.readable(ctx).Exists(ctx, keys...)
 }
 
 // Expire calls Expire on the profile's current client.
 func (h *Handle) Expire(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Expire(ctx, key, expiration)
+	return g.batchable(ctx).Expire(ctx, key, expiration)
 }
 
 // ExpireAt calls ExpireAt on the profile's current client.
 func (h *Handle) ExpireAt(ctx context.Context, key string, tm time.Time) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireAt(ctx, key, tm)
+	return g.batchable(ctx).ExpireAt(ctx, key, tm)
 }
 
 // ExpireGT calls ExpireGT on the profile's current client.
 func (h *Handle) ExpireGT(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireGT(ctx, key, expiration)
+	return g.batchable(ctx).ExpireGT(ctx, key, expiration)
 }
 
 // ExpireLT calls ExpireLT on the profile's current client.
 func (h *Handle) ExpireLT(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireLT(ctx, key, expiration)
+	return g.batchable(ctx).ExpireLT(ctx, key, expiration)
 }
 
 // ExpireNX calls ExpireNX on the profile's current client.
 func (h *Handle) ExpireNX(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireNX(ctx, key, expiration)
+	return g.batchable(ctx).ExpireNX(ctx, key, expiration)
 }
 
 // ExpireTime calls ExpireTime on the profile's current client.
 func (h *Handle) ExpireTime(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireTime(ctx, key)
+	return g.batchable(ctx).ExpireTime(ctx, key)
 }
 
 // ExpireXX calls ExpireXX on the profile's current client.
 func (h *Handle) ExpireXX(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ExpireXX(ctx, key, expiration)
+	return g.batchable(ctx).ExpireXX(ctx, key, expiration)
 }
 
 // FCall calls FCall on the profile's current client.
 func (h *Handle) FCall(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCall(ctx, function, keys, args...)
+	return g.batchable(ctx).FCall(ctx, function, keys, args...)
 }
 
 // FCallRO calls FCallRO on the profile's current client.
 func (h *Handle) FCallRO(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCallRO(ctx, function, keys, args...)
+	return g.batchable(ctx).FCallRO(ctx, function, keys, args...)
 }
 
 // FCallRo calls FCallRo on the profile's current client.
 func (h *Handle) FCallRo(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FCallRo(ctx, function, keys, args...)
+	return g.batchable(ctx).FCallRo(ctx, function, keys, args...)
 }
 
 // FTAggregate calls FTAggregate on the profile's current client.
 func (h *Handle) FTAggregate(ctx context.Context, index string, query string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAggregate(ctx, index, query)
+	return g.batchable(ctx).FTAggregate(ctx, index, query)
 }
 
 // FTAggregateWithArgs calls FTAggregateWithArgs on the profile's current client.
 func (h *Handle) FTAggregateWithArgs(ctx context.Context, index string, query string, options *redis.FTAggregateOptions) *redis.AggregateCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAggregateWithArgs(ctx, index, query, options)
+	return g.batchable(ctx).FTAggregateWithArgs(ctx, index, query, options)
 }
 
 // FTAliasAdd calls FTAliasAdd on the profile's current client.
 func (h *Handle) FTAliasAdd(ctx context.Context, index string, alias string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasAdd(ctx, index, alias)
+	return g.batchable(ctx).FTAliasAdd(ctx, index, alias)
 }
 
 // FTAliasDel calls FTAliasDel on the profile's current client.
 func (h *Handle) FTAliasDel(ctx context.Context, alias string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasDel(ctx, alias)
+	return g.batchable(ctx).FTAliasDel(ctx, alias)
 }
 
 // FTAliasList calls FTAliasList on the profile's current client.
 func (h *Handle) FTAliasList(ctx context.Context, index string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasList(ctx, index)
+	return g.batchable(ctx).FTAliasList(ctx, index)
 }
 
 // FTAliasUpdate calls FTAliasUpdate on the profile's current client.
 func (h *Handle) FTAliasUpdate(ctx context.Context, index string, alias string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAliasUpdate(ctx, index, alias)
+	return g.batchable(ctx).FTAliasUpdate(ctx, index, alias)
 }
 
 // FTAlter calls FTAlter on the profile's current client.
 func (h *Handle) FTAlter(ctx context.Context, index string, skipInitialScan bool, definition []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTAlter(ctx, index, skipInitialScan, definition)
+	return g.batchable(ctx).FTAlter(ctx, index, skipInitialScan, definition)
 }
 
 // FTConfigGet calls FTConfigGet on the profile's current client.
 func (h *Handle) FTConfigGet(ctx context.Context, option string) *redis.MapMapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTConfigGet(ctx, option)
+	return g.batchable(ctx).FTConfigGet(ctx, option)
 }
 
 // FTConfigSet calls FTConfigSet on the profile's current client.
 func (h *Handle) FTConfigSet(ctx context.Context, option string, value interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTConfigSet(ctx, option, value)
+	return g.batchable(ctx).FTConfigSet(ctx, option, value)
 }
 
 // FTCreate calls FTCreate on the profile's current client.
 func (h *Handle) FTCreate(ctx context.Context, index string, options *redis.FTCreateOptions, schema ...*redis.FieldSchema) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCreate(ctx, index, options, schema...)
+	return g.batchable(ctx).FTCreate(ctx, index, options, schema...)
 }
 
 // FTCursorDel calls FTCursorDel on the profile's current client.
 func (h *Handle) FTCursorDel(ctx context.Context, index string, cursorId int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCursorDel(ctx, index, cursorId)
+	return g.batchable(ctx).FTCursorDel(ctx, index, cursorId)
 }
 
 // FTCursorRead calls FTCursorRead on the profile's current client.
 func (h *Handle) FTCursorRead(ctx context.Context, index string, cursorId int, count int) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTCursorRead(ctx, index, cursorId, count)
+	return g.batchable(ctx).FTCursorRead(ctx, index, cursorId, count)
 }
 
 // FTDictAdd calls FTDictAdd on the profile's current client.
 func (h *Handle) FTDictAdd(ctx context.Context, dict string, term ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictAdd(ctx, dict, term...)
+	return g.batchable(ctx).FTDictAdd(ctx, dict, term...)
 }
 
 // FTDictDel calls FTDictDel on the profile's current client.
 func (h *Handle) FTDictDel(ctx context.Context, dict string, term ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictDel(ctx, dict, term...)
+	return g.batchable(ctx).FTDictDel(ctx, dict, term...)
 }
 
 // FTDictDump calls FTDictDump on the profile's current client.
 func (h *Handle) FTDictDump(ctx context.Context, dict string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDictDump(ctx, dict)
+	return g.batchable(ctx).FTDictDump(ctx, dict)
 }
 
 // FTDropIndex calls FTDropIndex on the profile's current client.
 func (h *Handle) FTDropIndex(ctx context.Context, index string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDropIndex(ctx, index)
+	return g.batchable(ctx).FTDropIndex(ctx, index)
 }
 
 // FTDropIndexWithArgs calls FTDropIndexWithArgs on the profile's current client.
 func (h *Handle) FTDropIndexWithArgs(ctx context.Context, index string, options *redis.FTDropIndexOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTDropIndexWithArgs(ctx, index, options)
+	return g.batchable(ctx).FTDropIndexWithArgs(ctx, index, options)
 }
 
 // FTExplain calls FTExplain on the profile's current client.
 func (h *Handle) FTExplain(ctx context.Context, index string, query string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTExplain(ctx, index, query)
+	return g.batchable(ctx).FTExplain(ctx, index, query)
 }
 
 // FTExplainWithArgs calls FTExplainWithArgs on the profile's current client.
 func (h *Handle) FTExplainWithArgs(ctx context.Context, index string, query string, options *redis.FTExplainOptions) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTExplainWithArgs(ctx, index, query, options)
+	return g.batchable(ctx).FTExplainWithArgs(ctx, index, query, options)
 }
 
 // FTHybrid calls FTHybrid on the profile's current client.
 func (h *Handle) FTHybrid(ctx context.Context, index string, searchExpr string, vectorField string, vectorData redis.Vector) *redis.FTHybridCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTHybrid(ctx, index, searchExpr, vectorField, vectorData)
+	return g.batchable(ctx).FTHybrid(ctx, index, searchExpr, vectorField, vectorData)
 }
 
 // FTHybridWithArgs calls FTHybridWithArgs on the profile's current client.
 func (h *Handle) FTHybridWithArgs(ctx context.Context, index string, options *redis.FTHybridOptions) *redis.FTHybridCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTHybridWithArgs(ctx, index, options)
+	return g.batchable(ctx).FTHybridWithArgs(ctx, index, options)
 }
 
 // FTInfo calls FTInfo on the profile's current client.
 func (h *Handle) FTInfo(ctx context.Context, index string) *redis.FTInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTInfo(ctx, index)
+	return g.batchable(ctx).FTInfo(ctx, index)
 }
 
 // FTSearch calls FTSearch on the profile's current client.
 func (h *Handle) FTSearch(ctx context.Context, index string, query string) *redis.FTSearchCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSearch(ctx, index, query)
+	return g.batchable(ctx).FTSearch(ctx, index, query)
 }
 
 // FTSearchWithArgs calls FTSearchWithArgs on the profile's current client.
 func (h *Handle) FTSearchWithArgs(ctx context.Context, index string, query string, options *redis.FTSearchOptions) *redis.FTSearchCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSearchWithArgs(ctx, index, query, options)
+	return g.batchable(ctx).FTSearchWithArgs(ctx, index, query, options)
 }
 
 // FTSpellCheck calls FTSpellCheck on the profile's current client.
 func (h *Handle) FTSpellCheck(ctx context.Context, index string, query string) *redis.FTSpellCheckCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSpellCheck(ctx, index, query)
+	return g.batchable(ctx).FTSpellCheck(ctx, index, query)
 }
 
 // FTSpellCheckWithArgs calls FTSpellCheckWithArgs on the profile's current client.
 func (h *Handle) FTSpellCheckWithArgs(ctx context.Context, index string, query string, options *redis.FTSpellCheckOptions) *redis.FTSpellCheckCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSpellCheckWithArgs(ctx, index, query, options)
+	return g.batchable(ctx).FTSpellCheckWithArgs(ctx, index, query, options)
 }
 
 // FTSynDump calls FTSynDump on the profile's current client.
 func (h *Handle) FTSynDump(ctx context.Context, index string) *redis.FTSynDumpCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynDump(ctx, index)
+	return g.batchable(ctx).FTSynDump(ctx, index)
 }
 
 // FTSynUpdate calls FTSynUpdate on the profile's current client.
 func (h *Handle) FTSynUpdate(ctx context.Context, index string, synGroupId interface{}, terms []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynUpdate(ctx, index, synGroupId, terms)
+	return g.batchable(ctx).FTSynUpdate(ctx, index, synGroupId, terms)
 }
 
 // FTSynUpdateWithArgs calls FTSynUpdateWithArgs on the profile's current client.
 func (h *Handle) FTSynUpdateWithArgs(ctx context.Context, index string, synGroupId interface{}, options *redis.FTSynUpdateOptions, terms []interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTSynUpdateWithArgs(ctx, index, synGroupId, options, terms)
+	return g.batchable(ctx).FTSynUpdateWithArgs(ctx, index, synGroupId, options, terms)
 }
 
 // FTTagVals calls FTTagVals on the profile's current client.
 func (h *Handle) FTTagVals(ctx context.Context, index string, field string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FTTagVals(ctx, index, field)
+	return g.batchable(ctx).FTTagVals(ctx, index, field)
 }
 
 // FT_List calls FT_List on the profile's current client.
 func (h *Handle) FT_List(ctx context.Context) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FT_List(ctx)
+	return g.batchable(ctx).FT_List(ctx)
 }
 
 // FlushAll calls FlushAll on the profile's current client.
 func (h *Handle) FlushAll(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushAll(ctx)
+	return g.batchable(ctx).FlushAll(ctx)
 }
 
 // FlushAllAsync calls FlushAllAsync on the profile's current client.
 func (h *Handle) FlushAllAsync(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushAllAsync(ctx)
+	return g.batchable(ctx).FlushAllAsync(ctx)
 }
 
 // FlushDB calls FlushDB on the profile's current client.
 func (h *Handle) FlushDB(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushDB(ctx)
+	return g.batchable(ctx).FlushDB(ctx)
 }
 
 // FlushDBAsync calls FlushDBAsync on the profile's current client.
 func (h *Handle) FlushDBAsync(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FlushDBAsync(ctx)
+	return g.batchable(ctx).FlushDBAsync(ctx)
 }
 
 // FunctionDelete calls FunctionDelete on the profile's current client.
 func (h *Handle) FunctionDelete(ctx context.Context, libName string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionDelete(ctx, libName)
+	return g.batchable(ctx).FunctionDelete(ctx, libName)
 }
 
 // FunctionDump calls FunctionDump on the profile's current client.
 func (h *Handle) FunctionDump(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionDump(ctx)
+	return g.batchable(ctx).FunctionDump(ctx)
 }
 
 // FunctionFlush calls FunctionFlush on the profile's current client.
 func (h *Handle) FunctionFlush(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionFlush(ctx)
+	return g.batchable(ctx).FunctionFlush(ctx)
 }
 
 // FunctionFlushAsync calls FunctionFlushAsync on the profile's current client.
 func (h *Handle) FunctionFlushAsync(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionFlushAsync(ctx)
+	return g.batchable(ctx).FunctionFlushAsync(ctx)
 }
 
 // FunctionKill calls FunctionKill on the profile's current client.
 func (h *Handle) FunctionKill(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionKill(ctx)
+	return g.batchable(ctx).FunctionKill(ctx)
 }
 
 // FunctionList calls FunctionList on the profile's current client.
 func (h *Handle) FunctionList(ctx context.Context, q redis.FunctionListQuery) *redis.FunctionListCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionList(ctx, q)
+	return g.batchable(ctx).FunctionList(ctx, q)
 }
 
 // FunctionLoad calls FunctionLoad on the profile's current client.
 func (h *Handle) FunctionLoad(ctx context.Context, code string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionLoad(ctx, code)
+	return g.batchable(ctx).FunctionLoad(ctx, code)
 }
 
 // FunctionLoadReplace calls FunctionLoadReplace on the profile's current client.
 func (h *Handle) FunctionLoadReplace(ctx context.Context, code string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionLoadReplace(ctx, code)
+	return g.batchable(ctx).FunctionLoadReplace(ctx, code)
 }
 
 // FunctionRestore calls FunctionRestore on the profile's current client.
 func (h *Handle) FunctionRestore(ctx context.Context, libDump string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionRestore(ctx, libDump)
+	return g.batchable(ctx).FunctionRestore(ctx, libDump)
 }
 
 // FunctionStats calls FunctionStats on the profile's current client.
 func (h *Handle) FunctionStats(ctx context.Context) *redis.FunctionStatsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.FunctionStats(ctx)
+	return g.batchable(ctx).FunctionStats(ctx)
 }
 
 // GeoAdd calls GeoAdd on the profile's current client.
 func (h *Handle) GeoAdd(ctx context.Context, key string, geoLocation ...*redis.GeoLocation) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoAdd(ctx, key, geoLocation...)
+	return g.batchable(ctx).GeoAdd(ctx, key, geoLocation...)
 }
 
 // GeoDist calls GeoDist on the profile's current client.
 func (h *Handle) GeoDist(ctx context.Context, key string, member1 string, member2 string, unit string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoDist(ctx, key, member1, member2, unit)
+	return g.readable(ctx).GeoDist(ctx, key, member1, member2, unit)
 }
 
 // GeoHash calls GeoHash on the profile's current client.
 func (h *Handle) GeoHash(ctx context.Context, key string, members ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoHash(ctx, key, members...)
+	return g.readable(ctx).GeoHash(ctx, key, members...)
 }
 
 // GeoPos calls GeoPos on the profile's current client.
 func (h *Handle) GeoPos(ctx context.Context, key string, members ...string) *redis.GeoPosCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoPos(ctx, key, members...)
+	return g.readable(ctx).GeoPos(ctx, key, members...)
 }
 
 // GeoRadius calls GeoRadius on the profile's current client.
 func (h *Handle) GeoRadius(ctx context.Context, key string, longitude float64, latitude float64, query *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadius(ctx, key, longitude, latitude, query)
+	return g.batchable(ctx).GeoRadius(ctx, key, longitude, latitude, query)
 }
 
 // GeoRadiusByMember calls GeoRadiusByMember on the profile's current client.
 func (h *Handle) GeoRadiusByMember(ctx context.Context, key string, member string, query *redis.GeoRadiusQuery) *redis.GeoLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusByMember(ctx, key, member, query)
+	return g.batchable(ctx).GeoRadiusByMember(ctx, key, member, query)
 }
 
 // GeoRadiusByMemberStore calls GeoRadiusByMemberStore on the profile's current client.
 func (h *Handle) GeoRadiusByMemberStore(ctx context.Context, key string, member string, query *redis.GeoRadiusQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusByMemberStore(ctx, key, member, query)
+	return g.batchable(ctx).GeoRadiusByMemberStore(ctx, key, member, query)
 }
 
 // GeoRadiusStore calls GeoRadiusStore on the profile's current client.
 func (h *Handle) GeoRadiusStore(ctx context.Context, key string, longitude float64, latitude float64, query *redis.GeoRadiusQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoRadiusStore(ctx, key, longitude, latitude, query)
+	return g.batchable(ctx).GeoRadiusStore(ctx, key, longitude, latitude, query)
 }
 
 // GeoSearch calls GeoSearch on the profile's current client.
 func (h *Handle) GeoSearch(ctx context.Context, key string, q *redis.GeoSearchQuery) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearch(ctx, key, q)
+	return g.batchable(ctx).GeoSearch(ctx, key, q)
 }
 
 // GeoSearchLocation calls GeoSearchLocation on the profile's current client.
 func (h *Handle) GeoSearchLocation(ctx context.Context, key string, q *redis.GeoSearchLocationQuery) *redis.GeoSearchLocationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearchLocation(ctx, key, q)
+	return g.batchable(ctx).GeoSearchLocation(ctx, key, q)
 }
 
 // GeoSearchStore calls GeoSearchStore on the profile's current client.
 func (h *Handle) GeoSearchStore(ctx context.Context, key string, store string, q *redis.GeoSearchStoreQuery) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GeoSearchStore(ctx, key, store, q)
-}
-
-// Get calls Get on the profile's current client.
-func (h *Handle) Get(ctx context.Context, cacheKey string) *redis.StringCmd {
-	g, s := h.acquire()
-	defer g.release(s)
-	return g.client.Get(ctx, cacheKey)
+	return g.batchable(ctx).GeoSearchStore(ctx, key, store, q)
 }
 
 // GetBit calls GetBit on the profile's current client.
 func (h *Handle) GetBit(ctx context.Context, key string, offset int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetBit(ctx, key, offset)
+	return g.readable(ctx).GetBit(ctx, key, offset)
 }
 
 // GetDel calls GetDel on the profile's current client.
 func (h *Handle) GetDel(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetDel(ctx, key)
+	return g.batchable(ctx).GetDel(ctx, key)
 }
 
 // GetEx calls GetEx on the profile's current client.
 func (h *Handle) GetEx(ctx context.Context, key string, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetEx(ctx, key, expiration)
+	return g.batchable(ctx).GetEx(ctx, key, expiration)
 }
 
 // GetRange calls GetRange on the profile's current client.
 func (h *Handle) GetRange(ctx context.Context, key string, start int64, end int64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetRange(ctx, key, start, end)
+	return g.readable(ctx).GetRange(ctx, key, start, end)
 }
 
 // GetSet calls GetSet on the profile's current client.
 func (h *Handle) GetSet(ctx context.Context, key string, value interface{}) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetSet(ctx, key, value)
+	return g.batchable(ctx).GetSet(ctx, key, value)
 }
 
 // GetToBuffer calls GetToBuffer on the profile's current client.
 func (h *Handle) GetToBuffer(ctx context.Context, key string, buf []uint8) *redis.ZeroCopyStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.GetToBuffer(ctx, key, buf)
+	return g.batchable(ctx).GetToBuffer(ctx, key, buf)
 }
 
 // HDel calls HDel on the profile's current client.
 func (h *Handle) HDel(ctx context.Context, key string, fields ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HDel(ctx, key, fields...)
+	return g.batchable(ctx).HDel(ctx, key, fields...)
 }
 
 // HExists calls HExists on the profile's current client.
 func (h *Handle) HExists(ctx context.Context, key string, field string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExists(ctx, key, field)
+	return g.readable(ctx).HExists(ctx, key, field)
 }
 
 // HExpire calls HExpire on the profile's current client.
 func (h *Handle) HExpire(ctx context.Context, key string, expiration time.Duration, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpire(ctx, key, expiration, fields...)
+	return g.batchable(ctx).HExpire(ctx, key, expiration, fields...)
 }
 
 // HExpireAt calls HExpireAt on the profile's current client.
 func (h *Handle) HExpireAt(ctx context.Context, key string, tm time.Time, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireAt(ctx, key, tm, fields...)
+	return g.batchable(ctx).HExpireAt(ctx, key, tm, fields...)
 }
 
 // HExpireAtWithArgs calls HExpireAtWithArgs on the profile's current client.
 func (h *Handle) HExpireAtWithArgs(ctx context.Context, key string, tm time.Time, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireAtWithArgs(ctx, key, tm, expirationArgs, fields...)
+	return g.batchable(ctx).HExpireAtWithArgs(ctx, key, tm, expirationArgs, fields...)
 }
 
 // HExpireTime calls HExpireTime on the profile's current client.
 func (h *Handle) HExpireTime(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireTime(ctx, key, fields...)
+	return g.batchable(ctx).HExpireTime(ctx, key, fields...)
 }
 
 // HExpireWithArgs calls HExpireWithArgs on the profile's current client.
 func (h *Handle) HExpireWithArgs(ctx context.Context, key string, expiration time.Duration, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HExpireWithArgs(ctx, key, expiration, expirationArgs, fields...)
+	return g.batchable(ctx).HExpireWithArgs(ctx, key, expiration, expirationArgs, fields...)
 }
 
 // HGet calls HGet on the profile's current client.
 func (h *Handle) HGet(ctx context.Context, key string, field string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGet(ctx, key, field)
+	return g.readable(ctx).HGet(ctx, key, field)
 }
 
 // HGetAll calls HGetAll on the profile's current client.
 func (h *Handle) HGetAll(ctx context.Context, key string) *redis.MapStringStringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetAll(ctx, key)
+	return g.readable(ctx).HGetAll(ctx, key)
 }
 
 // HGetDel calls HGetDel on the profile's current client.
 func (h *Handle) HGetDel(ctx context.Context, key string, fields ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetDel(ctx, key, fields...)
+	return g.batchable(ctx).HGetDel(ctx, key, fields...)
 }
 
 // HGetEX calls HGetEX on the profile's current client.
 func (h *Handle) HGetEX(ctx context.Context, key string, fields ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetEX(ctx, key, fields...)
+	return g.batchable(ctx).HGetEX(ctx, key, fields...)
 }
 
 // HGetEXWithArgs calls HGetEXWithArgs on the profile's current client.
 func (h *Handle) HGetEXWithArgs(ctx context.Context, key string, options *redis.HGetEXOptions, fields ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HGetEXWithArgs(ctx, key, options, fields...)
+	return g.batchable(ctx).HGetEXWithArgs(ctx, key, options, fields...)
 }
 
 // HImportDiscard calls HImportDiscard on the profile's current client.
@@ -1831,609 +1824,609 @@ func (h *Handle) HImportSet(ctx context.Context, key string, fieldsetName string
 func (h *Handle) HIncrBy(ctx context.Context, key string, field string, incr int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HIncrBy(ctx, key, field, incr)
+	return g.batchable(ctx).HIncrBy(ctx, key, field, incr)
 }
 
 // HIncrByFloat calls HIncrByFloat on the profile's current client.
 func (h *Handle) HIncrByFloat(ctx context.Context, key string, field string, incr float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HIncrByFloat(ctx, key, field, incr)
+	return g.batchable(ctx).HIncrByFloat(ctx, key, field, incr)
 }
 
 // HKeys calls HKeys on the profile's current client.
 func (h *Handle) HKeys(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HKeys(ctx, key)
+	return g.readable(ctx).HKeys(ctx, key)
 }
 
 // HLen calls HLen on the profile's current client.
 func (h *Handle) HLen(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HLen(ctx, key)
+	return g.readable(ctx).HLen(ctx, key)
 }
 
 // HMGet calls HMGet on the profile's current client.
 func (h *Handle) HMGet(ctx context.Context, key string, fields ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HMGet(ctx, key, fields...)
+	return g.readable(ctx).HMGet(ctx, key, fields...)
 }
 
 // HMSet calls HMSet on the profile's current client.
 func (h *Handle) HMSet(ctx context.Context, key string, values ...interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HMSet(ctx, key, values...)
+	return g.batchable(ctx).HMSet(ctx, key, values...)
 }
 
 // HPExpire calls HPExpire on the profile's current client.
 func (h *Handle) HPExpire(ctx context.Context, key string, expiration time.Duration, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpire(ctx, key, expiration, fields...)
+	return g.batchable(ctx).HPExpire(ctx, key, expiration, fields...)
 }
 
 // HPExpireAt calls HPExpireAt on the profile's current client.
 func (h *Handle) HPExpireAt(ctx context.Context, key string, tm time.Time, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireAt(ctx, key, tm, fields...)
+	return g.batchable(ctx).HPExpireAt(ctx, key, tm, fields...)
 }
 
 // HPExpireAtWithArgs calls HPExpireAtWithArgs on the profile's current client.
 func (h *Handle) HPExpireAtWithArgs(ctx context.Context, key string, tm time.Time, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireAtWithArgs(ctx, key, tm, expirationArgs, fields...)
+	return g.batchable(ctx).HPExpireAtWithArgs(ctx, key, tm, expirationArgs, fields...)
 }
 
 // HPExpireTime calls HPExpireTime on the profile's current client.
 func (h *Handle) HPExpireTime(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireTime(ctx, key, fields...)
+	return g.batchable(ctx).HPExpireTime(ctx, key, fields...)
 }
 
 // HPExpireWithArgs calls HPExpireWithArgs on the profile's current client.
 func (h *Handle) HPExpireWithArgs(ctx context.Context, key string, expiration time.Duration, expirationArgs redis.HExpireArgs, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPExpireWithArgs(ctx, key, expiration, expirationArgs, fields...)
+	return g.batchable(ctx).HPExpireWithArgs(ctx, key, expiration, expirationArgs, fields...)
 }
 
 // HPTTL calls HPTTL on the profile's current client.
 func (h *Handle) HPTTL(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPTTL(ctx, key, fields...)
+	return g.batchable(ctx).HPTTL(ctx, key, fields...)
 }
 
 // HPersist calls HPersist on the profile's current client.
 func (h *Handle) HPersist(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HPersist(ctx, key, fields...)
+	return g.batchable(ctx).HPersist(ctx, key, fields...)
 }
 
 // HRandField calls HRandField on the profile's current client.
 func (h *Handle) HRandField(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HRandField(ctx, key, count)
+	return g.batchable(ctx).HRandField(ctx, key, count)
 }
 
 // HRandFieldWithValues calls HRandFieldWithValues on the profile's current client.
 func (h *Handle) HRandFieldWithValues(ctx context.Context, key string, count int) *redis.KeyValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HRandFieldWithValues(ctx, key, count)
+	return g.batchable(ctx).HRandFieldWithValues(ctx, key, count)
 }
 
 // HScan calls HScan on the profile's current client.
 func (h *Handle) HScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HScan(ctx, key, cursor, match, count)
+	return g.batchable(ctx).HScan(ctx, key, cursor, match, count)
 }
 
 // HScanNoValues calls HScanNoValues on the profile's current client.
 func (h *Handle) HScanNoValues(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HScanNoValues(ctx, key, cursor, match, count)
+	return g.batchable(ctx).HScanNoValues(ctx, key, cursor, match, count)
 }
 
 // HSet calls HSet on the profile's current client.
 func (h *Handle) HSet(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSet(ctx, key, values...)
+	return g.batchable(ctx).HSet(ctx, key, values...)
 }
 
 // HSetEX calls HSetEX on the profile's current client.
 func (h *Handle) HSetEX(ctx context.Context, key string, fieldsAndValues ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetEX(ctx, key, fieldsAndValues...)
+	return g.batchable(ctx).HSetEX(ctx, key, fieldsAndValues...)
 }
 
 // HSetEXWithArgs calls HSetEXWithArgs on the profile's current client.
 func (h *Handle) HSetEXWithArgs(ctx context.Context, key string, options *redis.HSetEXOptions, fieldsAndValues ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetEXWithArgs(ctx, key, options, fieldsAndValues...)
+	return g.batchable(ctx).HSetEXWithArgs(ctx, key, options, fieldsAndValues...)
 }
 
 // HSetNX calls HSetNX on the profile's current client.
 func (h *Handle) HSetNX(ctx context.Context, key string, field string, value interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HSetNX(ctx, key, field, value)
+	return g.batchable(ctx).HSetNX(ctx, key, field, value)
 }
 
 // HStrLen calls HStrLen on the profile's current client.
 func (h *Handle) HStrLen(ctx context.Context, key string, field string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HStrLen(ctx, key, field)
+	return g.readable(ctx).HStrLen(ctx, key, field)
 }
 
 // HTTL calls HTTL on the profile's current client.
 func (h *Handle) HTTL(ctx context.Context, key string, fields ...string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HTTL(ctx, key, fields...)
+	return g.batchable(ctx).HTTL(ctx, key, fields...)
 }
 
 // HVals calls HVals on the profile's current client.
 func (h *Handle) HVals(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.HVals(ctx, key)
+	return g.readable(ctx).HVals(ctx, key)
 }
 
 // Incr calls Incr on the profile's current client.
 func (h *Handle) Incr(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Incr(ctx, key)
+	return g.batchable(ctx).Incr(ctx, key)
 }
 
 // IncrBy calls IncrBy on the profile's current client.
 func (h *Handle) IncrBy(ctx context.Context, key string, value int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrBy(ctx, key, value)
+	return g.batchable(ctx).IncrBy(ctx, key, value)
 }
 
 // IncrByFloat calls IncrByFloat on the profile's current client.
 func (h *Handle) IncrByFloat(ctx context.Context, key string, value float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrByFloat(ctx, key, value)
+	return g.batchable(ctx).IncrByFloat(ctx, key, value)
 }
 
 // IncrEXFloat calls IncrEXFloat on the profile's current client.
 func (h *Handle) IncrEXFloat(ctx context.Context, key string, args redis.IncrEXFloatArgs) *redis.IncrEXFloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrEXFloat(ctx, key, args)
+	return g.batchable(ctx).IncrEXFloat(ctx, key, args)
 }
 
 // IncrEXInt calls IncrEXInt on the profile's current client.
 func (h *Handle) IncrEXInt(ctx context.Context, key string, args redis.IncrEXIntArgs) *redis.IncrEXIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.IncrEXInt(ctx, key, args)
+	return g.batchable(ctx).IncrEXInt(ctx, key, args)
 }
 
 // Info calls Info on the profile's current client.
 func (h *Handle) Info(ctx context.Context, section ...string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Info(ctx, section...)
+	return g.batchable(ctx).Info(ctx, section...)
 }
 
 // InfoMap calls InfoMap on the profile's current client.
 func (h *Handle) InfoMap(ctx context.Context, section ...string) *redis.InfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.InfoMap(ctx, section...)
+	return g.batchable(ctx).InfoMap(ctx, section...)
 }
 
 // JSONArrAppend calls JSONArrAppend on the profile's current client.
 func (h *Handle) JSONArrAppend(ctx context.Context, key string, path string, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrAppend(ctx, key, path, values...)
+	return g.batchable(ctx).JSONArrAppend(ctx, key, path, values...)
 }
 
 // JSONArrIndex calls JSONArrIndex on the profile's current client.
 func (h *Handle) JSONArrIndex(ctx context.Context, key string, path string, value ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrIndex(ctx, key, path, value...)
+	return g.batchable(ctx).JSONArrIndex(ctx, key, path, value...)
 }
 
 // JSONArrIndexWithArgs calls JSONArrIndexWithArgs on the profile's current client.
 func (h *Handle) JSONArrIndexWithArgs(ctx context.Context, key string, path string, options *redis.JSONArrIndexArgs, value ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrIndexWithArgs(ctx, key, path, options, value...)
+	return g.batchable(ctx).JSONArrIndexWithArgs(ctx, key, path, options, value...)
 }
 
 // JSONArrInsert calls JSONArrInsert on the profile's current client.
 func (h *Handle) JSONArrInsert(ctx context.Context, key string, path string, index int64, values ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrInsert(ctx, key, path, index, values...)
+	return g.batchable(ctx).JSONArrInsert(ctx, key, path, index, values...)
 }
 
 // JSONArrLen calls JSONArrLen on the profile's current client.
 func (h *Handle) JSONArrLen(ctx context.Context, key string, path string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrLen(ctx, key, path)
+	return g.batchable(ctx).JSONArrLen(ctx, key, path)
 }
 
 // JSONArrPop calls JSONArrPop on the profile's current client.
 func (h *Handle) JSONArrPop(ctx context.Context, key string, path string, index int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrPop(ctx, key, path, index)
+	return g.batchable(ctx).JSONArrPop(ctx, key, path, index)
 }
 
 // JSONArrTrim calls JSONArrTrim on the profile's current client.
 func (h *Handle) JSONArrTrim(ctx context.Context, key string, path string) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrTrim(ctx, key, path)
+	return g.batchable(ctx).JSONArrTrim(ctx, key, path)
 }
 
 // JSONArrTrimWithArgs calls JSONArrTrimWithArgs on the profile's current client.
 func (h *Handle) JSONArrTrimWithArgs(ctx context.Context, key string, path string, options *redis.JSONArrTrimArgs) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONArrTrimWithArgs(ctx, key, path, options)
+	return g.batchable(ctx).JSONArrTrimWithArgs(ctx, key, path, options)
 }
 
 // JSONClear calls JSONClear on the profile's current client.
 func (h *Handle) JSONClear(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONClear(ctx, key, path)
+	return g.batchable(ctx).JSONClear(ctx, key, path)
 }
 
 // JSONDebugMemory calls JSONDebugMemory on the profile's current client.
 func (h *Handle) JSONDebugMemory(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONDebugMemory(ctx, key, path)
+	return g.batchable(ctx).JSONDebugMemory(ctx, key, path)
 }
 
 // JSONDel calls JSONDel on the profile's current client.
 func (h *Handle) JSONDel(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONDel(ctx, key, path)
+	return g.batchable(ctx).JSONDel(ctx, key, path)
 }
 
 // JSONForget calls JSONForget on the profile's current client.
 func (h *Handle) JSONForget(ctx context.Context, key string, path string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONForget(ctx, key, path)
+	return g.batchable(ctx).JSONForget(ctx, key, path)
 }
 
 // JSONGet calls JSONGet on the profile's current client.
 func (h *Handle) JSONGet(ctx context.Context, key string, paths ...string) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONGet(ctx, key, paths...)
+	return g.batchable(ctx).JSONGet(ctx, key, paths...)
 }
 
 // JSONGetWithArgs calls JSONGetWithArgs on the profile's current client.
 func (h *Handle) JSONGetWithArgs(ctx context.Context, key string, options *redis.JSONGetArgs, paths ...string) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONGetWithArgs(ctx, key, options, paths...)
+	return g.batchable(ctx).JSONGetWithArgs(ctx, key, options, paths...)
 }
 
 // JSONMGet calls JSONMGet on the profile's current client.
 func (h *Handle) JSONMGet(ctx context.Context, path string, keys ...string) *redis.JSONSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMGet(ctx, path, keys...)
+	return g.batchable(ctx).JSONMGet(ctx, path, keys...)
 }
 
 // JSONMSet calls JSONMSet on the profile's current client.
 func (h *Handle) JSONMSet(ctx context.Context, params ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMSet(ctx, params...)
+	return g.batchable(ctx).JSONMSet(ctx, params...)
 }
 
 // JSONMSetArgs calls JSONMSetArgs on the profile's current client.
 func (h *Handle) JSONMSetArgs(ctx context.Context, docs []redis.JSONSetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMSetArgs(ctx, docs)
+	return g.batchable(ctx).JSONMSetArgs(ctx, docs)
 }
 
 // JSONMerge calls JSONMerge on the profile's current client.
 func (h *Handle) JSONMerge(ctx context.Context, key string, path string, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONMerge(ctx, key, path, value)
+	return g.batchable(ctx).JSONMerge(ctx, key, path, value)
 }
 
 // JSONNumIncrBy calls JSONNumIncrBy on the profile's current client.
 func (h *Handle) JSONNumIncrBy(ctx context.Context, key string, path string, value float64) *redis.JSONCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONNumIncrBy(ctx, key, path, value)
+	return g.batchable(ctx).JSONNumIncrBy(ctx, key, path, value)
 }
 
 // JSONObjKeys calls JSONObjKeys on the profile's current client.
 func (h *Handle) JSONObjKeys(ctx context.Context, key string, path string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONObjKeys(ctx, key, path)
+	return g.batchable(ctx).JSONObjKeys(ctx, key, path)
 }
 
 // JSONObjLen calls JSONObjLen on the profile's current client.
 func (h *Handle) JSONObjLen(ctx context.Context, key string, path string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONObjLen(ctx, key, path)
+	return g.batchable(ctx).JSONObjLen(ctx, key, path)
 }
 
 // JSONSet calls JSONSet on the profile's current client.
 func (h *Handle) JSONSet(ctx context.Context, key string, path string, value interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSet(ctx, key, path, value)
+	return g.batchable(ctx).JSONSet(ctx, key, path, value)
 }
 
 // JSONSetMode calls JSONSetMode on the profile's current client.
 func (h *Handle) JSONSetMode(ctx context.Context, key string, path string, value interface{}, mode string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSetMode(ctx, key, path, value, mode)
+	return g.batchable(ctx).JSONSetMode(ctx, key, path, value, mode)
 }
 
 // JSONSetWithArgs calls JSONSetWithArgs on the profile's current client.
 func (h *Handle) JSONSetWithArgs(ctx context.Context, key string, path string, value interface{}, options *redis.JSONSetArgsOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONSetWithArgs(ctx, key, path, value, options)
+	return g.batchable(ctx).JSONSetWithArgs(ctx, key, path, value, options)
 }
 
 // JSONStrAppend calls JSONStrAppend on the profile's current client.
 func (h *Handle) JSONStrAppend(ctx context.Context, key string, path string, value string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONStrAppend(ctx, key, path, value)
+	return g.batchable(ctx).JSONStrAppend(ctx, key, path, value)
 }
 
 // JSONStrLen calls JSONStrLen on the profile's current client.
 func (h *Handle) JSONStrLen(ctx context.Context, key string, path string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONStrLen(ctx, key, path)
+	return g.batchable(ctx).JSONStrLen(ctx, key, path)
 }
 
 // JSONToggle calls JSONToggle on the profile's current client.
 func (h *Handle) JSONToggle(ctx context.Context, key string, path string) *redis.IntPointerSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONToggle(ctx, key, path)
+	return g.batchable(ctx).JSONToggle(ctx, key, path)
 }
 
 // JSONType calls JSONType on the profile's current client.
 func (h *Handle) JSONType(ctx context.Context, key string, path string) *redis.JSONSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.JSONType(ctx, key, path)
+	return g.batchable(ctx).JSONType(ctx, key, path)
 }
 
 // Keys calls Keys on the profile's current client.
 func (h *Handle) Keys(ctx context.Context, pattern string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Keys(ctx, pattern)
+	return g.batchable(ctx).Keys(ctx, pattern)
 }
 
 // LCS calls LCS on the profile's current client.
 func (h *Handle) LCS(ctx context.Context, q *redis.LCSQuery) *redis.LCSCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LCS(ctx, q)
+	return g.batchable(ctx).LCS(ctx, q)
 }
 
 // LIndex calls LIndex on the profile's current client.
 func (h *Handle) LIndex(ctx context.Context, key string, index int64) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LIndex(ctx, key, index)
+	return g.readable(ctx).LIndex(ctx, key, index)
 }
 
 // LInsert calls LInsert on the profile's current client.
 func (h *Handle) LInsert(ctx context.Context, key string, op string, pivot interface{}, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsert(ctx, key, op, pivot, value)
+	return g.batchable(ctx).LInsert(ctx, key, op, pivot, value)
 }
 
 // LInsertAfter calls LInsertAfter on the profile's current client.
 func (h *Handle) LInsertAfter(ctx context.Context, key string, pivot interface{}, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsertAfter(ctx, key, pivot, value)
+	return g.batchable(ctx).LInsertAfter(ctx, key, pivot, value)
 }
 
 // LInsertBefore calls LInsertBefore on the profile's current client.
 func (h *Handle) LInsertBefore(ctx context.Context, key string, pivot interface{}, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LInsertBefore(ctx, key, pivot, value)
+	return g.batchable(ctx).LInsertBefore(ctx, key, pivot, value)
 }
 
 // LLen calls LLen on the profile's current client.
 func (h *Handle) LLen(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LLen(ctx, key)
+	return g.readable(ctx).LLen(ctx, key)
 }
 
 // LMPop calls LMPop on the profile's current client.
 func (h *Handle) LMPop(ctx context.Context, direction string, count int64, keys ...string) *redis.KeyValuesCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMPop(ctx, direction, count, keys...)
+	return g.batchable(ctx).LMPop(ctx, direction, count, keys...)
 }
 
 // LMove calls LMove on the profile's current client.
 func (h *Handle) LMove(ctx context.Context, source string, destination string, srcpos string, destpos string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMove(ctx, source, destination, srcpos, destpos)
+	return g.batchable(ctx).LMove(ctx, source, destination, srcpos, destpos)
 }
 
 // LMoveM calls LMoveM on the profile's current client.
 func (h *Handle) LMoveM(ctx context.Context, source string, destination string, srcpos string, destpos string, args redis.LMoveMArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LMoveM(ctx, source, destination, srcpos, destpos, args)
+	return g.batchable(ctx).LMoveM(ctx, source, destination, srcpos, destpos, args)
 }
 
 // LPop calls LPop on the profile's current client.
 func (h *Handle) LPop(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPop(ctx, key)
+	return g.batchable(ctx).LPop(ctx, key)
 }
 
 // LPopCount calls LPopCount on the profile's current client.
 func (h *Handle) LPopCount(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPopCount(ctx, key, count)
+	return g.batchable(ctx).LPopCount(ctx, key, count)
 }
 
 // LPos calls LPos on the profile's current client.
 func (h *Handle) LPos(ctx context.Context, key string, value string, args redis.LPosArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPos(ctx, key, value, args)
+	return g.readable(ctx).LPos(ctx, key, value, args)
 }
 
 // LPosCount calls LPosCount on the profile's current client.
 func (h *Handle) LPosCount(ctx context.Context, key string, value string, count int64, args redis.LPosArgs) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPosCount(ctx, key, value, count, args)
+	return g.batchable(ctx).LPosCount(ctx, key, value, count, args)
 }
 
 // LPush calls LPush on the profile's current client.
 func (h *Handle) LPush(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPush(ctx, key, values...)
+	return g.batchable(ctx).LPush(ctx, key, values...)
 }
 
 // LPushX calls LPushX on the profile's current client.
 func (h *Handle) LPushX(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LPushX(ctx, key, values...)
+	return g.batchable(ctx).LPushX(ctx, key, values...)
 }
 
 // LRange calls LRange on the profile's current client.
 func (h *Handle) LRange(ctx context.Context, key string, start int64, stop int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LRange(ctx, key, start, stop)
+	return g.readable(ctx).LRange(ctx, key, start, stop)
 }
 
 // LRem calls LRem on the profile's current client.
 func (h *Handle) LRem(ctx context.Context, key string, count int64, value interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LRem(ctx, key, count, value)
+	return g.batchable(ctx).LRem(ctx, key, count, value)
 }
 
 // LSet calls LSet on the profile's current client.
 func (h *Handle) LSet(ctx context.Context, key string, index int64, value interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LSet(ctx, key, index, value)
+	return g.batchable(ctx).LSet(ctx, key, index, value)
 }
 
 // LTrim calls LTrim on the profile's current client.
 func (h *Handle) LTrim(ctx context.Context, key string, start int64, stop int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LTrim(ctx, key, start, stop)
+	return g.batchable(ctx).LTrim(ctx, key, start, stop)
 }
 
 // LastSave calls LastSave on the profile's current client.
 func (h *Handle) LastSave(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LastSave(ctx)
+	return g.batchable(ctx).LastSave(ctx)
 }
 
 // Latency calls Latency on the profile's current client.
 func (h *Handle) Latency(ctx context.Context) *redis.LatencyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Latency(ctx)
+	return g.batchable(ctx).Latency(ctx)
 }
 
 // LatencyReset calls LatencyReset on the profile's current client.
 func (h *Handle) LatencyReset(ctx context.Context, events ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.LatencyReset(ctx, events...)
+	return g.batchable(ctx).LatencyReset(ctx, events...)
 }
 
 // MGet calls MGet on the profile's current client.
 func (h *Handle) MGet(ctx context.Context, keys ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MGet(ctx, keys...)
+	return g.readable(ctx).MGet(ctx, keys...)
 }
 
 // MSet calls MSet on the profile's current client.
 func (h *Handle) MSet(ctx context.Context, values ...interface{}) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSet(ctx, values...)
+	return g.batchable(ctx).MSet(ctx, values...)
 }
 
 // MSetEX calls MSetEX on the profile's current client.
 func (h *Handle) MSetEX(ctx context.Context, args redis.MSetEXArgs, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSetEX(ctx, args, values...)
+	return g.batchable(ctx).MSetEX(ctx, args, values...)
 }
 
 // MSetNX calls MSetNX on the profile's current client.
 func (h *Handle) MSetNX(ctx context.Context, values ...interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MSetNX(ctx, values...)
+	return g.batchable(ctx).MSetNX(ctx, values...)
 }
 
 // MemoryUsage calls MemoryUsage on the profile's current client.
 func (h *Handle) MemoryUsage(ctx context.Context, key string, samples ...int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.MemoryUsage(ctx, key, samples...)
+	return g.batchable(ctx).MemoryUsage(ctx, key, samples...)
 }
 
 // Migrate calls Migrate on the profile's current client.
@@ -2447,84 +2440,84 @@ func (h *Handle) Migrate(ctx context.Context, host string, port string, key stri
 func (h *Handle) ModuleLoadex(ctx context.Context, conf *redis.ModuleLoadexConfig) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ModuleLoadex(ctx, conf)
+	return g.batchable(ctx).ModuleLoadex(ctx, conf)
 }
 
 // Move calls Move on the profile's current client.
 func (h *Handle) Move(ctx context.Context, key string, db int) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Move(ctx, key, db)
+	return g.batchable(ctx).Move(ctx, key, db)
 }
 
 // ObjectEncoding calls ObjectEncoding on the profile's current client.
 func (h *Handle) ObjectEncoding(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectEncoding(ctx, key)
+	return g.batchable(ctx).ObjectEncoding(ctx, key)
 }
 
 // ObjectFreq calls ObjectFreq on the profile's current client.
 func (h *Handle) ObjectFreq(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectFreq(ctx, key)
+	return g.batchable(ctx).ObjectFreq(ctx, key)
 }
 
 // ObjectIdleTime calls ObjectIdleTime on the profile's current client.
 func (h *Handle) ObjectIdleTime(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectIdleTime(ctx, key)
+	return g.batchable(ctx).ObjectIdleTime(ctx, key)
 }
 
 // ObjectRefCount calls ObjectRefCount on the profile's current client.
 func (h *Handle) ObjectRefCount(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ObjectRefCount(ctx, key)
+	return g.batchable(ctx).ObjectRefCount(ctx, key)
 }
 
 // PExpire calls PExpire on the profile's current client.
 func (h *Handle) PExpire(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpire(ctx, key, expiration)
+	return g.batchable(ctx).PExpire(ctx, key, expiration)
 }
 
 // PExpireAt calls PExpireAt on the profile's current client.
 func (h *Handle) PExpireAt(ctx context.Context, key string, tm time.Time) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpireAt(ctx, key, tm)
+	return g.batchable(ctx).PExpireAt(ctx, key, tm)
 }
 
 // PExpireTime calls PExpireTime on the profile's current client.
 func (h *Handle) PExpireTime(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PExpireTime(ctx, key)
+	return g.batchable(ctx).PExpireTime(ctx, key)
 }
 
 // PFAdd calls PFAdd on the profile's current client.
 func (h *Handle) PFAdd(ctx context.Context, key string, els ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFAdd(ctx, key, els...)
+	return g.batchable(ctx).PFAdd(ctx, key, els...)
 }
 
 // PFCount calls PFCount on the profile's current client.
 func (h *Handle) PFCount(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFCount(ctx, keys...)
+	return g.batchable(ctx).PFCount(ctx, keys...)
 }
 
 // PFMerge calls PFMerge on the profile's current client.
 func (h *Handle) PFMerge(ctx context.Context, dest string, keys ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PFMerge(ctx, dest, keys...)
+	return g.batchable(ctx).PFMerge(ctx, dest, keys...)
 }
 
 // PSubscribe calls PSubscribe on the profile's current client.
@@ -2538,21 +2531,21 @@ func (h *Handle) PSubscribe(ctx context.Context, channels ...string) *redis.PubS
 func (h *Handle) PTTL(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PTTL(ctx, key)
+	return g.readable(ctx).PTTL(ctx, key)
 }
 
 // Persist calls Persist on the profile's current client.
 func (h *Handle) Persist(ctx context.Context, key string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Persist(ctx, key)
+	return g.batchable(ctx).Persist(ctx, key)
 }
 
 // Ping calls Ping on the profile's current client.
 func (h *Handle) Ping(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Ping(ctx)
+	return g.batchable(ctx).Ping(ctx)
 }
 
 // Pipeline calls Pipeline on the profile's current client.
@@ -2587,42 +2580,42 @@ func (h *Handle) Process(ctx context.Context, cmd redis.Cmder) error {
 func (h *Handle) PubSubChannels(ctx context.Context, pattern string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubChannels(ctx, pattern)
+	return g.batchable(ctx).PubSubChannels(ctx, pattern)
 }
 
 // PubSubNumPat calls PubSubNumPat on the profile's current client.
 func (h *Handle) PubSubNumPat(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubNumPat(ctx)
+	return g.batchable(ctx).PubSubNumPat(ctx)
 }
 
 // PubSubNumSub calls PubSubNumSub on the profile's current client.
 func (h *Handle) PubSubNumSub(ctx context.Context, channels ...string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubNumSub(ctx, channels...)
+	return g.batchable(ctx).PubSubNumSub(ctx, channels...)
 }
 
 // PubSubShardChannels calls PubSubShardChannels on the profile's current client.
 func (h *Handle) PubSubShardChannels(ctx context.Context, pattern string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubShardChannels(ctx, pattern)
+	return g.batchable(ctx).PubSubShardChannels(ctx, pattern)
 }
 
 // PubSubShardNumSub calls PubSubShardNumSub on the profile's current client.
 func (h *Handle) PubSubShardNumSub(ctx context.Context, channels ...string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.PubSubShardNumSub(ctx, channels...)
+	return g.batchable(ctx).PubSubShardNumSub(ctx, channels...)
 }
 
 // Publish calls Publish on the profile's current client.
 func (h *Handle) Publish(ctx context.Context, channel string, message interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Publish(ctx, channel, message)
+	return g.batchable(ctx).Publish(ctx, channel, message)
 }
 
 // Quit calls Quit on the profile's current client.
@@ -2636,42 +2629,42 @@ func (h *Handle) Quit(ctx context.Context) *redis.StatusCmd {
 func (h *Handle) RPop(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPop(ctx, key)
+	return g.batchable(ctx).RPop(ctx, key)
 }
 
 // RPopCount calls RPopCount on the profile's current client.
 func (h *Handle) RPopCount(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPopCount(ctx, key, count)
+	return g.batchable(ctx).RPopCount(ctx, key, count)
 }
 
 // RPopLPush calls RPopLPush on the profile's current client.
 func (h *Handle) RPopLPush(ctx context.Context, source string, destination string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPopLPush(ctx, source, destination)
+	return g.batchable(ctx).RPopLPush(ctx, source, destination)
 }
 
 // RPush calls RPush on the profile's current client.
 func (h *Handle) RPush(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPush(ctx, key, values...)
+	return g.batchable(ctx).RPush(ctx, key, values...)
 }
 
 // RPushX calls RPushX on the profile's current client.
 func (h *Handle) RPushX(ctx context.Context, key string, values ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RPushX(ctx, key, values...)
+	return g.batchable(ctx).RPushX(ctx, key, values...)
 }
 
 // RandomKey calls RandomKey on the profile's current client.
 func (h *Handle) RandomKey(ctx context.Context) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RandomKey(ctx)
+	return g.batchable(ctx).RandomKey(ctx)
 }
 
 // ReadOnly calls ReadOnly on the profile's current client.
@@ -2692,175 +2685,175 @@ func (h *Handle) ReadWrite(ctx context.Context) *redis.StatusCmd {
 func (h *Handle) Rename(ctx context.Context, key string, newkey string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Rename(ctx, key, newkey)
+	return g.batchable(ctx).Rename(ctx, key, newkey)
 }
 
 // RenameNX calls RenameNX on the profile's current client.
 func (h *Handle) RenameNX(ctx context.Context, key string, newkey string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RenameNX(ctx, key, newkey)
+	return g.batchable(ctx).RenameNX(ctx, key, newkey)
 }
 
 // ReplicaOf calls ReplicaOf on the profile's current client.
 func (h *Handle) ReplicaOf(ctx context.Context, host string, port string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ReplicaOf(ctx, host, port)
+	return g.batchable(ctx).ReplicaOf(ctx, host, port)
 }
 
 // Restore calls Restore on the profile's current client.
 func (h *Handle) Restore(ctx context.Context, key string, ttl time.Duration, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Restore(ctx, key, ttl, value)
+	return g.batchable(ctx).Restore(ctx, key, ttl, value)
 }
 
 // RestoreReplace calls RestoreReplace on the profile's current client.
 func (h *Handle) RestoreReplace(ctx context.Context, key string, ttl time.Duration, value string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.RestoreReplace(ctx, key, ttl, value)
+	return g.batchable(ctx).RestoreReplace(ctx, key, ttl, value)
 }
 
 // SAdd calls SAdd on the profile's current client.
 func (h *Handle) SAdd(ctx context.Context, key string, members ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SAdd(ctx, key, members...)
+	return g.batchable(ctx).SAdd(ctx, key, members...)
 }
 
 // SCard calls SCard on the profile's current client.
 func (h *Handle) SCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SCard(ctx, key)
+	return g.readable(ctx).SCard(ctx, key)
 }
 
 // SDiff calls SDiff on the profile's current client.
 func (h *Handle) SDiff(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiff(ctx, keys...)
+	return g.batchable(ctx).SDiff(ctx, keys...)
 }
 
 // SDiffCard calls SDiffCard on the profile's current client.
 func (h *Handle) SDiffCard(ctx context.Context, opts *redis.SDiffCardOptions, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiffCard(ctx, opts, keys...)
+	return g.batchable(ctx).SDiffCard(ctx, opts, keys...)
 }
 
 // SDiffStore calls SDiffStore on the profile's current client.
 func (h *Handle) SDiffStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SDiffStore(ctx, destination, keys...)
+	return g.batchable(ctx).SDiffStore(ctx, destination, keys...)
 }
 
 // SInter calls SInter on the profile's current client.
 func (h *Handle) SInter(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInter(ctx, keys...)
+	return g.batchable(ctx).SInter(ctx, keys...)
 }
 
 // SInterCard calls SInterCard on the profile's current client.
 func (h *Handle) SInterCard(ctx context.Context, limit int64, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInterCard(ctx, limit, keys...)
+	return g.batchable(ctx).SInterCard(ctx, limit, keys...)
 }
 
 // SInterStore calls SInterStore on the profile's current client.
 func (h *Handle) SInterStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SInterStore(ctx, destination, keys...)
+	return g.batchable(ctx).SInterStore(ctx, destination, keys...)
 }
 
 // SIsMember calls SIsMember on the profile's current client.
 func (h *Handle) SIsMember(ctx context.Context, key string, member interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SIsMember(ctx, key, member)
+	return g.readable(ctx).SIsMember(ctx, key, member)
 }
 
 // SMIsMember calls SMIsMember on the profile's current client.
 func (h *Handle) SMIsMember(ctx context.Context, key string, members ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMIsMember(ctx, key, members...)
+	return g.readable(ctx).SMIsMember(ctx, key, members...)
 }
 
 // SMembers calls SMembers on the profile's current client.
 func (h *Handle) SMembers(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMembers(ctx, key)
+	return g.readable(ctx).SMembers(ctx, key)
 }
 
 // SMembersMap calls SMembersMap on the profile's current client.
 func (h *Handle) SMembersMap(ctx context.Context, key string) *redis.StringStructMapCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMembersMap(ctx, key)
+	return g.batchable(ctx).SMembersMap(ctx, key)
 }
 
 // SMove calls SMove on the profile's current client.
 func (h *Handle) SMove(ctx context.Context, source string, destination string, member interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SMove(ctx, source, destination, member)
+	return g.batchable(ctx).SMove(ctx, source, destination, member)
 }
 
 // SPop calls SPop on the profile's current client.
 func (h *Handle) SPop(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPop(ctx, key)
+	return g.batchable(ctx).SPop(ctx, key)
 }
 
 // SPopN calls SPopN on the profile's current client.
 func (h *Handle) SPopN(ctx context.Context, key string, count int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPopN(ctx, key, count)
+	return g.batchable(ctx).SPopN(ctx, key, count)
 }
 
 // SPublish calls SPublish on the profile's current client.
 func (h *Handle) SPublish(ctx context.Context, channel string, message interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SPublish(ctx, channel, message)
+	return g.batchable(ctx).SPublish(ctx, channel, message)
 }
 
 // SRandMember calls SRandMember on the profile's current client.
 func (h *Handle) SRandMember(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRandMember(ctx, key)
+	return g.batchable(ctx).SRandMember(ctx, key)
 }
 
 // SRandMemberN calls SRandMemberN on the profile's current client.
 func (h *Handle) SRandMemberN(ctx context.Context, key string, count int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRandMemberN(ctx, key, count)
+	return g.batchable(ctx).SRandMemberN(ctx, key, count)
 }
 
 // SRem calls SRem on the profile's current client.
 func (h *Handle) SRem(ctx context.Context, key string, members ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SRem(ctx, key, members...)
+	return g.batchable(ctx).SRem(ctx, key, members...)
 }
 
 // SScan calls SScan on the profile's current client.
 func (h *Handle) SScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SScan(ctx, key, cursor, match, count)
+	return g.batchable(ctx).SScan(ctx, key, cursor, match, count)
 }
 
 // SSubscribe calls SSubscribe on the profile's current client.
@@ -2874,182 +2867,182 @@ func (h *Handle) SSubscribe(ctx context.Context, channels ...string) *redis.PubS
 func (h *Handle) SUnion(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnion(ctx, keys...)
+	return g.batchable(ctx).SUnion(ctx, keys...)
 }
 
 // SUnionCard calls SUnionCard on the profile's current client.
 func (h *Handle) SUnionCard(ctx context.Context, opts *redis.SUnionCardOptions, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnionCard(ctx, opts, keys...)
+	return g.batchable(ctx).SUnionCard(ctx, opts, keys...)
 }
 
 // SUnionStore calls SUnionStore on the profile's current client.
 func (h *Handle) SUnionStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SUnionStore(ctx, destination, keys...)
+	return g.batchable(ctx).SUnionStore(ctx, destination, keys...)
 }
 
 // Save calls Save on the profile's current client.
 func (h *Handle) Save(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Save(ctx)
+	return g.batchable(ctx).Save(ctx)
 }
 
 // Scan calls Scan on the profile's current client.
 func (h *Handle) Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Scan(ctx, cursor, match, count)
+	return g.batchable(ctx).Scan(ctx, cursor, match, count)
 }
 
 // ScanType calls ScanType on the profile's current client.
 func (h *Handle) ScanType(ctx context.Context, cursor uint64, match string, count int64, keyType string) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScanType(ctx, cursor, match, count, keyType)
+	return g.batchable(ctx).ScanType(ctx, cursor, match, count, keyType)
 }
 
 // ScriptExists calls ScriptExists on the profile's current client.
 func (h *Handle) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptExists(ctx, hashes...)
+	return g.batchable(ctx).ScriptExists(ctx, hashes...)
 }
 
 // ScriptFlush calls ScriptFlush on the profile's current client.
 func (h *Handle) ScriptFlush(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptFlush(ctx)
+	return g.batchable(ctx).ScriptFlush(ctx)
 }
 
 // ScriptKill calls ScriptKill on the profile's current client.
 func (h *Handle) ScriptKill(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptKill(ctx)
+	return g.batchable(ctx).ScriptKill(ctx)
 }
 
 // ScriptLoad calls ScriptLoad on the profile's current client.
 func (h *Handle) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ScriptLoad(ctx, script)
+	return g.batchable(ctx).ScriptLoad(ctx, script)
 }
 
 // Set calls Set on the profile's current client.
 func (h *Handle) Set(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Set(ctx, key, value, expiration)
+	return g.batchable(ctx).Set(ctx, key, value, expiration)
 }
 
 // SetArgs calls SetArgs on the profile's current client.
 func (h *Handle) SetArgs(ctx context.Context, key string, value interface{}, a redis.SetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetArgs(ctx, key, value, a)
+	return g.batchable(ctx).SetArgs(ctx, key, value, a)
 }
 
 // SetBit calls SetBit on the profile's current client.
 func (h *Handle) SetBit(ctx context.Context, key string, offset int64, value int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetBit(ctx, key, offset, value)
+	return g.batchable(ctx).SetBit(ctx, key, offset, value)
 }
 
 // SetEx calls SetEx on the profile's current client.
 func (h *Handle) SetEx(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetEx(ctx, key, value, expiration)
+	return g.batchable(ctx).SetEx(ctx, key, value, expiration)
 }
 
 // SetFromBuffer calls SetFromBuffer on the profile's current client.
 func (h *Handle) SetFromBuffer(ctx context.Context, key string, buf []uint8) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetFromBuffer(ctx, key, buf)
+	return g.batchable(ctx).SetFromBuffer(ctx, key, buf)
 }
 
 // SetIFDEQ calls SetIFDEQ on the profile's current client.
 func (h *Handle) SetIFDEQ(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDEQ(ctx, key, value, matchDigest, expiration)
+	return g.batchable(ctx).SetIFDEQ(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFDEQGet calls SetIFDEQGet on the profile's current client.
 func (h *Handle) SetIFDEQGet(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDEQGet(ctx, key, value, matchDigest, expiration)
+	return g.batchable(ctx).SetIFDEQGet(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFDNE calls SetIFDNE on the profile's current client.
 func (h *Handle) SetIFDNE(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDNE(ctx, key, value, matchDigest, expiration)
+	return g.batchable(ctx).SetIFDNE(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFDNEGet calls SetIFDNEGet on the profile's current client.
 func (h *Handle) SetIFDNEGet(ctx context.Context, key string, value interface{}, matchDigest uint64, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFDNEGet(ctx, key, value, matchDigest, expiration)
+	return g.batchable(ctx).SetIFDNEGet(ctx, key, value, matchDigest, expiration)
 }
 
 // SetIFEQ calls SetIFEQ on the profile's current client.
 func (h *Handle) SetIFEQ(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFEQ(ctx, key, value, matchValue, expiration)
+	return g.batchable(ctx).SetIFEQ(ctx, key, value, matchValue, expiration)
 }
 
 // SetIFEQGet calls SetIFEQGet on the profile's current client.
 func (h *Handle) SetIFEQGet(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFEQGet(ctx, key, value, matchValue, expiration)
+	return g.batchable(ctx).SetIFEQGet(ctx, key, value, matchValue, expiration)
 }
 
 // SetIFNE calls SetIFNE on the profile's current client.
 func (h *Handle) SetIFNE(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFNE(ctx, key, value, matchValue, expiration)
+	return g.batchable(ctx).SetIFNE(ctx, key, value, matchValue, expiration)
 }
 
 // SetIFNEGet calls SetIFNEGet on the profile's current client.
 func (h *Handle) SetIFNEGet(ctx context.Context, key string, value interface{}, matchValue interface{}, expiration time.Duration) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetIFNEGet(ctx, key, value, matchValue, expiration)
+	return g.batchable(ctx).SetIFNEGet(ctx, key, value, matchValue, expiration)
 }
 
 // SetNX calls SetNX on the profile's current client.
 func (h *Handle) SetNX(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetNX(ctx, key, value, expiration)
+	return g.batchable(ctx).SetNX(ctx, key, value, expiration)
 }
 
 // SetRange calls SetRange on the profile's current client.
 func (h *Handle) SetRange(ctx context.Context, key string, offset int64, value string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetRange(ctx, key, offset, value)
+	return g.batchable(ctx).SetRange(ctx, key, offset, value)
 }
 
 // SetXX calls SetXX on the profile's current client.
 func (h *Handle) SetXX(ctx context.Context, key string, value interface{}, expiration time.Duration) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SetXX(ctx, key, value, expiration)
+	return g.batchable(ctx).SetXX(ctx, key, value, expiration)
 }
 
 // Shutdown calls Shutdown on the profile's current client.
@@ -3077,63 +3070,63 @@ func (h *Handle) ShutdownSave(ctx context.Context) *redis.StatusCmd {
 func (h *Handle) SlaveOf(ctx context.Context, host string, port string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlaveOf(ctx, host, port)
+	return g.batchable(ctx).SlaveOf(ctx, host, port)
 }
 
 // SlowLogGet calls SlowLogGet on the profile's current client.
 func (h *Handle) SlowLogGet(ctx context.Context, num int64) *redis.SlowLogCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogGet(ctx, num)
+	return g.batchable(ctx).SlowLogGet(ctx, num)
 }
 
 // SlowLogLen calls SlowLogLen on the profile's current client.
 func (h *Handle) SlowLogLen(ctx context.Context) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogLen(ctx)
+	return g.batchable(ctx).SlowLogLen(ctx)
 }
 
 // SlowLogReset calls SlowLogReset on the profile's current client.
 func (h *Handle) SlowLogReset(ctx context.Context) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SlowLogReset(ctx)
+	return g.batchable(ctx).SlowLogReset(ctx)
 }
 
 // Sort calls Sort on the profile's current client.
 func (h *Handle) Sort(ctx context.Context, key string, sort *redis.Sort) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Sort(ctx, key, sort)
+	return g.batchable(ctx).Sort(ctx, key, sort)
 }
 
 // SortInterfaces calls SortInterfaces on the profile's current client.
 func (h *Handle) SortInterfaces(ctx context.Context, key string, sort *redis.Sort) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortInterfaces(ctx, key, sort)
+	return g.batchable(ctx).SortInterfaces(ctx, key, sort)
 }
 
 // SortRO calls SortRO on the profile's current client.
 func (h *Handle) SortRO(ctx context.Context, key string, sort *redis.Sort) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortRO(ctx, key, sort)
+	return g.batchable(ctx).SortRO(ctx, key, sort)
 }
 
 // SortStore calls SortStore on the profile's current client.
 func (h *Handle) SortStore(ctx context.Context, key string, store string, sort *redis.Sort) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.SortStore(ctx, key, store, sort)
+	return g.batchable(ctx).SortStore(ctx, key, store, sort)
 }
 
 // StrLen calls StrLen on the profile's current client.
 func (h *Handle) StrLen(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.StrLen(ctx, key)
+	return g.readable(ctx).StrLen(ctx, key)
 }
 
 // Subscribe calls Subscribe on the profile's current client.
@@ -3147,448 +3140,448 @@ func (h *Handle) Subscribe(ctx context.Context, channels ...string) *redis.PubSu
 func (h *Handle) TDigestAdd(ctx context.Context, key string, elements ...float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestAdd(ctx, key, elements...)
+	return g.batchable(ctx).TDigestAdd(ctx, key, elements...)
 }
 
 // TDigestByRank calls TDigestByRank on the profile's current client.
 func (h *Handle) TDigestByRank(ctx context.Context, key string, rank ...uint64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestByRank(ctx, key, rank...)
+	return g.batchable(ctx).TDigestByRank(ctx, key, rank...)
 }
 
 // TDigestByRevRank calls TDigestByRevRank on the profile's current client.
 func (h *Handle) TDigestByRevRank(ctx context.Context, key string, rank ...uint64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestByRevRank(ctx, key, rank...)
+	return g.batchable(ctx).TDigestByRevRank(ctx, key, rank...)
 }
 
 // TDigestCDF calls TDigestCDF on the profile's current client.
 func (h *Handle) TDigestCDF(ctx context.Context, key string, elements ...float64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCDF(ctx, key, elements...)
+	return g.batchable(ctx).TDigestCDF(ctx, key, elements...)
 }
 
 // TDigestCreate calls TDigestCreate on the profile's current client.
 func (h *Handle) TDigestCreate(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCreate(ctx, key)
+	return g.batchable(ctx).TDigestCreate(ctx, key)
 }
 
 // TDigestCreateWithCompression calls TDigestCreateWithCompression on the profile's current client.
 func (h *Handle) TDigestCreateWithCompression(ctx context.Context, key string, compression int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestCreateWithCompression(ctx, key, compression)
+	return g.batchable(ctx).TDigestCreateWithCompression(ctx, key, compression)
 }
 
 // TDigestInfo calls TDigestInfo on the profile's current client.
 func (h *Handle) TDigestInfo(ctx context.Context, key string) *redis.TDigestInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestInfo(ctx, key)
+	return g.batchable(ctx).TDigestInfo(ctx, key)
 }
 
 // TDigestMax calls TDigestMax on the profile's current client.
 func (h *Handle) TDigestMax(ctx context.Context, key string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMax(ctx, key)
+	return g.batchable(ctx).TDigestMax(ctx, key)
 }
 
 // TDigestMerge calls TDigestMerge on the profile's current client.
 func (h *Handle) TDigestMerge(ctx context.Context, destKey string, options *redis.TDigestMergeOptions, sourceKeys ...string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMerge(ctx, destKey, options, sourceKeys...)
+	return g.batchable(ctx).TDigestMerge(ctx, destKey, options, sourceKeys...)
 }
 
 // TDigestMin calls TDigestMin on the profile's current client.
 func (h *Handle) TDigestMin(ctx context.Context, key string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestMin(ctx, key)
+	return g.batchable(ctx).TDigestMin(ctx, key)
 }
 
 // TDigestQuantile calls TDigestQuantile on the profile's current client.
 func (h *Handle) TDigestQuantile(ctx context.Context, key string, elements ...float64) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestQuantile(ctx, key, elements...)
+	return g.batchable(ctx).TDigestQuantile(ctx, key, elements...)
 }
 
 // TDigestRank calls TDigestRank on the profile's current client.
 func (h *Handle) TDigestRank(ctx context.Context, key string, values ...float64) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestRank(ctx, key, values...)
+	return g.batchable(ctx).TDigestRank(ctx, key, values...)
 }
 
 // TDigestReset calls TDigestReset on the profile's current client.
 func (h *Handle) TDigestReset(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestReset(ctx, key)
+	return g.batchable(ctx).TDigestReset(ctx, key)
 }
 
 // TDigestRevRank calls TDigestRevRank on the profile's current client.
 func (h *Handle) TDigestRevRank(ctx context.Context, key string, values ...float64) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestRevRank(ctx, key, values...)
+	return g.batchable(ctx).TDigestRevRank(ctx, key, values...)
 }
 
 // TDigestTrimmedMean calls TDigestTrimmedMean on the profile's current client.
 func (h *Handle) TDigestTrimmedMean(ctx context.Context, key string, lowCutQuantile float64, highCutQuantile float64) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TDigestTrimmedMean(ctx, key, lowCutQuantile, highCutQuantile)
+	return g.batchable(ctx).TDigestTrimmedMean(ctx, key, lowCutQuantile, highCutQuantile)
 }
 
 // TSAdd calls TSAdd on the profile's current client.
 func (h *Handle) TSAdd(ctx context.Context, key string, timestamp interface{}, value float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAdd(ctx, key, timestamp, value)
+	return g.batchable(ctx).TSAdd(ctx, key, timestamp, value)
 }
 
 // TSAddWithArgs calls TSAddWithArgs on the profile's current client.
 func (h *Handle) TSAddWithArgs(ctx context.Context, key string, timestamp interface{}, value float64, options *redis.TSOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAddWithArgs(ctx, key, timestamp, value, options)
+	return g.batchable(ctx).TSAddWithArgs(ctx, key, timestamp, value, options)
 }
 
 // TSAlter calls TSAlter on the profile's current client.
 func (h *Handle) TSAlter(ctx context.Context, key string, options *redis.TSAlterOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSAlter(ctx, key, options)
+	return g.batchable(ctx).TSAlter(ctx, key, options)
 }
 
 // TSCreate calls TSCreate on the profile's current client.
 func (h *Handle) TSCreate(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreate(ctx, key)
+	return g.batchable(ctx).TSCreate(ctx, key)
 }
 
 // TSCreateRule calls TSCreateRule on the profile's current client.
 func (h *Handle) TSCreateRule(ctx context.Context, sourceKey string, destKey string, aggregator redis.Aggregator, bucketDuration int) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateRule(ctx, sourceKey, destKey, aggregator, bucketDuration)
+	return g.batchable(ctx).TSCreateRule(ctx, sourceKey, destKey, aggregator, bucketDuration)
 }
 
 // TSCreateRuleWithArgs calls TSCreateRuleWithArgs on the profile's current client.
 func (h *Handle) TSCreateRuleWithArgs(ctx context.Context, sourceKey string, destKey string, aggregator redis.Aggregator, bucketDuration int, options *redis.TSCreateRuleOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateRuleWithArgs(ctx, sourceKey, destKey, aggregator, bucketDuration, options)
+	return g.batchable(ctx).TSCreateRuleWithArgs(ctx, sourceKey, destKey, aggregator, bucketDuration, options)
 }
 
 // TSCreateWithArgs calls TSCreateWithArgs on the profile's current client.
 func (h *Handle) TSCreateWithArgs(ctx context.Context, key string, options *redis.TSOptions) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSCreateWithArgs(ctx, key, options)
+	return g.batchable(ctx).TSCreateWithArgs(ctx, key, options)
 }
 
 // TSDecrBy calls TSDecrBy on the profile's current client.
 func (h *Handle) TSDecrBy(ctx context.Context, Key string, timestamp float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDecrBy(ctx, Key, timestamp)
+	return g.batchable(ctx).TSDecrBy(ctx, Key, timestamp)
 }
 
 // TSDecrByWithArgs calls TSDecrByWithArgs on the profile's current client.
 func (h *Handle) TSDecrByWithArgs(ctx context.Context, key string, timestamp float64, options *redis.TSIncrDecrOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDecrByWithArgs(ctx, key, timestamp, options)
+	return g.batchable(ctx).TSDecrByWithArgs(ctx, key, timestamp, options)
 }
 
 // TSDel calls TSDel on the profile's current client.
 func (h *Handle) TSDel(ctx context.Context, Key string, fromTimestamp int, toTimestamp int) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDel(ctx, Key, fromTimestamp, toTimestamp)
+	return g.batchable(ctx).TSDel(ctx, Key, fromTimestamp, toTimestamp)
 }
 
 // TSDeleteRule calls TSDeleteRule on the profile's current client.
 func (h *Handle) TSDeleteRule(ctx context.Context, sourceKey string, destKey string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSDeleteRule(ctx, sourceKey, destKey)
+	return g.batchable(ctx).TSDeleteRule(ctx, sourceKey, destKey)
 }
 
 // TSGet calls TSGet on the profile's current client.
 func (h *Handle) TSGet(ctx context.Context, key string) *redis.TSTimestampValueCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSGet(ctx, key)
+	return g.batchable(ctx).TSGet(ctx, key)
 }
 
 // TSGetWithArgs calls TSGetWithArgs on the profile's current client.
 func (h *Handle) TSGetWithArgs(ctx context.Context, key string, options *redis.TSGetOptions) *redis.TSTimestampValueCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSGetWithArgs(ctx, key, options)
+	return g.batchable(ctx).TSGetWithArgs(ctx, key, options)
 }
 
 // TSIncrBy calls TSIncrBy on the profile's current client.
 func (h *Handle) TSIncrBy(ctx context.Context, Key string, timestamp float64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSIncrBy(ctx, Key, timestamp)
+	return g.batchable(ctx).TSIncrBy(ctx, Key, timestamp)
 }
 
 // TSIncrByWithArgs calls TSIncrByWithArgs on the profile's current client.
 func (h *Handle) TSIncrByWithArgs(ctx context.Context, key string, timestamp float64, options *redis.TSIncrDecrOptions) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSIncrByWithArgs(ctx, key, timestamp, options)
+	return g.batchable(ctx).TSIncrByWithArgs(ctx, key, timestamp, options)
 }
 
 // TSInfo calls TSInfo on the profile's current client.
 func (h *Handle) TSInfo(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSInfo(ctx, key)
+	return g.batchable(ctx).TSInfo(ctx, key)
 }
 
 // TSInfoWithArgs calls TSInfoWithArgs on the profile's current client.
 func (h *Handle) TSInfoWithArgs(ctx context.Context, key string, options *redis.TSInfoOptions) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSInfoWithArgs(ctx, key, options)
+	return g.batchable(ctx).TSInfoWithArgs(ctx, key, options)
 }
 
 // TSMAdd calls TSMAdd on the profile's current client.
 func (h *Handle) TSMAdd(ctx context.Context, ktvSlices [][]interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMAdd(ctx, ktvSlices)
+	return g.batchable(ctx).TSMAdd(ctx, ktvSlices)
 }
 
 // TSMGet calls TSMGet on the profile's current client.
 func (h *Handle) TSMGet(ctx context.Context, filters []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMGet(ctx, filters)
+	return g.batchable(ctx).TSMGet(ctx, filters)
 }
 
 // TSMGetWithArgs calls TSMGetWithArgs on the profile's current client.
 func (h *Handle) TSMGetWithArgs(ctx context.Context, filters []string, options *redis.TSMGetOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMGetWithArgs(ctx, filters, options)
+	return g.batchable(ctx).TSMGetWithArgs(ctx, filters, options)
 }
 
 // TSMRange calls TSMRange on the profile's current client.
 func (h *Handle) TSMRange(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRange(ctx, fromTimestamp, toTimestamp, filterExpr)
+	return g.batchable(ctx).TSMRange(ctx, fromTimestamp, toTimestamp, filterExpr)
 }
 
 // TSMRangeWithArgs calls TSMRangeWithArgs on the profile's current client.
 func (h *Handle) TSMRangeWithArgs(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string, options *redis.TSMRangeOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRangeWithArgs(ctx, fromTimestamp, toTimestamp, filterExpr, options)
+	return g.batchable(ctx).TSMRangeWithArgs(ctx, fromTimestamp, toTimestamp, filterExpr, options)
 }
 
 // TSMRevRange calls TSMRevRange on the profile's current client.
 func (h *Handle) TSMRevRange(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRevRange(ctx, fromTimestamp, toTimestamp, filterExpr)
+	return g.batchable(ctx).TSMRevRange(ctx, fromTimestamp, toTimestamp, filterExpr)
 }
 
 // TSMRevRangeWithArgs calls TSMRevRangeWithArgs on the profile's current client.
 func (h *Handle) TSMRevRangeWithArgs(ctx context.Context, fromTimestamp int, toTimestamp int, filterExpr []string, options *redis.TSMRevRangeOptions) *redis.MapStringSliceInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSMRevRangeWithArgs(ctx, fromTimestamp, toTimestamp, filterExpr, options)
+	return g.batchable(ctx).TSMRevRangeWithArgs(ctx, fromTimestamp, toTimestamp, filterExpr, options)
 }
 
 // TSNRange calls TSNRange on the profile's current client.
 func (h *Handle) TSNRange(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRange(ctx, keys, fromTimestamp, toTimestamp)
+	return g.batchable(ctx).TSNRange(ctx, keys, fromTimestamp, toTimestamp)
 }
 
 // TSNRangeWithArgs calls TSNRangeWithArgs on the profile's current client.
 func (h *Handle) TSNRangeWithArgs(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}, options *redis.TSNRangeOptions) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRangeWithArgs(ctx, keys, fromTimestamp, toTimestamp, options)
+	return g.batchable(ctx).TSNRangeWithArgs(ctx, keys, fromTimestamp, toTimestamp, options)
 }
 
 // TSNRevRange calls TSNRevRange on the profile's current client.
 func (h *Handle) TSNRevRange(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRevRange(ctx, keys, fromTimestamp, toTimestamp)
+	return g.batchable(ctx).TSNRevRange(ctx, keys, fromTimestamp, toTimestamp)
 }
 
 // TSNRevRangeWithArgs calls TSNRevRangeWithArgs on the profile's current client.
 func (h *Handle) TSNRevRangeWithArgs(ctx context.Context, keys []string, fromTimestamp interface{}, toTimestamp interface{}, options *redis.TSNRevRangeOptions) *redis.TSNRangePivotRowSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSNRevRangeWithArgs(ctx, keys, fromTimestamp, toTimestamp, options)
+	return g.batchable(ctx).TSNRevRangeWithArgs(ctx, keys, fromTimestamp, toTimestamp, options)
 }
 
 // TSQueryIndex calls TSQueryIndex on the profile's current client.
 func (h *Handle) TSQueryIndex(ctx context.Context, filterExpr []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryIndex(ctx, filterExpr)
+	return g.batchable(ctx).TSQueryIndex(ctx, filterExpr)
 }
 
 // TSQueryLabelValues calls TSQueryLabelValues on the profile's current client.
 func (h *Handle) TSQueryLabelValues(ctx context.Context, label string, filterExpr []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryLabelValues(ctx, label, filterExpr)
+	return g.batchable(ctx).TSQueryLabelValues(ctx, label, filterExpr)
 }
 
 // TSQueryLabels calls TSQueryLabels on the profile's current client.
 func (h *Handle) TSQueryLabels(ctx context.Context, filterExpr []string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSQueryLabels(ctx, filterExpr)
+	return g.batchable(ctx).TSQueryLabels(ctx, filterExpr)
 }
 
 // TSRange calls TSRange on the profile's current client.
 func (h *Handle) TSRange(ctx context.Context, key string, fromTimestamp int, toTimestamp int) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRange(ctx, key, fromTimestamp, toTimestamp)
+	return g.batchable(ctx).TSRange(ctx, key, fromTimestamp, toTimestamp)
 }
 
 // TSRangeWithArgs calls TSRangeWithArgs on the profile's current client.
 func (h *Handle) TSRangeWithArgs(ctx context.Context, key string, fromTimestamp int, toTimestamp int, options *redis.TSRangeOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRangeWithArgs(ctx, key, fromTimestamp, toTimestamp, options)
+	return g.batchable(ctx).TSRangeWithArgs(ctx, key, fromTimestamp, toTimestamp, options)
 }
 
 // TSRead calls TSRead on the profile's current client.
 func (h *Handle) TSRead(ctx context.Context, key string, timestamp interface{}) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRead(ctx, key, timestamp)
+	return g.batchable(ctx).TSRead(ctx, key, timestamp)
 }
 
 // TSReadWithArgs calls TSReadWithArgs on the profile's current client.
 func (h *Handle) TSReadWithArgs(ctx context.Context, key string, timestamp interface{}, options *redis.TSReadOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSReadWithArgs(ctx, key, timestamp, options)
+	return g.batchable(ctx).TSReadWithArgs(ctx, key, timestamp, options)
 }
 
 // TSRevRange calls TSRevRange on the profile's current client.
 func (h *Handle) TSRevRange(ctx context.Context, key string, fromTimestamp int, toTimestamp int) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRevRange(ctx, key, fromTimestamp, toTimestamp)
+	return g.batchable(ctx).TSRevRange(ctx, key, fromTimestamp, toTimestamp)
 }
 
 // TSRevRangeWithArgs calls TSRevRangeWithArgs on the profile's current client.
 func (h *Handle) TSRevRangeWithArgs(ctx context.Context, key string, fromTimestamp int, toTimestamp int, options *redis.TSRevRangeOptions) *redis.TSTimestampValueSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TSRevRangeWithArgs(ctx, key, fromTimestamp, toTimestamp, options)
+	return g.batchable(ctx).TSRevRangeWithArgs(ctx, key, fromTimestamp, toTimestamp, options)
 }
 
 // TTL calls TTL on the profile's current client.
 func (h *Handle) TTL(ctx context.Context, key string) *redis.DurationCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TTL(ctx, key)
+	return g.readable(ctx).TTL(ctx, key)
 }
 
 // Time calls Time on the profile's current client.
 func (h *Handle) Time(ctx context.Context) *redis.TimeCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Time(ctx)
+	return g.batchable(ctx).Time(ctx)
 }
 
 // TopKAdd calls TopKAdd on the profile's current client.
 func (h *Handle) TopKAdd(ctx context.Context, key string, elements ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKAdd(ctx, key, elements...)
+	return g.batchable(ctx).TopKAdd(ctx, key, elements...)
 }
 
 // TopKCount calls TopKCount on the profile's current client.
 func (h *Handle) TopKCount(ctx context.Context, key string, elements ...interface{}) *redis.IntSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKCount(ctx, key, elements...)
+	return g.batchable(ctx).TopKCount(ctx, key, elements...)
 }
 
 // TopKIncrBy calls TopKIncrBy on the profile's current client.
 func (h *Handle) TopKIncrBy(ctx context.Context, key string, elements ...interface{}) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKIncrBy(ctx, key, elements...)
+	return g.batchable(ctx).TopKIncrBy(ctx, key, elements...)
 }
 
 // TopKInfo calls TopKInfo on the profile's current client.
 func (h *Handle) TopKInfo(ctx context.Context, key string) *redis.TopKInfoCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKInfo(ctx, key)
+	return g.batchable(ctx).TopKInfo(ctx, key)
 }
 
 // TopKList calls TopKList on the profile's current client.
 func (h *Handle) TopKList(ctx context.Context, key string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKList(ctx, key)
+	return g.batchable(ctx).TopKList(ctx, key)
 }
 
 // TopKListWithCount calls TopKListWithCount on the profile's current client.
 func (h *Handle) TopKListWithCount(ctx context.Context, key string) *redis.MapStringIntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKListWithCount(ctx, key)
+	return g.batchable(ctx).TopKListWithCount(ctx, key)
 }
 
 // TopKQuery calls TopKQuery on the profile's current client.
 func (h *Handle) TopKQuery(ctx context.Context, key string, elements ...interface{}) *redis.BoolSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKQuery(ctx, key, elements...)
+	return g.batchable(ctx).TopKQuery(ctx, key, elements...)
 }
 
 // TopKReserve calls TopKReserve on the profile's current client.
 func (h *Handle) TopKReserve(ctx context.Context, key string, k int64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKReserve(ctx, key, k)
+	return g.batchable(ctx).TopKReserve(ctx, key, k)
 }
 
 // TopKReserveWithOptions calls TopKReserveWithOptions on the profile's current client.
 func (h *Handle) TopKReserveWithOptions(ctx context.Context, key string, k int64, width int64, depth int64, decay float64) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.TopKReserveWithOptions(ctx, key, k, width, depth, decay)
+	return g.batchable(ctx).TopKReserveWithOptions(ctx, key, k, width, depth, decay)
 }
 
 // Touch calls Touch on the profile's current client.
 func (h *Handle) Touch(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Touch(ctx, keys...)
+	return g.batchable(ctx).Touch(ctx, keys...)
 }
 
 // TxPipeline calls TxPipeline on the profile's current client.
@@ -3609,168 +3602,168 @@ func (h *Handle) TxPipelined(ctx context.Context, fn func(redis.Pipeliner) error
 func (h *Handle) Type(ctx context.Context, key string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Type(ctx, key)
+	return g.readable(ctx).Type(ctx, key)
 }
 
 // Unlink calls Unlink on the profile's current client.
 func (h *Handle) Unlink(ctx context.Context, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.Unlink(ctx, keys...)
+	return g.batchable(ctx).Unlink(ctx, keys...)
 }
 
 // VAdd calls VAdd on the profile's current client.
 func (h *Handle) VAdd(ctx context.Context, key string, element string, val redis.Vector) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VAdd(ctx, key, element, val)
+	return g.batchable(ctx).VAdd(ctx, key, element, val)
 }
 
 // VAddWithArgs calls VAddWithArgs on the profile's current client.
 func (h *Handle) VAddWithArgs(ctx context.Context, key string, element string, val redis.Vector, addArgs *redis.VAddArgs) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VAddWithArgs(ctx, key, element, val, addArgs)
+	return g.batchable(ctx).VAddWithArgs(ctx, key, element, val, addArgs)
 }
 
 // VCard calls VCard on the profile's current client.
 func (h *Handle) VCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VCard(ctx, key)
+	return g.batchable(ctx).VCard(ctx, key)
 }
 
 // VClearAttributes calls VClearAttributes on the profile's current client.
 func (h *Handle) VClearAttributes(ctx context.Context, key string, element string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VClearAttributes(ctx, key, element)
+	return g.batchable(ctx).VClearAttributes(ctx, key, element)
 }
 
 // VDim calls VDim on the profile's current client.
 func (h *Handle) VDim(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VDim(ctx, key)
+	return g.batchable(ctx).VDim(ctx, key)
 }
 
 // VEmb calls VEmb on the profile's current client.
 func (h *Handle) VEmb(ctx context.Context, key string, element string, raw bool) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VEmb(ctx, key, element, raw)
+	return g.batchable(ctx).VEmb(ctx, key, element, raw)
 }
 
 // VGetAttr calls VGetAttr on the profile's current client.
 func (h *Handle) VGetAttr(ctx context.Context, key string, element string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VGetAttr(ctx, key, element)
+	return g.batchable(ctx).VGetAttr(ctx, key, element)
 }
 
 // VInfo calls VInfo on the profile's current client.
 func (h *Handle) VInfo(ctx context.Context, key string) *redis.MapStringInterfaceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VInfo(ctx, key)
+	return g.batchable(ctx).VInfo(ctx, key)
 }
 
 // VIsMember calls VIsMember on the profile's current client.
 func (h *Handle) VIsMember(ctx context.Context, key string, element string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VIsMember(ctx, key, element)
+	return g.batchable(ctx).VIsMember(ctx, key, element)
 }
 
 // VLinks calls VLinks on the profile's current client.
 func (h *Handle) VLinks(ctx context.Context, key string, element string) *redis.StringSliceSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VLinks(ctx, key, element)
+	return g.batchable(ctx).VLinks(ctx, key, element)
 }
 
 // VLinksWithScores calls VLinksWithScores on the profile's current client.
 func (h *Handle) VLinksWithScores(ctx context.Context, key string, element string) *redis.VectorScoreSliceSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VLinksWithScores(ctx, key, element)
+	return g.batchable(ctx).VLinksWithScores(ctx, key, element)
 }
 
 // VRandMember calls VRandMember on the profile's current client.
 func (h *Handle) VRandMember(ctx context.Context, key string) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRandMember(ctx, key)
+	return g.batchable(ctx).VRandMember(ctx, key)
 }
 
 // VRandMemberCount calls VRandMemberCount on the profile's current client.
 func (h *Handle) VRandMemberCount(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRandMemberCount(ctx, key, count)
+	return g.batchable(ctx).VRandMemberCount(ctx, key, count)
 }
 
 // VRange calls VRange on the profile's current client.
 func (h *Handle) VRange(ctx context.Context, key string, start string, end string, count int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRange(ctx, key, start, end, count)
+	return g.batchable(ctx).VRange(ctx, key, start, end, count)
 }
 
 // VRem calls VRem on the profile's current client.
 func (h *Handle) VRem(ctx context.Context, key string, element string) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VRem(ctx, key, element)
+	return g.batchable(ctx).VRem(ctx, key, element)
 }
 
 // VSetAttr calls VSetAttr on the profile's current client.
 func (h *Handle) VSetAttr(ctx context.Context, key string, element string, attr interface{}) *redis.BoolCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSetAttr(ctx, key, element, attr)
+	return g.batchable(ctx).VSetAttr(ctx, key, element, attr)
 }
 
 // VSim calls VSim on the profile's current client.
 func (h *Handle) VSim(ctx context.Context, key string, val redis.Vector) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSim(ctx, key, val)
+	return g.batchable(ctx).VSim(ctx, key, val)
 }
 
 // VSimWithArgs calls VSimWithArgs on the profile's current client.
 func (h *Handle) VSimWithArgs(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgs(ctx, key, val, args)
+	return g.batchable(ctx).VSimWithArgs(ctx, key, val, args)
 }
 
 // VSimWithArgsWithAttribs calls VSimWithArgsWithAttribs on the profile's current client.
 func (h *Handle) VSimWithArgsWithAttribs(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.VectorAttribSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithAttribs(ctx, key, val, args)
+	return g.batchable(ctx).VSimWithArgsWithAttribs(ctx, key, val, args)
 }
 
 // VSimWithArgsWithScores calls VSimWithArgsWithScores on the profile's current client.
 func (h *Handle) VSimWithArgsWithScores(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.VectorScoreSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithScores(ctx, key, val, args)
+	return g.batchable(ctx).VSimWithArgsWithScores(ctx, key, val, args)
 }
 
 // VSimWithArgsWithScoresWithAttribs calls VSimWithArgsWithScoresWithAttribs on the profile's current client.
 func (h *Handle) VSimWithArgsWithScoresWithAttribs(ctx context.Context, key string, val redis.Vector, args *redis.VSimArgs) *redis.VectorScoreAttribSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithArgsWithScoresWithAttribs(ctx, key, val, args)
+	return g.batchable(ctx).VSimWithArgsWithScoresWithAttribs(ctx, key, val, args)
 }
 
 // VSimWithScores calls VSimWithScores on the profile's current client.
 func (h *Handle) VSimWithScores(ctx context.Context, key string, val redis.Vector) *redis.VectorScoreSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.VSimWithScores(ctx, key, val)
+	return g.batchable(ctx).VSimWithScores(ctx, key, val)
 }
 
 // Watch calls Watch on the profile's current client.
@@ -3784,189 +3777,189 @@ func (h *Handle) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...st
 func (h *Handle) XAck(ctx context.Context, stream string, group string, ids ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAck(ctx, stream, group, ids...)
+	return g.batchable(ctx).XAck(ctx, stream, group, ids...)
 }
 
 // XAckDel calls XAckDel on the profile's current client.
 func (h *Handle) XAckDel(ctx context.Context, stream string, group string, mode string, ids ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAckDel(ctx, stream, group, mode, ids...)
+	return g.batchable(ctx).XAckDel(ctx, stream, group, mode, ids...)
 }
 
 // XAdd calls XAdd on the profile's current client.
 func (h *Handle) XAdd(ctx context.Context, a *redis.XAddArgs) *redis.StringCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAdd(ctx, a)
+	return g.batchable(ctx).XAdd(ctx, a)
 }
 
 // XAutoClaim calls XAutoClaim on the profile's current client.
 func (h *Handle) XAutoClaim(ctx context.Context, a *redis.XAutoClaimArgs) *redis.XAutoClaimCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaim(ctx, a)
+	return g.batchable(ctx).XAutoClaim(ctx, a)
 }
 
 // XAutoClaimJustID calls XAutoClaimJustID on the profile's current client.
 func (h *Handle) XAutoClaimJustID(ctx context.Context, a *redis.XAutoClaimArgs) *redis.XAutoClaimJustIDCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaimJustID(ctx, a)
+	return g.batchable(ctx).XAutoClaimJustID(ctx, a)
 }
 
 // XAutoClaimWithDeleted calls XAutoClaimWithDeleted on the profile's current client.
 func (h *Handle) XAutoClaimWithDeleted(ctx context.Context, a *redis.XAutoClaimArgs) *redis.XAutoClaimWithDeletedCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XAutoClaimWithDeleted(ctx, a)
+	return g.batchable(ctx).XAutoClaimWithDeleted(ctx, a)
 }
 
 // XCfgSet calls XCfgSet on the profile's current client.
 func (h *Handle) XCfgSet(ctx context.Context, a *redis.XCfgSetArgs) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XCfgSet(ctx, a)
+	return g.batchable(ctx).XCfgSet(ctx, a)
 }
 
 // XClaim calls XClaim on the profile's current client.
 func (h *Handle) XClaim(ctx context.Context, a *redis.XClaimArgs) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XClaim(ctx, a)
+	return g.batchable(ctx).XClaim(ctx, a)
 }
 
 // XClaimJustID calls XClaimJustID on the profile's current client.
 func (h *Handle) XClaimJustID(ctx context.Context, a *redis.XClaimArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XClaimJustID(ctx, a)
+	return g.batchable(ctx).XClaimJustID(ctx, a)
 }
 
 // XDel calls XDel on the profile's current client.
 func (h *Handle) XDel(ctx context.Context, stream string, ids ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XDel(ctx, stream, ids...)
+	return g.batchable(ctx).XDel(ctx, stream, ids...)
 }
 
 // XDelEx calls XDelEx on the profile's current client.
 func (h *Handle) XDelEx(ctx context.Context, stream string, mode string, ids ...string) *redis.SliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XDelEx(ctx, stream, mode, ids...)
+	return g.batchable(ctx).XDelEx(ctx, stream, mode, ids...)
 }
 
 // XGroupCreate calls XGroupCreate on the profile's current client.
 func (h *Handle) XGroupCreate(ctx context.Context, stream string, group string, start string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreate(ctx, stream, group, start)
+	return g.batchable(ctx).XGroupCreate(ctx, stream, group, start)
 }
 
 // XGroupCreateConsumer calls XGroupCreateConsumer on the profile's current client.
 func (h *Handle) XGroupCreateConsumer(ctx context.Context, stream string, group string, consumer string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreateConsumer(ctx, stream, group, consumer)
+	return g.batchable(ctx).XGroupCreateConsumer(ctx, stream, group, consumer)
 }
 
 // XGroupCreateMkStream calls XGroupCreateMkStream on the profile's current client.
 func (h *Handle) XGroupCreateMkStream(ctx context.Context, stream string, group string, start string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupCreateMkStream(ctx, stream, group, start)
+	return g.batchable(ctx).XGroupCreateMkStream(ctx, stream, group, start)
 }
 
 // XGroupDelConsumer calls XGroupDelConsumer on the profile's current client.
 func (h *Handle) XGroupDelConsumer(ctx context.Context, stream string, group string, consumer string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupDelConsumer(ctx, stream, group, consumer)
+	return g.batchable(ctx).XGroupDelConsumer(ctx, stream, group, consumer)
 }
 
 // XGroupDestroy calls XGroupDestroy on the profile's current client.
 func (h *Handle) XGroupDestroy(ctx context.Context, stream string, group string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupDestroy(ctx, stream, group)
+	return g.batchable(ctx).XGroupDestroy(ctx, stream, group)
 }
 
 // XGroupSetID calls XGroupSetID on the profile's current client.
 func (h *Handle) XGroupSetID(ctx context.Context, stream string, group string, start string) *redis.StatusCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XGroupSetID(ctx, stream, group, start)
+	return g.batchable(ctx).XGroupSetID(ctx, stream, group, start)
 }
 
 // XInfoConsumers calls XInfoConsumers on the profile's current client.
 func (h *Handle) XInfoConsumers(ctx context.Context, key string, group string) *redis.XInfoConsumersCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoConsumers(ctx, key, group)
+	return g.batchable(ctx).XInfoConsumers(ctx, key, group)
 }
 
 // XInfoGroups calls XInfoGroups on the profile's current client.
 func (h *Handle) XInfoGroups(ctx context.Context, key string) *redis.XInfoGroupsCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoGroups(ctx, key)
+	return g.batchable(ctx).XInfoGroups(ctx, key)
 }
 
 // XInfoStream calls XInfoStream on the profile's current client.
 func (h *Handle) XInfoStream(ctx context.Context, key string) *redis.XInfoStreamCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoStream(ctx, key)
+	return g.batchable(ctx).XInfoStream(ctx, key)
 }
 
 // XInfoStreamFull calls XInfoStreamFull on the profile's current client.
 func (h *Handle) XInfoStreamFull(ctx context.Context, key string, count int) *redis.XInfoStreamFullCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XInfoStreamFull(ctx, key, count)
+	return g.batchable(ctx).XInfoStreamFull(ctx, key, count)
 }
 
 // XLen calls XLen on the profile's current client.
 func (h *Handle) XLen(ctx context.Context, stream string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XLen(ctx, stream)
+	return g.readable(ctx).XLen(ctx, stream)
 }
 
 // XNack calls XNack on the profile's current client.
 func (h *Handle) XNack(ctx context.Context, a *redis.XNackArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XNack(ctx, a)
+	return g.batchable(ctx).XNack(ctx, a)
 }
 
 // XPending calls XPending on the profile's current client.
 func (h *Handle) XPending(ctx context.Context, stream string, group string) *redis.XPendingCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XPending(ctx, stream, group)
+	return g.batchable(ctx).XPending(ctx, stream, group)
 }
 
 // XPendingExt calls XPendingExt on the profile's current client.
 func (h *Handle) XPendingExt(ctx context.Context, a *redis.XPendingExtArgs) *redis.XPendingExtCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XPendingExt(ctx, a)
+	return g.batchable(ctx).XPendingExt(ctx, a)
 }
 
 // XRange calls XRange on the profile's current client.
 func (h *Handle) XRange(ctx context.Context, stream string, start string, stop string) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRange(ctx, stream, start, stop)
+	return g.readable(ctx).XRange(ctx, stream, start, stop)
 }
 
 // XRangeN calls XRangeN on the profile's current client.
 func (h *Handle) XRangeN(ctx context.Context, stream string, start string, stop string, count int64) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRangeN(ctx, stream, start, stop, count)
+	return g.batchable(ctx).XRangeN(ctx, stream, start, stop, count)
 }
 
 // XRead calls XRead on the profile's current client.
@@ -3994,418 +3987,418 @@ func (h *Handle) XReadStreams(ctx context.Context, streams ...string) *redis.XSt
 func (h *Handle) XRevRange(ctx context.Context, stream string, start string, stop string) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRevRange(ctx, stream, start, stop)
+	return g.batchable(ctx).XRevRange(ctx, stream, start, stop)
 }
 
 // XRevRangeN calls XRevRangeN on the profile's current client.
 func (h *Handle) XRevRangeN(ctx context.Context, stream string, start string, stop string, count int64) *redis.XMessageSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XRevRangeN(ctx, stream, start, stop, count)
+	return g.batchable(ctx).XRevRangeN(ctx, stream, start, stop, count)
 }
 
 // XTrimMaxLen calls XTrimMaxLen on the profile's current client.
 func (h *Handle) XTrimMaxLen(ctx context.Context, key string, maxLen int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLen(ctx, key, maxLen)
+	return g.batchable(ctx).XTrimMaxLen(ctx, key, maxLen)
 }
 
 // XTrimMaxLenApprox calls XTrimMaxLenApprox on the profile's current client.
 func (h *Handle) XTrimMaxLenApprox(ctx context.Context, key string, maxLen int64, limit int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenApprox(ctx, key, maxLen, limit)
+	return g.batchable(ctx).XTrimMaxLenApprox(ctx, key, maxLen, limit)
 }
 
 // XTrimMaxLenApproxMode calls XTrimMaxLenApproxMode on the profile's current client.
 func (h *Handle) XTrimMaxLenApproxMode(ctx context.Context, key string, maxLen int64, limit int64, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenApproxMode(ctx, key, maxLen, limit, mode)
+	return g.batchable(ctx).XTrimMaxLenApproxMode(ctx, key, maxLen, limit, mode)
 }
 
 // XTrimMaxLenMode calls XTrimMaxLenMode on the profile's current client.
 func (h *Handle) XTrimMaxLenMode(ctx context.Context, key string, maxLen int64, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMaxLenMode(ctx, key, maxLen, mode)
+	return g.batchable(ctx).XTrimMaxLenMode(ctx, key, maxLen, mode)
 }
 
 // XTrimMinID calls XTrimMinID on the profile's current client.
 func (h *Handle) XTrimMinID(ctx context.Context, key string, minID string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinID(ctx, key, minID)
+	return g.batchable(ctx).XTrimMinID(ctx, key, minID)
 }
 
 // XTrimMinIDApprox calls XTrimMinIDApprox on the profile's current client.
 func (h *Handle) XTrimMinIDApprox(ctx context.Context, key string, minID string, limit int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDApprox(ctx, key, minID, limit)
+	return g.batchable(ctx).XTrimMinIDApprox(ctx, key, minID, limit)
 }
 
 // XTrimMinIDApproxMode calls XTrimMinIDApproxMode on the profile's current client.
 func (h *Handle) XTrimMinIDApproxMode(ctx context.Context, key string, minID string, limit int64, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDApproxMode(ctx, key, minID, limit, mode)
+	return g.batchable(ctx).XTrimMinIDApproxMode(ctx, key, minID, limit, mode)
 }
 
 // XTrimMinIDMode calls XTrimMinIDMode on the profile's current client.
 func (h *Handle) XTrimMinIDMode(ctx context.Context, key string, minID string, mode string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.XTrimMinIDMode(ctx, key, minID, mode)
+	return g.batchable(ctx).XTrimMinIDMode(ctx, key, minID, mode)
 }
 
 // ZAdd calls ZAdd on the profile's current client.
 func (h *Handle) ZAdd(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAdd(ctx, key, members...)
+	return g.batchable(ctx).ZAdd(ctx, key, members...)
 }
 
 // ZAddArgs calls ZAddArgs on the profile's current client.
 func (h *Handle) ZAddArgs(ctx context.Context, key string, args redis.ZAddArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddArgs(ctx, key, args)
+	return g.batchable(ctx).ZAddArgs(ctx, key, args)
 }
 
 // ZAddArgsIncr calls ZAddArgsIncr on the profile's current client.
 func (h *Handle) ZAddArgsIncr(ctx context.Context, key string, args redis.ZAddArgs) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddArgsIncr(ctx, key, args)
+	return g.batchable(ctx).ZAddArgsIncr(ctx, key, args)
 }
 
 // ZAddGT calls ZAddGT on the profile's current client.
 func (h *Handle) ZAddGT(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddGT(ctx, key, members...)
+	return g.batchable(ctx).ZAddGT(ctx, key, members...)
 }
 
 // ZAddLT calls ZAddLT on the profile's current client.
 func (h *Handle) ZAddLT(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddLT(ctx, key, members...)
+	return g.batchable(ctx).ZAddLT(ctx, key, members...)
 }
 
 // ZAddNX calls ZAddNX on the profile's current client.
 func (h *Handle) ZAddNX(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddNX(ctx, key, members...)
+	return g.batchable(ctx).ZAddNX(ctx, key, members...)
 }
 
 // ZAddXX calls ZAddXX on the profile's current client.
 func (h *Handle) ZAddXX(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZAddXX(ctx, key, members...)
+	return g.batchable(ctx).ZAddXX(ctx, key, members...)
 }
 
 // ZCard calls ZCard on the profile's current client.
 func (h *Handle) ZCard(ctx context.Context, key string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZCard(ctx, key)
+	return g.readable(ctx).ZCard(ctx, key)
 }
 
 // ZCount calls ZCount on the profile's current client.
 func (h *Handle) ZCount(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZCount(ctx, key, min, max)
+	return g.readable(ctx).ZCount(ctx, key, min, max)
 }
 
 // ZDiff calls ZDiff on the profile's current client.
 func (h *Handle) ZDiff(ctx context.Context, keys ...string) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiff(ctx, keys...)
+	return g.batchable(ctx).ZDiff(ctx, keys...)
 }
 
 // ZDiffStore calls ZDiffStore on the profile's current client.
 func (h *Handle) ZDiffStore(ctx context.Context, destination string, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiffStore(ctx, destination, keys...)
+	return g.batchable(ctx).ZDiffStore(ctx, destination, keys...)
 }
 
 // ZDiffWithScores calls ZDiffWithScores on the profile's current client.
 func (h *Handle) ZDiffWithScores(ctx context.Context, keys ...string) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZDiffWithScores(ctx, keys...)
+	return g.batchable(ctx).ZDiffWithScores(ctx, keys...)
 }
 
 // ZIncrBy calls ZIncrBy on the profile's current client.
 func (h *Handle) ZIncrBy(ctx context.Context, key string, increment float64, member string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZIncrBy(ctx, key, increment, member)
+	return g.batchable(ctx).ZIncrBy(ctx, key, increment, member)
 }
 
 // ZInter calls ZInter on the profile's current client.
 func (h *Handle) ZInter(ctx context.Context, store *redis.ZStore) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInter(ctx, store)
+	return g.batchable(ctx).ZInter(ctx, store)
 }
 
 // ZInterCard calls ZInterCard on the profile's current client.
 func (h *Handle) ZInterCard(ctx context.Context, limit int64, keys ...string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterCard(ctx, limit, keys...)
+	return g.batchable(ctx).ZInterCard(ctx, limit, keys...)
 }
 
 // ZInterStore calls ZInterStore on the profile's current client.
 func (h *Handle) ZInterStore(ctx context.Context, destination string, store *redis.ZStore) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterStore(ctx, destination, store)
+	return g.batchable(ctx).ZInterStore(ctx, destination, store)
 }
 
 // ZInterWithScores calls ZInterWithScores on the profile's current client.
 func (h *Handle) ZInterWithScores(ctx context.Context, store *redis.ZStore) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZInterWithScores(ctx, store)
+	return g.batchable(ctx).ZInterWithScores(ctx, store)
 }
 
 // ZLexCount calls ZLexCount on the profile's current client.
 func (h *Handle) ZLexCount(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZLexCount(ctx, key, min, max)
+	return g.batchable(ctx).ZLexCount(ctx, key, min, max)
 }
 
 // ZMPop calls ZMPop on the profile's current client.
 func (h *Handle) ZMPop(ctx context.Context, order string, count int64, keys ...string) *redis.ZSliceWithKeyCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZMPop(ctx, order, count, keys...)
+	return g.batchable(ctx).ZMPop(ctx, order, count, keys...)
 }
 
 // ZMScore calls ZMScore on the profile's current client.
 func (h *Handle) ZMScore(ctx context.Context, key string, members ...string) *redis.FloatSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZMScore(ctx, key, members...)
+	return g.readable(ctx).ZMScore(ctx, key, members...)
 }
 
 // ZPopMax calls ZPopMax on the profile's current client.
 func (h *Handle) ZPopMax(ctx context.Context, key string, count ...int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZPopMax(ctx, key, count...)
+	return g.batchable(ctx).ZPopMax(ctx, key, count...)
 }
 
 // ZPopMin calls ZPopMin on the profile's current client.
 func (h *Handle) ZPopMin(ctx context.Context, key string, count ...int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZPopMin(ctx, key, count...)
+	return g.batchable(ctx).ZPopMin(ctx, key, count...)
 }
 
 // ZRandMember calls ZRandMember on the profile's current client.
 func (h *Handle) ZRandMember(ctx context.Context, key string, count int) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRandMember(ctx, key, count)
+	return g.batchable(ctx).ZRandMember(ctx, key, count)
 }
 
 // ZRandMemberWithScores calls ZRandMemberWithScores on the profile's current client.
 func (h *Handle) ZRandMemberWithScores(ctx context.Context, key string, count int) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRandMemberWithScores(ctx, key, count)
+	return g.batchable(ctx).ZRandMemberWithScores(ctx, key, count)
 }
 
 // ZRange calls ZRange on the profile's current client.
 func (h *Handle) ZRange(ctx context.Context, key string, start int64, stop int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRange(ctx, key, start, stop)
+	return g.readable(ctx).ZRange(ctx, key, start, stop)
 }
 
 // ZRangeArgs calls ZRangeArgs on the profile's current client.
 func (h *Handle) ZRangeArgs(ctx context.Context, z redis.ZRangeArgs) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeArgs(ctx, z)
+	return g.batchable(ctx).ZRangeArgs(ctx, z)
 }
 
 // ZRangeArgsWithScores calls ZRangeArgsWithScores on the profile's current client.
 func (h *Handle) ZRangeArgsWithScores(ctx context.Context, z redis.ZRangeArgs) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeArgsWithScores(ctx, z)
+	return g.batchable(ctx).ZRangeArgsWithScores(ctx, z)
 }
 
 // ZRangeByLex calls ZRangeByLex on the profile's current client.
 func (h *Handle) ZRangeByLex(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByLex(ctx, key, opt)
+	return g.batchable(ctx).ZRangeByLex(ctx, key, opt)
 }
 
 // ZRangeByScore calls ZRangeByScore on the profile's current client.
 func (h *Handle) ZRangeByScore(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByScore(ctx, key, opt)
+	return g.readable(ctx).ZRangeByScore(ctx, key, opt)
 }
 
 // ZRangeByScoreWithScores calls ZRangeByScoreWithScores on the profile's current client.
 func (h *Handle) ZRangeByScoreWithScores(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeByScoreWithScores(ctx, key, opt)
+	return g.batchable(ctx).ZRangeByScoreWithScores(ctx, key, opt)
 }
 
 // ZRangeStore calls ZRangeStore on the profile's current client.
 func (h *Handle) ZRangeStore(ctx context.Context, dst string, z redis.ZRangeArgs) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeStore(ctx, dst, z)
+	return g.batchable(ctx).ZRangeStore(ctx, dst, z)
 }
 
 // ZRangeWithScores calls ZRangeWithScores on the profile's current client.
 func (h *Handle) ZRangeWithScores(ctx context.Context, key string, start int64, stop int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRangeWithScores(ctx, key, start, stop)
+	return g.batchable(ctx).ZRangeWithScores(ctx, key, start, stop)
 }
 
 // ZRank calls ZRank on the profile's current client.
 func (h *Handle) ZRank(ctx context.Context, key string, member string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRank(ctx, key, member)
+	return g.readable(ctx).ZRank(ctx, key, member)
 }
 
 // ZRankWithScore calls ZRankWithScore on the profile's current client.
 func (h *Handle) ZRankWithScore(ctx context.Context, key string, member string) *redis.RankWithScoreCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRankWithScore(ctx, key, member)
+	return g.batchable(ctx).ZRankWithScore(ctx, key, member)
 }
 
 // ZRem calls ZRem on the profile's current client.
 func (h *Handle) ZRem(ctx context.Context, key string, members ...interface{}) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRem(ctx, key, members...)
+	return g.batchable(ctx).ZRem(ctx, key, members...)
 }
 
 // ZRemRangeByLex calls ZRemRangeByLex on the profile's current client.
 func (h *Handle) ZRemRangeByLex(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByLex(ctx, key, min, max)
+	return g.batchable(ctx).ZRemRangeByLex(ctx, key, min, max)
 }
 
 // ZRemRangeByRank calls ZRemRangeByRank on the profile's current client.
 func (h *Handle) ZRemRangeByRank(ctx context.Context, key string, start int64, stop int64) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByRank(ctx, key, start, stop)
+	return g.batchable(ctx).ZRemRangeByRank(ctx, key, start, stop)
 }
 
 // ZRemRangeByScore calls ZRemRangeByScore on the profile's current client.
 func (h *Handle) ZRemRangeByScore(ctx context.Context, key string, min string, max string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRemRangeByScore(ctx, key, min, max)
+	return g.batchable(ctx).ZRemRangeByScore(ctx, key, min, max)
 }
 
 // ZRevRange calls ZRevRange on the profile's current client.
 func (h *Handle) ZRevRange(ctx context.Context, key string, start int64, stop int64) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRange(ctx, key, start, stop)
+	return g.readable(ctx).ZRevRange(ctx, key, start, stop)
 }
 
 // ZRevRangeByLex calls ZRevRangeByLex on the profile's current client.
 func (h *Handle) ZRevRangeByLex(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByLex(ctx, key, opt)
+	return g.batchable(ctx).ZRevRangeByLex(ctx, key, opt)
 }
 
 // ZRevRangeByScore calls ZRevRangeByScore on the profile's current client.
 func (h *Handle) ZRevRangeByScore(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByScore(ctx, key, opt)
+	return g.readable(ctx).ZRevRangeByScore(ctx, key, opt)
 }
 
 // ZRevRangeByScoreWithScores calls ZRevRangeByScoreWithScores on the profile's current client.
 func (h *Handle) ZRevRangeByScoreWithScores(ctx context.Context, key string, opt *redis.ZRangeBy) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeByScoreWithScores(ctx, key, opt)
+	return g.batchable(ctx).ZRevRangeByScoreWithScores(ctx, key, opt)
 }
 
 // ZRevRangeWithScores calls ZRevRangeWithScores on the profile's current client.
 func (h *Handle) ZRevRangeWithScores(ctx context.Context, key string, start int64, stop int64) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRangeWithScores(ctx, key, start, stop)
+	return g.batchable(ctx).ZRevRangeWithScores(ctx, key, start, stop)
 }
 
 // ZRevRank calls ZRevRank on the profile's current client.
 func (h *Handle) ZRevRank(ctx context.Context, key string, member string) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRank(ctx, key, member)
+	return g.readable(ctx).ZRevRank(ctx, key, member)
 }
 
 // ZRevRankWithScore calls ZRevRankWithScore on the profile's current client.
 func (h *Handle) ZRevRankWithScore(ctx context.Context, key string, member string) *redis.RankWithScoreCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZRevRankWithScore(ctx, key, member)
+	return g.batchable(ctx).ZRevRankWithScore(ctx, key, member)
 }
 
 // ZScan calls ZScan on the profile's current client.
 func (h *Handle) ZScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZScan(ctx, key, cursor, match, count)
+	return g.batchable(ctx).ZScan(ctx, key, cursor, match, count)
 }
 
 // ZScore calls ZScore on the profile's current client.
 func (h *Handle) ZScore(ctx context.Context, key string, member string) *redis.FloatCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZScore(ctx, key, member)
+	return g.readable(ctx).ZScore(ctx, key, member)
 }
 
 // ZUnion calls ZUnion on the profile's current client.
 func (h *Handle) ZUnion(ctx context.Context, store redis.ZStore) *redis.StringSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnion(ctx, store)
+	return g.batchable(ctx).ZUnion(ctx, store)
 }
 
 // ZUnionStore calls ZUnionStore on the profile's current client.
 func (h *Handle) ZUnionStore(ctx context.Context, dest string, store *redis.ZStore) *redis.IntCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnionStore(ctx, dest, store)
+	return g.batchable(ctx).ZUnionStore(ctx, dest, store)
 }
 
 // ZUnionWithScores calls ZUnionWithScores on the profile's current client.
 func (h *Handle) ZUnionWithScores(ctx context.Context, store redis.ZStore) *redis.ZSliceCmd {
 	g, s := h.acquire()
 	defer g.release(s)
-	return g.client.ZUnionWithScores(ctx, store)
+	return g.batchable(ctx).ZUnionWithScores(ctx, store)
 }

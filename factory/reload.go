@@ -233,7 +233,7 @@ func (f *Factory) apply(ctx context.Context, cfg *schema.Config, trigger string)
 	var retired []retiredGen
 	for n, e := range built {
 		next[n] = e
-		g := &generation{client: e.client.UniversalClient, owner: e.client}
+		g := newGeneration(e.client)
 		if h, ok := f.handles[n]; ok {
 			prev := h.swap(g)
 			if o, ok := old[n]; ok {

@@ -131,7 +131,7 @@ func buildJSONSchema() (*jsonschema.Schema, error) {
 		reflect.TypeOf(Profile{}), reflect.TypeOf(TLS{}), reflect.TypeOf(SentinelConfig{}),
 		reflect.TypeOf(ClusterConfig{}), reflect.TypeOf(Pool{}), reflect.TypeOf(Timeouts{}),
 		reflect.TypeOf(Retry{}), reflect.TypeOf(Backoff{}), reflect.TypeOf(Budget{}),
-		reflect.TypeOf(Cache{}), reflect.TypeOf(SCH{}),
+		reflect.TypeOf(Cache{}), reflect.TypeOf(SCH{}), reflect.TypeOf(Pipeline{}),
 	} {
 		def, ok := defs[t.Name()]
 		if !ok {

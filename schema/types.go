@@ -87,6 +87,8 @@ type Profile struct {
 	Cache Cache `koanf:"cache" json:"cache,omitempty"`
 	// SCH configures smart client handoffs (maintenance notifications).
 	SCH SCH `koanf:"sch" json:"sch,omitempty"`
+	// Pipeline configures automatic pipelining.
+	Pipeline Pipeline `koanf:"pipeline" json:"pipeline,omitempty"`
 	// DrainTimeout bounds how long a replaced or removed client may finish
 	// its in-flight commands before it is closed.
 	DrainTimeout time.Duration `koanf:"drain_timeout" json:"drain_timeout,omitempty" validate:"gte=0" jsonschema:"description=How long a replaced client may finish in-flight commands before it is closed."`
@@ -257,4 +259,15 @@ type SCH struct {
 	MaxHandoffRetries          int           `koanf:"max_handoff_retries" json:"max_handoff_retries,omitempty" validate:"gte=0,lte=10" jsonschema:"minimum=0,maximum=10,description=Dial attempts for a connection on an announced endpoint; 0 means 3."`
 	MaxWorkers                 int           `koanf:"max_workers" json:"max_workers,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Accepted for compatibility; no effect (it configured go-redis's handoff worker, which the factory does not use)."`
 	HandoffQueueSize           int           `koanf:"handoff_queue_size" json:"handoff_queue_size,omitempty" validate:"gte=0,lte=1000000" jsonschema:"minimum=0,maximum=1000000,description=Accepted for compatibility; no effect (it configured go-redis's handoff worker, which the factory does not use)."`
+}
+
+// Pipeline configures automatic pipelining: concurrent commands of the
+// profile's handle share round trips through go-redis's auto-pipeliner
+// (Client.AutoPipeline), each caller still waiting for its own reply.
+type Pipeline struct {
+	Auto              bool          `koanf:"auto" json:"auto,omitempty" jsonschema:"description=Send the commands that can be batched through go-redis's auto-pipeliner; concurrent callers then share round trips."`
+	MaxBatch          int           `koanf:"max_batch" json:"max_batch,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Commands after which a batch is sent without waiting for more (a soft bound); 0 means 300."`
+	MaxBatchBytes     ByteSize      `koanf:"max_batch_bytes" json:"max_batch_bytes,omitempty" validate:"gte=0" jsonschema:"description=Argument bytes after which a batch is sent without waiting for more, e.g. 128KiB; 0 means 128KiB."`
+	ConcurrentBatches int           `koanf:"concurrent_batches" json:"concurrent_batches,omitempty" validate:"gte=0,lte=64" jsonschema:"minimum=0,maximum=64,description=Batches in flight at once; 1 keeps one ordered stream; more use more connections and give no order between concurrent callers."`
+	FlushDelay        time.Duration `koanf:"flush_delay" json:"flush_delay,omitempty" validate:"gte=0,lte=10ms" jsonschema:"description=How long a batch may wait for more commands before it is sent (at most 10ms); 0 sends at once."`
 }

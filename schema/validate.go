@@ -366,6 +366,11 @@ func crossCheck(prefix string, p *Profile) Issues {
 		add("cache.prefixes", "mode_key", "prefixes only apply with cache.mode: broadcast", strings.Join(c.Prefixes, ","))
 	}
 
+	// Pipeline.
+	if p.Pipeline.Auto && p.Mode == Cluster {
+		add("pipeline.auto", "pipeline_unsupported", "auto-pipelining is offered for standalone and sentinel profiles; a cluster profile keeps one round trip per command (use Pipelined for batches)", true)
+	}
+
 	// SCH.
 	if p.SCH.Mode == SCHEnabled {
 		switch {

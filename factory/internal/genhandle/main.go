@@ -11,10 +11,13 @@
 //
 // Each generated method marks the call in flight on the client generation
 // it runs on, so that a reload can drain that generation before closing it.
+// With pipeline.auto, the commands that can be batched go through the
+// generation's auto-pipeliner (route).
 package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"go/ast"
@@ -34,6 +37,61 @@ import (
 var handWritten = map[string]bool{
 	"Close":   true, // the factory owns the clients
 	"AddHook": true, // hooks must survive reloads
+	"Get":     true, // answers cache hits before a command is built
+}
+
+// poolOnly are the commands of redis.Cmdable that never go through the
+// auto-pipeliner (pipeline.auto): pipelines and transactions the user
+// built, commands that block the connection they run on, and commands
+// that change the state of their connection. The README's pipeline table
+// lists them; keep both in step. Methods outside redis.Cmdable (Watch,
+// Subscribe, Conn, Do, PoolStats, …) take the pool too.
+var poolOnly = map[string]bool{
+	"Pipeline": true, "Pipelined": true, "TxPipeline": true, "TxPipelined": true,
+	"BLPop": true, "BRPop": true, "BRPopLPush": true, "BLMove": true, "BLMPop": true,
+	"BZPopMin": true, "BZPopMax": true, "BZMPop": true,
+	"Wait": true, "WaitAOF": true, "XRead": true, "XReadStreams": true, "XReadGroup": true,
+	"Migrate": true, "ReadOnly": true, "ReadWrite": true, "Quit": true,
+	"ShutdownSave": true, "ShutdownNoSave": true, "Shutdown": true,
+}
+
+// poolPrefixes are name prefixes of poolOnly commands (CLIENT …, HIMPORT …).
+var poolPrefixes = []string{"Client", "HImport"}
+
+// cacheReads are the typed reads a client-side cache may answer: with a
+// cache on, they take the pool, so that a miss fills the cache through
+// its hook; without one, they are batched like any other command.
+var cacheReads = map[string]bool{
+	"MGet": true, "GetRange": true, "StrLen": true, "GetBit": true, "BitCount": true,
+	"HGet": true, "HMGet": true, "HGetAll": true, "HExists": true, "HLen": true, "HKeys": true,
+	"HVals": true, "HStrLen": true, "LRange": true, "LIndex": true, "LLen": true, "LPos": true,
+	"SMembers": true, "SIsMember": true, "SMIsMember": true, "SCard": true,
+	"ZRange": true, "ZScore": true, "ZMScore": true, "ZCard": true, "ZRank": true, "ZRevRank": true,
+	"ZCount": true, "ZRangeByScore": true, "ZRevRange": true, "ZRevRangeByScore": true,
+	"Exists": true, "Type": true, "TTL": true, "PTTL": true, "XLen": true, "XRange": true,
+	"GeoPos": true, "GeoDist": true, "GeoHash": true,
+}
+
+// route says through which client of the current generation a method goes;
+// ctx is the name of the method's first parameter (its context).
+func route(m reflect.Method, ctx string) string {
+	cmdable := reflect.TypeOf((*redis.Cmdable)(nil)).Elem()
+	if _, ok := cmdable.MethodByName(m.Name); !ok || poolOnly[m.Name] {
+		return "g.client"
+	}
+	for _, p := range poolPrefixes {
+		if strings.HasPrefix(m.Name, p) {
+			return "g.client"
+		}
+	}
+	ctxType := reflect.TypeOf((*context.Context)(nil)).Elem()
+	if m.Type.NumIn() == 0 || m.Type.In(0) != ctxType {
+		return "g.client"
+	}
+	if cacheReads[m.Name] {
+		return "g.readable(" + ctx + ")"
+	}
+	return "g.batchable(" + ctx + ")"
 }
 
 // reserved are the identifiers a generated method body uses besides its
@@ -176,7 +234,11 @@ func writeMethod(b *bytes.Buffer, m reflect.Method, names []string) {
 	if len(results) > 0 {
 		b.WriteString("return ")
 	}
-	fmt.Fprintf(b, "g.client.%s(%s)\n}\n\n", m.Name, strings.Join(args, ", "))
+	ctx := ""
+	if len(args) > 0 {
+		ctx = strings.TrimSuffix(args[0], "...")
+	}
+	fmt.Fprintf(b, "%s.%s(%s)\n}\n\n", route(m, ctx), m.Name, strings.Join(args, ", "))
 }
 
 // typeString renders a type as Go source in a file that imports context,
