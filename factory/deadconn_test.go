@@ -74,12 +74,12 @@ func warm(t *testing.T, c redis.UniversalClient, n int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.BLPop(ctx, 100*time.Millisecond, "deadconn:nothing").Err()
+			err := c.BLPop(ctx, 300*time.Millisecond, "deadconn:nothing").Err()
 			assert.ErrorIs(t, err, redis.Nil)
 		}()
 	}
 	wg.Wait()
-	require.Equal(t, uint32(n), c.PoolStats().TotalConns, "%d connections open", n)
+	assert.Equal(t, uint32(n), c.PoolStats().TotalConns, "%d connections open", n)
 }
 
 // TestDeadPooledConnectionsFailNothing: every idle pooled connection dies
@@ -123,9 +123,12 @@ func TestDeadPooledConnectionsFailNothing(t *testing.T) {
 			for _, c := range combos {
 				clients[c.name()] = client(t, f, strings.ReplaceAll(c.name(), "+", "_"))
 			}
+			var wg sync.WaitGroup
 			for _, c := range clients {
-				warm(t, c, 8)
+				wg.Add(1)
+				go func() { defer wg.Done(); warm(t, c, 8) }()
 			}
+			wg.Wait()
 			bus := f.Runtime().Events()
 			retriesBefore := bus.Count(runtime.RetryAttempted)
 			seen := len(ev.list())
