@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/retry"
 	"github.com/redisfactory/redisfactory/runtime"
 	"github.com/redisfactory/redisfactory/schema"
@@ -137,6 +139,11 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		}
 	}
 	bus.Publish(runtime.Event{Kind: runtime.ClientBuilt, Profile: name, Message: string(p.Mode)})
+	for _, w := range profiles.Warnings(name, p) {
+		// Paths and modes only: a warning never carries a secret.
+		bus.Publish(runtime.Event{Kind: runtime.ConfigWarning, Profile: name, Message: strings.TrimPrefix(w.Path, "profiles."+name+".") + ": " + w.Message,
+			Attrs: []slog.Attr{slog.String("rule", w.Rule)}})
+	}
 	return c, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -99,4 +100,30 @@ func TestTLSClassesBareGoRedis(t *testing.T) {
 			assert.Equal(t, errclass.TLS, errclass.Of(err), "%v", err)
 		})
 	}
+}
+
+// TestBuildWarnsOfWeakSecurity: building a client whose profile turns TLS
+// verification off publishes a config.warning event (and the client still
+// works: a warning changes nothing else).
+func TestBuildWarnsOfWeakSecurity(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{TLS: true})
+	cfg := load(t, `profiles:
+  p:
+    addr: %s
+    tls: {enabled: true, insecure_skip_verify: true, cert_file: %s, key_file: %s}
+`, srv.Addr(), srv.TLS.ClientCertFile, srv.TLS.ClientKeyFile)
+	rt := runtime.New(runtime.Options{})
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	ev, stop := collect(rt, runtime.ConfigWarning)
+	defer stop()
+	c, err := factory.Build("p", cfg.Profiles["p"], rt, factory.BuildOptions{})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Ping(context.Background()).Err())
+	require.Eventually(t, func() bool { return ev.count(runtime.ConfigWarning) == 1 }, 5*time.Second, 10*time.Millisecond)
+	w := ev.list()[0]
+	assert.Equal(t, "p", w.Profile)
+	assert.Contains(t, w.Message, "tls.insecure_skip_verify: TLS certificate verification is off")
+	assert.Equal(t, slog.LevelWarn, w.Kind.Level())
 }
