@@ -45,7 +45,7 @@ func secretValueIssue(n *yaml.Node, prefix string) string {
 				what = "starts with '!', which YAML reads as a tag"
 			}
 			if what != "" {
-				return fmt.Sprintf("line %d: key %q: the value %s, so it would not be the secret you wrote; quote it (%s: \"...\"). The value is not shown because it is a secret",
+				return fmt.Sprintf("line %d: key %q: the value %s, so it would not be the secret you wrote; write the secret out and quote it (%s: \"...\"), or read it from a file (password_file). The value is not shown because it is a secret",
 					v.Line, path, what, k.Value)
 			}
 		}
