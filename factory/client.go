@@ -411,3 +411,18 @@ func field(s, key, end string) string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// Format prints the profile's name, mode and go-redis client, for every
+// verb: never the fields, whose profile holds secrets (fmt prints an
+// unexported pointer field raw under verbs such as %s).
+func (c *Client) Format(f fmt.State, verb rune) {
+	if c == nil {
+		_, _ = f.Write([]byte("<nil>"))
+		return
+	}
+	s := fmt.Sprintf("factory.Client{profile: %s, mode: %s, client: %v}", c.name, c.profile.Mode, c.UniversalClient)
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = f.Write([]byte(s))
+}

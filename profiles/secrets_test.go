@@ -1,6 +1,7 @@
 package profiles_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,10 +93,16 @@ func TestOptionsNeverPrintSecrets(t *testing.T) {
 		Overrides: map[string]any{"profiles.a.password": marker, "profiles.a.url": "redis://:" + marker + "@h:1", "profiles.a.addr": "redis://u:" + marker + "@h:1"},
 	}
 	w := profiles.WatchOptions{Load: o}
-	for _, verb := range []string{"%s", "%v", "%+v", "%#v", "%q", "%x", "%d"} {
-		assert.NotContains(t, fmt.Sprintf(verb, o), marker, verb)
-		assert.NotContains(t, fmt.Sprintf(verb, &o), marker, verb)
-		assert.NotContains(t, fmt.Sprintf(verb, w), marker, verb)
+	res, err := profiles.Load(o)
+	require.NoError(t, err)
+	w.Current = res
+	watcher, err := profiles.Watch(context.Background(), w, func(profiles.Change) error { return nil })
+	require.NoError(t, err)
+	defer watcher.Close()
+	for _, verb := range []string{"%s", "%v", "%+v", "%#v", "%q", "%x", "%d", "%t"} {
+		for _, v := range []any{o, &o, w, &w, res, watcher} {
+			assert.NotContains(t, fmt.Sprintf(verb, v), marker, "%s on %T", verb, v)
+		}
 	}
 }
 

@@ -189,7 +189,7 @@ func TestSecretLeak(t *testing.T) {
 		require.NoError(t, err)
 		values = append(values, keys)
 	}
-	values = append(values, res.Warnings())
+	values = append(values, res.Warnings(), res)
 	for _, v := range values {
 		for _, verb := range verbs {
 			assertNoLeak(t, fmt.Sprintf("%s on %T", verb, v), fmt.Sprintf(verb, v))
@@ -216,8 +216,14 @@ func TestSecretLeak(t *testing.T) {
 		c, err := f.Client(name)
 		require.NoError(t, err)
 		cmdErrs = append(cmdErrs, c.Ping(ctx).Err(), c.Set(ctx, "k", leakMarker, 0).Err(), c.Get(ctx, "nokey").Err())
-		if cl, err := f.Lookup(name); err == nil {
-			cmdErrs = append(cmdErrs, cl.Check(ctx).Err)
+		cl, err := f.Lookup(name)
+		require.NoError(t, err)
+		cmdErrs = append(cmdErrs, cl.Check(ctx).Err)
+		// The factory's own types, every verb: no field prints a secret.
+		for _, v := range []any{c, cl, cl.Health(), f} {
+			for _, verb := range verbs {
+				assertNoLeak(t, fmt.Sprintf("%s on %T", verb, v), fmt.Sprintf(verb, v))
+			}
 		}
 	}
 	require.NoError(t, errors.Join(f.Close(ctx), rt.Close(ctx)))
