@@ -28,6 +28,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -226,7 +227,7 @@ func (l *loader) load() *Result {
 			l.fail("override", "", "override", err.Error())
 			return nil
 		}
-		l.hashPart("override", []byte(fmt.Sprint(l.opts.Overrides))) // fmt sorts map keys
+		l.hashPart("override", overridesDigestInput(l.opts.Overrides))
 		l.sources = append(l.sources, &parsed{name: "override", tree: normalize(tree).(map[string]any), kind: originOverride})
 	}
 
@@ -310,6 +311,21 @@ func (r *resolved) failedToDecode(path string) bool {
 		}
 	}
 	return false
+}
+
+// overridesDigestInput renders the overrides for the digest, secrets
+// revealed: fmt would print a schema.Secret as <redacted>, and a rotated
+// secret override would then leave the digest unchanged.
+func overridesDigestInput(o map[string]any) []byte {
+	var b []byte
+	for _, k := range slices.Sorted(maps.Keys(o)) {
+		v := o[k]
+		if s, ok := v.(schema.Secret); ok {
+			v = s.Reveal()
+		}
+		b = fmt.Appendf(b, "%q=%#v\n", k, v)
+	}
+	return b
 }
 
 // hashPart adds one named part to what the digest covers, framed by its

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redisfactory/redisfactory/profiles"
+	"github.com/redisfactory/redisfactory/schema"
 )
 
 const marker = "S3CRETmarker"
@@ -114,4 +115,20 @@ func TestYAMLErrorKeepsNonSecretTokens(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("profiles:\n  a:\n    client_name: *nosuch\n"), 0o600))
 	_, err := profiles.Load(profiles.Options{Paths: []string{path}})
 	assert.Contains(t, issuesOf(t, err).Error(), "unknown anchor 'nosuch'")
+}
+
+// TestSecretOverrideChangesDigest: a secret passed as an override counts
+// in the digest by its value, so a rotated one is seen as a change.
+func TestSecretOverrideChangesDigest(t *testing.T) {
+	load := func(pw schema.Secret) [32]byte {
+		res, err := profiles.Load(profiles.Options{
+			Sources:   []profiles.Source{profiles.Bytes("m.yaml", []byte("profiles:\n  a: {}\n"))},
+			Overrides: map[string]any{"profiles.a.password": pw},
+		})
+		require.NoError(t, err)
+		assert.Equal(t, pw.Reveal(), res.Config.Profiles["a"].Password.Reveal())
+		return res.Digest()
+	}
+	assert.NotEqual(t, load("one"), load("two"))
+	assert.Equal(t, load("one"), load("one"))
 }
