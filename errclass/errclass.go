@@ -47,7 +47,9 @@
 //	TLS handshake and certificate errors, TLS alerts from the server (a
 //	protocol version mismatch, a missing or refused client certificate),
 //	and any failure inside a handshake wrapped in *HandshakeError (a
-//	handshake that times out is a TLS client talking to a plaintext port)   tls
+//	handshake that times out is a TLS client talking to a plaintext port;
+//	the factory's dialer wraps, go-redis's own dialer reports only that
+//	its deadline passed, which stays timeout)   tls
 //	dial failures, EOF, connection reset/refused, broken pipe   connection
 //	anything else                      unknown
 package errclass

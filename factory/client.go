@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/retry"
 	"github.com/redisfactory/redisfactory/runtime"
 	"github.com/redisfactory/redisfactory/schema"
@@ -190,6 +192,11 @@ func (c *Client) build(opts BuildOptions) error {
 		}
 	}
 	bus.Publish(runtime.Event{Kind: runtime.ClientBuilt, Profile: name, Message: string(p.Mode)})
+	for _, w := range profiles.Warnings(name, p) {
+		// Paths and modes only: a warning never carries a secret.
+		bus.Publish(runtime.Event{Kind: runtime.ConfigWarning, Profile: name, Message: strings.TrimPrefix(w.Path, "profiles."+name+".") + ": " + w.Message,
+			Attrs: []slog.Attr{slog.String("rule", w.Rule)}})
+	}
 	return nil
 }
 
@@ -455,4 +462,19 @@ func field(s, key, end string) string {
 		s = s[:j]
 	}
 	return strings.TrimSpace(s)
+}
+
+// Format prints the profile's name, mode and go-redis client, for every
+// verb: never the fields, whose profile holds secrets (fmt prints an
+// unexported pointer field raw under verbs such as %s).
+func (c *Client) Format(f fmt.State, verb rune) {
+	if c == nil {
+		_, _ = f.Write([]byte("<nil>"))
+		return
+	}
+	s := fmt.Sprintf("factory.Client{profile: %s, mode: %s, client: %v}", c.name, c.profile.Mode, c.UniversalClient)
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = f.Write([]byte(s))
 }

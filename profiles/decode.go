@@ -189,6 +189,8 @@ func (d *decoder) value(v any, fv reflect.Value, rel string) {
 			fv.SetString(x)
 		case envString:
 			fv.SetString(string(x))
+		case schema.Secret: // an override given in code as a Secret
+			fv.SetString(x.Reveal())
 		default:
 			if isScalar(v) && ft.Name() != "string" && ft.PkgPath() != "" {
 				// an enum given a number or boolean

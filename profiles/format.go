@@ -3,6 +3,7 @@ package profiles
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/redisfactory/redisfactory/schema"
@@ -33,4 +34,32 @@ func (o Options) redacted() Options {
 		o.Overrides = red
 	}
 	return o
+}
+
+// Format prints the loaded profiles and files, for every verb: never the
+// fields, which hold the configuration and its secrets.
+func (r *Result) Format(f fmt.State, verb rune) {
+	if r == nil {
+		_, _ = f.Write([]byte("<nil>"))
+		return
+	}
+	s := fmt.Sprintf("profiles.Result{profiles: %v, files: %v}", r.Profiles(), r.files)
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = f.Write([]byte(s))
+}
+
+// Format prints the watcher's kind and configuration paths, for every
+// verb: never its options, whose overrides may hold secrets.
+func (w *Watcher) Format(f fmt.State, verb rune) {
+	if w == nil {
+		_, _ = f.Write([]byte("<nil>"))
+		return
+	}
+	s := fmt.Sprintf("profiles.Watcher{paths: %v}", w.opts.Load.Paths)
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = f.Write([]byte(s))
 }

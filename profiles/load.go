@@ -106,10 +106,16 @@ type Result struct {
 	// Config holds the effective profiles.
 	Config *schema.Config
 
-	origins map[string]map[string]Origin // profile -> key path -> origin
-	files   []string
-	digest  [32]byte
+	origins  map[string]map[string]Origin // profile -> key path -> origin
+	files    []string
+	digest   [32]byte
+	warnings schema.Issues
 }
+
+// Warnings returns what weakens the security of the loaded profiles without
+// making them invalid (see the package function Warnings), each with the
+// source that set the key, sorted by path.
+func (r *Result) Warnings() schema.Issues { return slices.Clone(r.warnings) }
 
 // Files returns every file the configuration was read from, including the
 // files its keys point to (password_file, TLS certificates and keys).
@@ -267,7 +273,7 @@ func (l *loader) load() *Result {
 			l.fail("override", "", "override", err.Error())
 			return nil
 		}
-		l.hashPart("override", []byte(fmt.Sprint(l.opts.Overrides))) // fmt sorts map keys
+		l.hashPart("override", overridesDigestInput(l.opts.Overrides))
 		l.sources = append(l.sources, &parsed{name: "override", tree: normalize(tree).(map[string]any), kind: originOverride})
 	}
 	if len(l.issues) > 0 {
@@ -317,6 +323,12 @@ func (l *loader) load() *Result {
 	}
 	res.files = l.files
 	res.digest = sha256.Sum256(l.hash)
+	for _, name := range sortedProfileNames(res.Config) {
+		for _, w := range Warnings(name, res.Config.Profiles[name]) {
+			res.warnings = append(res.warnings, l.locate(res, w))
+		}
+	}
+	res.warnings = res.warnings.Redacted().Sort()
 	return res
 }
 
@@ -351,6 +363,21 @@ func (r *resolved) failedToDecode(path string) bool {
 		}
 	}
 	return false
+}
+
+// overridesDigestInput renders the overrides for the digest, secrets
+// revealed: fmt would print a schema.Secret as <redacted>, and a rotated
+// secret override would then leave the digest unchanged.
+func overridesDigestInput(o map[string]any) []byte {
+	var b []byte
+	for _, k := range slices.Sorted(maps.Keys(o)) {
+		v := o[k]
+		if s, ok := v.(schema.Secret); ok {
+			v = s.Reveal()
+		}
+		b = fmt.Appendf(b, "%q=%#v\n", k, v)
+	}
+	return b
 }
 
 // hashPart adds one named part to what the digest covers, framed by its

@@ -1,6 +1,7 @@
 package profiles_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/redisfactory/redisfactory/profiles"
+	"github.com/redisfactory/redisfactory/schema"
 )
 
 const marker = "S3CRETmarker"
@@ -92,10 +94,16 @@ func TestOptionsNeverPrintSecrets(t *testing.T) {
 		Overrides: map[string]any{"profiles.a.password": marker, "profiles.a.url": "redis://:" + marker + "@h:1", "profiles.a.addr": "redis://u:" + marker + "@h:1"},
 	}
 	w := profiles.WatchOptions{Load: o}
-	for _, verb := range []string{"%s", "%v", "%+v", "%#v", "%q", "%x", "%d"} {
-		assert.NotContains(t, fmt.Sprintf(verb, o), marker, verb)
-		assert.NotContains(t, fmt.Sprintf(verb, &o), marker, verb)
-		assert.NotContains(t, fmt.Sprintf(verb, w), marker, verb)
+	res, err := profiles.Load(o)
+	require.NoError(t, err)
+	w.Current = res
+	watcher, err := profiles.Watch(context.Background(), w, func(profiles.Change) error { return nil })
+	require.NoError(t, err)
+	defer watcher.Close()
+	for _, verb := range []string{"%s", "%v", "%+v", "%#v", "%q", "%x", "%d", "%t"} {
+		for _, v := range []any{o, &o, w, &w, res, watcher} {
+			assert.NotContains(t, fmt.Sprintf(verb, v), marker, "%s on %T", verb, v)
+		}
 	}
 }
 
@@ -107,4 +115,20 @@ func TestYAMLErrorKeepsNonSecretTokens(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("profiles:\n  a:\n    client_name: *nosuch\n"), 0o600))
 	_, err := profiles.Load(profiles.Options{Paths: []string{path}})
 	assert.Contains(t, issuesOf(t, err).Error(), "unknown anchor 'nosuch'")
+}
+
+// TestSecretOverrideChangesDigest: a secret passed as an override counts
+// in the digest by its value, so a rotated one is seen as a change.
+func TestSecretOverrideChangesDigest(t *testing.T) {
+	load := func(pw schema.Secret) [32]byte {
+		res, err := profiles.Load(profiles.Options{
+			Sources:   []profiles.Source{profiles.Bytes("m.yaml", []byte("profiles:\n  a: {}\n"))},
+			Overrides: map[string]any{"profiles.a.password": pw},
+		})
+		require.NoError(t, err)
+		assert.Equal(t, pw.Reveal(), res.Config.Profiles["a"].Password.Reveal())
+		return res.Digest()
+	}
+	assert.NotEqual(t, load("one"), load("two"))
+	assert.Equal(t, load("one"), load("one"))
 }

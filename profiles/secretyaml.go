@@ -45,7 +45,7 @@ func secretValueIssue(n *yaml.Node, prefix string) (line int, msg string) {
 				what = "starts with '!', which YAML reads as a tag"
 			}
 			if what != "" {
-				return v.Line, fmt.Sprintf("key %q: the value %s, so it would not be the secret you wrote; quote it (%s: \"...\"). The value is not shown because it is a secret",
+				return v.Line, fmt.Sprintf("key %q: the value %s, so it would not be the secret you wrote; write the secret out and quote it (%s: \"...\"), or read it from a file (password_file). The value is not shown because it is a secret",
 					path, what, k.Value)
 			}
 		}

@@ -24,6 +24,10 @@ type Issue struct {
 	Value string `json:"value,omitempty"`
 	// HasValue tells an empty Value from no value at all.
 	HasValue bool `json:"-"`
+	// Severity is "" for an error, which makes a configuration invalid,
+	// and "warning" for a weakness reported beside a valid configuration
+	// (see profiles.Warnings).
+	Severity string `json:"severity,omitempty"`
 }
 
 // Error renders the issue as one line: "source: path: message (got value)"
