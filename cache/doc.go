@@ -58,7 +58,9 @@
 //     FLUSHDB/FLUSHALL flush. A reply racing that invalidation is not
 //     stored (pending entries, above).
 //   - Bypass(ctx) and commands outside the allow list never touch the cache;
-//     commands inside pipelines are never answered from it.
+//     commands inside pipelines are never answered from it. With HookFor,
+//     neither are the commands of the Tx (Watch) and Conn copies go-redis
+//     makes of the client: they are bound to one connection.
 //   - Memory is bounded by MaxEntries and MaxBytes per cache, entries live at
 //     most TTL, and a Budget can bound the bytes of several caches together.
 package cache

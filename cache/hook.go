@@ -35,19 +35,25 @@ type entry struct {
 // Hook returns the go-redis hook of the cache: it answers hits, fills
 // misses, invalidates the keys of writes, and (for standalone and sentinel
 // clients) sets tracking up on every connection it dials. Install it before
-// any retry hook.
-func (c *Cache) Hook() redis.Hook { return hook{c} }
+// any retry hook. Every client it is built into reads from the cache,
+// including the Tx and Conn copies go-redis makes of a client's hooks:
+// prefer HookFor, which keeps those away from it.
+func (c *Cache) Hook() redis.Hook { return hook{c: c} }
 
 // DialHook returns a hook that only sets tracking up on the connections it
 // dials: install it on every node client of a cluster (OnNewNode).
 func (c *Cache) DialHook() redis.Hook { return dialOnly{c} }
 
-type hook struct{ c *Cache }
+type hook struct {
+	c     *Cache
+	owner Processor // nil: every chain reads from the cache (see HookFor)
+}
 
 func (h hook) DialHook(next redis.DialHook) redis.DialHook { return h.c.wrapDial(next) }
 
 func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	c := h.c
+	ch := &chain{} // go-redis calls ProcessHook once per chain it builds
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
 		if len(args) == 0 {
@@ -55,10 +61,13 @@ func (h hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		name := cmd.Name()
 		if spec := c.allowed.get(name); spec != nil {
-			if bypassed(ctx) {
+			if bypassed(ctx) || !h.servesFromCache(ctx, ch) {
 				return next(ctx, cmd)
 			}
 			return c.read(ctx, cmd, name, args, spec, next)
+		}
+		if h.owner != nil && h.receiveProbe(cmd, ch) {
+			return nil
 		}
 		err := next(ctx, cmd)
 		c.afterWrite(name, args)
@@ -328,7 +337,7 @@ func (c *Cache) wrapDial(next redis.DialHook) redis.DialHook {
 		if n == nil {
 			return conn, nil // closed
 		}
-		return &trackedConn{Conn: conn, n: n}, nil
+		return wrapConn(conn, n), nil
 	}
 }
 

@@ -108,7 +108,9 @@ func cacheExtension(name string, p *schema.Profile, rt *runtime.Runtime) (*exten
 	c := cache.New(cfg)
 	var self *Client
 	return &extension{
-		outerHook: c.Hook(),
+		// Only the client's own commands read from the cache, not those of
+		// the Tx and Conn go-redis copies its hooks into (cache.HookFor).
+		outerHook: func(owner redis.UniversalClient) redis.Hook { return c.HookFor(owner) },
 		attach: func(cl *Client) error {
 			self = cl
 			caches.Store(cl, c)

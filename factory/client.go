@@ -43,6 +43,7 @@ type Client struct {
 	probeMu   sync.Mutex
 	stopProbe func()
 	exts      []*extension
+	closing   atomic.Bool // Close has begun: no more health-check PINGs
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -83,6 +84,7 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 				Message: "idle connection failed its PING; it is dropped and the command goes to another connection"})
 			bus.Publish(runtime.Event{Kind: runtime.ConnReplaced, Profile: name, Class: string(errclass.Of(err))})
 		},
+		closing: c.closing.Load,
 	}
 	if c.exts, err = extensions(name, p, rt); err != nil {
 		return nil, fmt.Errorf("redisfactory: profile %s: %w", name, err)
@@ -94,10 +96,10 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 		write:     write,
 		onConnect: chainOnConnect(c.exts),
 	}
-	outer := func(add func(redis.Hook)) {
+	outer := func(owner redis.UniversalClient) {
 		for _, e := range c.exts {
 			if e.outerHook != nil {
-				add(e.outerHook)
+				owner.AddHook(e.outerHook(owner))
 			}
 		}
 	}
@@ -105,17 +107,17 @@ func Build(name string, p *schema.Profile, rt *runtime.Runtime, opts BuildOption
 	switch p.Mode {
 	case schema.Cluster:
 		cc := redis.NewClusterClient(clusterOptions(p, cm))
-		outer(cc.AddHook)
+		outer(cc)
 		installClusterPolicy(cc, c.policy)
 		c.UniversalClient = cc
 	case schema.Sentinel:
 		fc := redis.NewFailoverClient(failoverOptions(p, cm))
-		outer(fc.AddHook)
+		outer(fc)
 		fc.AddHook(c.policy.Hook())
 		c.UniversalClient = fc
 	default:
 		sc := redis.NewClient(standaloneOptions(p, cm))
-		outer(sc.AddHook)
+		outer(sc)
 		sc.AddHook(c.policy.Hook())
 		c.UniversalClient = sc
 	}
@@ -158,6 +160,7 @@ func (c *Client) Policy() *retry.Policy { return c.policy }
 // closes every connection, in use or not. It is idempotent.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		c.probeMu.Lock()
 		if c.stopProbe != nil {
 			c.stopProbe()

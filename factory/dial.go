@@ -24,6 +24,10 @@ var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interv
 type healthHooks struct {
 	checked func()          // a PING was sent
 	failed  func(err error) // the PING failed; the connection is dropped
+	// closing reports that the client is being closed: go-redis then
+	// runs its pre-use check on every idle connection before closing it,
+	// and no PING is wanted.
+	closing func() bool
 }
 
 // dialer returns the go-redis Dialer of a profile: TCP (or a unix socket)
@@ -59,13 +63,10 @@ func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingT
 			return conn, nil
 		}
 		hc := &healthConn{Conn: conn, interval: interval, timeout: pingTimeout, hooks: hooks}
+		// Plain TCP: go-redis's own pre-use check (a peek at the socket)
+		// still runs after ours. TLS: go-redis does not look under TLS.
+		hc.sys, _ = conn.(syscall.Conn)
 		hc.touch()
-		if sc, ok := conn.(syscall.Conn); ok {
-			// Plain TCP: keep go-redis's own cheap idle check (a peek at
-			// the socket when a connection leaves the pool), which also
-			// finds push messages waiting on idle connections.
-			return &healthSysConn{healthConn: hc, sys: sc}, nil
-		}
 		return hc, nil
 	}
 }
@@ -97,20 +98,40 @@ func (e *healthCheckError) NotSent() bool { return true }
 // written to it, when the connection has been idle for longer than the
 // interval. It works for TLS too, because it sits above the TLS layer, and
 // it adds no round trip to connections used within the interval: the check
-// is a comparison of two integers on every Write.
+// is a comparison of two integers.
+//
+// The check runs when go-redis takes the connection out of its pool, before
+// any command is chosen for it: go-redis's pre-use check (connCheck, when a
+// connection leaves the idle list) asks the connection for its socket
+// through syscall.Conn, and SyscallConn runs the PING first. When the PING
+// fails, SyscallConn returns the error, go-redis closes the connection and
+// takes another one (or dials), and the command goes there: it never
+// touched the dead connection, so no retry is spent, even for a command
+// that is not idempotent. When the PING succeeds, SyscallConn returns the
+// socket (TCP), on which go-redis's own peek still runs, or (TLS) a socket
+// with nothing to peek at, as go-redis's check does for TLS itself.
+//
+// Write checks again, for a connection that went idle while it was held
+// (a Tx or Conn whose user paused between commands): the command then fails
+// with an error wrapping ErrHealthCheck, which the retry policy may retry
+// on another connection because it was not sent.
 //
 // go-redis reads and writes one connection from one goroutine at a time,
-// so the check, which runs inside Write, never races a Read. A RESP3 push
-// frame that arrives before the PONG (an invalidation, a maintenance
+// so a check never races a Read of go-redis's: the one in Write runs on the
+// writing goroutine, the one in SyscallConn while the connection is idle
+// (a Read under way means someone owns the connection: no check then). A
+// RESP3 push frame that arrives before the PONG (a maintenance
 // notification) is kept and handed to go-redis on its next Read.
 type healthConn struct {
 	net.Conn
+	sys      syscall.Conn // the socket, nil for TLS
 	interval time.Duration
 	timeout  time.Duration
 	hooks    healthHooks
 
 	lastUsed atomic.Int64 // unix nanoseconds of the last completed Read or Write
 	subMode  atomic.Bool  // SUBSCRIBE/MONITOR seen: messages may arrive at any time, no checks
+	reading  atomic.Int32 // Reads under way
 
 	mu      sync.Mutex
 	pending []byte // bytes read during a check that belong to go-redis
@@ -120,14 +141,42 @@ type healthConn struct {
 // code that looks for the socket underneath.
 func (c *healthConn) NetConn() net.Conn { return c.Conn }
 
-// healthSysConn is a healthConn over a socket go-redis may inspect.
-type healthSysConn struct {
-	*healthConn
-	sys syscall.Conn
+// SyscallConn is called by go-redis's pre-use check when the connection
+// leaves the pool: the health check runs here, and its failure makes
+// go-redis discard the connection and use another one.
+func (c *healthConn) SyscallConn() (syscall.RawConn, error) {
+	if c.due() && c.reading.Load() == 0 && (c.hooks.closing == nil || !c.hooks.closing()) {
+		if err := c.check(); err != nil {
+			if c.hooks.failed != nil {
+				c.hooks.failed(err)
+			}
+			return nil, &healthCheckError{cause: err}
+		}
+	}
+	if c.sys != nil {
+		return c.sys.SyscallConn()
+	}
+	return quietRawConn{}, nil
 }
 
-// SyscallConn exposes the socket to go-redis's idle-connection check.
-func (c *healthSysConn) SyscallConn() (syscall.RawConn, error) { return c.sys.SyscallConn() }
+// due reports whether the connection has been idle for longer than the
+// interval and may be checked.
+func (c *healthConn) due() bool {
+	return !c.subMode.Load() && time.Now().UnixNano()-c.lastUsed.Load() > int64(c.interval)
+}
+
+// quietRawConn is the socket SyscallConn gives for a TLS connection: one
+// with nothing to read. go-redis's own check never peeks under TLS (the
+// socket may hold a TLS record that is not data), and neither does this.
+type quietRawConn struct{}
+
+func (quietRawConn) Control(func(fd uintptr)) error { return errNoSocket }
+func (quietRawConn) Read(func(fd uintptr) bool) error {
+	return nil // f not called: go-redis reads that as "alive, no data"
+}
+func (quietRawConn) Write(func(fd uintptr) bool) error { return errNoSocket }
+
+var errNoSocket = errors.New("redisfactory: a TLS connection's socket is not exposed")
 
 func (c *healthConn) touch() { c.lastUsed.Store(time.Now().UnixNano()) }
 
@@ -141,7 +190,9 @@ func (c *healthConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	c.mu.Unlock()
+	c.reading.Add(1)
 	n, err := c.Conn.Read(b)
+	c.reading.Add(-1)
 	if n > 0 {
 		c.touch()
 	}
@@ -153,7 +204,7 @@ func (c *healthConn) Write(b []byte) (int, error) {
 	if !c.subMode.Load() {
 		if isSubscribeMode(b) {
 			c.subMode.Store(true)
-		} else if time.Now().UnixNano()-c.lastUsed.Load() > int64(c.interval) {
+		} else if c.due() {
 			if err := c.check(); err != nil {
 				if c.hooks.failed != nil {
 					c.hooks.failed(err)

@@ -19,9 +19,10 @@ type extension struct {
 	// onConnect runs on every new connection, after go-redis's own
 	// handshake (AUTH, SELECT, CLIENT SETNAME, …).
 	onConnect func(ctx context.Context, cn *redis.Conn) error
-	// outerHook, when set, is installed before the retry hook, so it runs
-	// first and can answer a command without the retry policy (a cache hit).
-	outerHook redis.Hook
+	// outerHook, when set, returns the hook installed on the client
+	// (owner) before the retry hook, so it runs first and can answer a
+	// command without the retry policy (a cache hit).
+	outerHook func(owner redis.UniversalClient) redis.Hook
 	// attach runs once the client is built (hooks installed), before the
 	// user's OnBuild callback.
 	attach func(c *Client) error

@@ -10,9 +10,12 @@
 //   - the retry policy (package retry) runs in a hook, with go-redis's own
 //     command and dial retries turned off, so a command is tried exactly
 //     as the profile's retry block says;
-//   - health checks run in the dialer: a pooled connection idle for longer
-//     than health_check_interval is checked with PING before the next
-//     command is written to it, TLS connections included;
+//   - health checks run in the connection wrapper the dialer returns: a
+//     pooled connection idle for longer than health_check_interval is
+//     checked with PING when go-redis takes it out of the pool (its
+//     pre-use check asks the wrapper for the socket), TLS connections
+//     included; a failed check makes go-redis drop the connection and use
+//     another, so the command neither fails nor spends a retry;
 //   - events (client built and closed, retries, failed health checks) go to
 //     the shared runtime's event bus.
 //
@@ -42,8 +45,10 @@ import (
 // does not have.
 var ErrUnknownProfile = errors.New("redisfactory: unknown profile")
 
-// ErrClosed is returned by a Factory that has been closed.
-var ErrClosed = errors.New("redisfactory: factory closed")
+// ErrClosed is returned by a Factory that has been closed (Client, Handle,
+// Lookup, Apply). It wraps redis.ErrClosed, so its error class is closed
+// (errclass.Closed) and errors.Is(err, redis.ErrClosed) holds.
+var ErrClosed = fmt.Errorf("redisfactory: factory closed: %w", redis.ErrClosed)
 
 // Options configure a Factory. The zero value is ready to use.
 type Options struct {
@@ -76,6 +81,17 @@ type Factory struct {
 	entries map[string]*entry  // the current profiles
 	handles map[string]*Handle // every handle given out, removed profiles included
 	closed  bool
+	// retiring counts the clients replaced or removed by a reload that are
+	// still draining (retire); Close waits for them. Added to under mu
+	// while !closed, so that Close, which sets closed under mu, sees all.
+	retiring sync.WaitGroup
+	// stop is closed when Close begins: draining retired clients are
+	// closed at once.
+	stop chan struct{}
+
+	closeMu   sync.Mutex
+	closeDone chan struct{} // closed when the first Close has finished
+	closeErr  error
 
 	stats reloadCounters
 }
@@ -90,7 +106,7 @@ type entry struct {
 // fails only when a profile cannot be turned into a client (for example an
 // unreadable TLS certificate), not when a server is down.
 func New(cfg *schema.Config, opts Options) (*Factory, error) {
-	f := &Factory{rt: opts.Runtime, opts: opts, entries: map[string]*entry{}, handles: map[string]*Handle{}}
+	f := &Factory{rt: opts.Runtime, opts: opts, entries: map[string]*entry{}, handles: map[string]*Handle{}, stop: make(chan struct{})}
 	if f.rt == nil {
 		f.rt = runtime.New(runtime.Options{})
 		f.ownRT = true
@@ -109,7 +125,7 @@ func New(cfg *schema.Config, opts Options) (*Factory, error) {
 		f.entries[n] = e
 		f.handles[n] = newHandle(n, e.client)
 	}
-	f.unregister = f.rt.OnClose("factory", f.closeClients)
+	f.unregister = f.rt.OnClose("factory", f.closeOnce)
 	return f, nil
 }
 
@@ -203,49 +219,128 @@ func (f *Factory) unknown(profile string) error {
 	return fmt.Errorf("%w %s", ErrUnknownProfile, msg)
 }
 
-// Close lets in-flight commands finish (until ctx ends), closes every
-// client and, when the factory made its own runtime, the runtime. It is
-// safe to call more than once.
+// Close shuts the factory down and returns by the time ctx ends:
+//
+//  1. every handle stops taking new calls at once: commands, pipelines and
+//     transactions started through a handle from now on fail with
+//     redis.ErrClosed (error class closed), as they would on a closed
+//     go-redis client, and Client, Handle, Lookup and Apply return ErrClosed;
+//  2. calls already running get until ctx ends, and at most their
+//     profile's drain_timeout, to finish (clients replaced by a reload and
+//     still draining are closed at once);
+//  3. every client is closed — go-redis's Close, which also ends the calls
+//     still running — and, when the factory made its own runtime, so is the
+//     runtime.
+//
+// Close is idempotent and safe to call concurrently: later calls wait for
+// the first one (or for their own ctx) and return its result. The error
+// says when calls were still running at the deadline (and wraps ctx.Err()
+// when ctx was the cause).
 func (f *Factory) Close(ctx context.Context) error {
-	f.mu.RLock()
-	closed := f.closed
-	f.mu.RUnlock()
-	if closed {
-		return nil
-	}
-	if f.unregister != nil {
-		f.unregister()
-	}
-	err := f.closeClients(ctx)
+	err := f.closeOnce(ctx)
 	if f.ownRT {
 		err = errors.Join(err, f.rt.Close(ctx))
 	}
 	return err
 }
 
-func (f *Factory) closeClients(ctx context.Context) error {
-	f.reloadMu.Lock()
-	defer f.reloadMu.Unlock()
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return nil
+// closeOnce runs closeClients once; concurrent callers wait for it.
+func (f *Factory) closeOnce(ctx context.Context) error {
+	f.closeMu.Lock()
+	if done := f.closeDone; done != nil {
+		f.closeMu.Unlock()
+		select {
+		case <-done:
+			return f.closeErr
+		case <-ctx.Done():
+			return fmt.Errorf("redisfactory: close: waiting for a concurrent Close: %w", ctx.Err())
+		}
 	}
+	done := make(chan struct{})
+	f.closeDone = done
+	f.closeMu.Unlock()
+	if f.unregister != nil {
+		f.unregister()
+	}
+	f.closeErr = f.closeClients(ctx)
+	close(done)
+	return f.closeErr
+}
+
+func (f *Factory) closeClients(ctx context.Context) error {
+	// No reloadMu: an Apply under way (it may be verifying a new client for
+	// seconds) sees closed when it comes to swap, and gives up.
+	f.mu.Lock()
 	f.closed = true
 	entries := f.entries
 	f.entries = map[string]*entry{}
 	handles := f.handles
-	f.mu.Unlock()
-	var errs []error
-	for _, n := range sortedNames(entries) {
-		if h := handles[n]; h != nil {
-			h.cur.Load().drain(ctx)
+	var gens []*generation
+	for _, n := range sortedNames(handles) {
+		if g := handles[n].swap(closedGeneration()); g.owner != nil {
+			gens = append(gens, g)
+		} else {
+			g.client.Close() // a removed profile's placeholder
 		}
+	}
+	f.mu.Unlock()
+	close(f.stop)
+
+	var errs []error
+	if n := drainAll(ctx, gens); n > 0 {
+		err := fmt.Errorf("redisfactory: close: %d calls still running were cut", n)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", err, ctx.Err())
+		}
+		errs = append(errs, err)
+	}
+	for _, n := range sortedNames(entries) {
 		if err := entries[n].client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close %s: %w", n, err))
 		}
 	}
+	// Retired clients are closing now that stop is closed.
+	retired := make(chan struct{})
+	go func() { f.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("redisfactory: close: waiting for clients replaced by a reload: %w", ctx.Err()))
+	}
 	return errors.Join(errs...)
+}
+
+// drainAll waits until no call runs on gens, each for at most its
+// profile's drain_timeout, or ctx ends; it returns the number of calls
+// still running then.
+func drainAll(ctx context.Context, gens []*generation) int64 {
+	start := time.Now()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		var running int64
+		waiting := false
+		for _, g := range gens {
+			if n := g.calls(); n > 0 {
+				running += n
+				if time.Since(start) < g.owner.profile.DrainTimeout {
+					waiting = true
+				}
+			}
+		}
+		if !waiting {
+			return running
+		}
+		select {
+		case <-ctx.Done():
+			var n int64
+			for _, g := range gens {
+				n += max(g.calls(), 0)
+			}
+			return n
+		case <-t.C:
+		}
+	}
 }
 
 // retryEvent turns a retry policy event into a runtime event.

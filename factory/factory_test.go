@@ -247,8 +247,10 @@ func TestRetryEventsAndClassification(t *testing.T) {
 	for i, e := range attempts[:2] {
 		assert.Equal(t, runtime.RetryAttempted, e.Kind)
 		assert.Equal(t, "a", e.Profile)
-		assert.Equal(t, i+1, e.Attempt)
+		assert.Equal(t, i+2, e.Attempt, "retry.attempted carries the upcoming try: the first retry is attempt 2")
 		assert.Equal(t, "read_only", e.Class)
 		assert.Equal(t, "set", strings.ToLower(e.Command))
 	}
+	assert.Equal(t, runtime.RetryExhausted, attempts[2].Kind)
+	assert.Equal(t, 3, attempts[2].Attempt, "retry.exhausted carries the number of tries made")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 //go:generate go run ./internal/genhandle -o handle_gen.go
@@ -139,9 +140,14 @@ func (h *Handle) Name() string { return h.name }
 // work, not across reloads.
 func (h *Handle) Current() redis.UniversalClient { return h.cur.Load().client }
 
-// Close does nothing and returns nil: the factory owns the clients and
-// closes them in Factory.Close. It exists so that a Handle can be passed
-// where a redis.UniversalClient is closed by its user.
+// Close does nothing and returns nil; the handle keeps working. A handle is
+// shared: every f.Client(name) of a profile returns the same one, so
+// closing the profile's client for one holder would break every other
+// part of the program using the profile. The factory owns the clients and
+// closes them in Factory.Close, after which every call through every handle
+// fails with redis.ErrClosed (error class closed), as calls on a closed
+// go-redis client do. Close exists so that a Handle can be passed to code
+// that closes the redis.UniversalClient it is given.
 func (h *Handle) Close() error { return nil }
 
 // AddHook adds a hook to the profile's current client and to every client
@@ -157,15 +163,31 @@ func (h *Handle) AddHook(hook redis.Hook) {
 // client that never connects and fails every command with an error naming
 // the profile.
 func removedGeneration(name string) *generation {
-	err := fmt.Errorf("%w: %q is no longer in the configuration", ErrProfileRemoved, name)
+	return failingGeneration(fmt.Errorf("%w: %q is no longer in the configuration", ErrProfileRemoved, name))
+}
+
+// closedGeneration is what every handle delegates to once the factory is
+// closed: every call fails with redis.ErrClosed, as on a closed go-redis
+// client.
+func closedGeneration() *generation { return failingGeneration(redis.ErrClosed) }
+
+// failingGeneration is a placeholder client that fails every command,
+// pipeline and transaction with err without sending it. Its hooks answer
+// before go-redis looks at its pool, so it is closed at once: it holds no
+// connection and no goroutine (RESP2 and maintenance notifications off, so
+// go-redis starts none for it either).
+func failingGeneration(err error) *generation {
 	c := redis.NewClient(&redis.Options{
-		Addr:       "removed.invalid:0",
-		MaxRetries: -1,
+		Addr:                     "closed.invalid:0",
+		Protocol:                 2,
+		MaxRetries:               -1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		Dialer: func(context.Context, string, string) (net.Conn, error) {
 			return nil, err
 		},
 	})
 	c.AddHook(failHook{err})
+	_ = c.Close()
 	return &generation{client: c}
 }
 

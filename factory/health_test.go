@@ -123,3 +123,87 @@ func TestHealthProbeState(t *testing.T) {
 	require.Eventually(t, up, 10*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return ev.count(runtime.HealthChanged) >= 2 }, 5*time.Second, 5*time.Millisecond)
 }
+
+// TestFailedHealthCheckCostsNothing: the only pooled connection goes
+// silent while idle (the fault proxy swallows its traffic: no FIN, no RST),
+// and a GET, then an INCR, is sent after the health-check interval. The
+// check's PING times out, the connection is dropped before the command is
+// written, and the command runs on a new connection: it succeeds within the
+// socket timeout plus a new connection's round trip, without a retry, even
+// with retries off or limited to connection errors, and the INCR is applied
+// once.
+func TestFailedHealthCheckCostsNothing(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	admin := srv.Client(t)
+	ctx := context.Background()
+	const interval, socket = 200 * time.Millisecond, 300 * time.Millisecond
+	for _, retry := range []string{"retries: 0", "retries: 3", "on: [connection]"} {
+		t.Run(retry, func(t *testing.T) {
+			proxy := redistest.NewProxy(t, srv.Addr())
+			cfg := load(t, `profiles:
+  a:
+    addr: %s
+    health_check_interval: %s
+    timeouts:
+      socket: %s
+    pool:
+      size: 1
+    retry:
+      %s
+`, proxy.Addr(), interval, socket, retry)
+			f := newFactory(t, cfg, factory.Options{})
+			bus := f.Runtime().Events()
+			fc, err := f.Lookup("a")
+			require.NoError(t, err)
+			key := "hc:" + t.Name()
+			require.NoError(t, admin.Del(ctx, key).Err())
+
+			// A new connection's round trip through the proxy: dial,
+			// handshake and one command.
+			probe := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+			start := time.Now()
+			require.NoError(t, probe.Ping(ctx).Err())
+			newConnRTT := time.Since(start)
+			require.NoError(t, probe.Close())
+
+			for _, cmd := range []struct {
+				name string
+				run  func() error
+			}{
+				{"GET", func() error { return fc.Get(ctx, key).Err() }},
+				{"INCR", func() error { return fc.Incr(ctx, key).Err() }},
+			} {
+				// The client's only connection, used once, then idle for
+				// longer than the interval, then silent.
+				err := fc.Ping(ctx).Err()
+				require.NoError(t, err)
+				require.Equal(t, uint32(1), fc.PoolStats().TotalConns)
+				time.Sleep(interval + 50*time.Millisecond) // the scenario: an idle period longer than the interval
+				require.Equal(t, 1, proxy.BlackholeOpen(), "the pooled connection blackholed")
+				retriesBefore := bus.Count(runtime.RetryAttempted)
+				_, failedBefore := fc.HealthChecks()
+
+				start := time.Now()
+				err = cmd.run()
+				took := time.Since(start)
+				if cmd.name == "GET" {
+					require.ErrorIs(t, err, redis.Nil, cmd.name)
+				} else {
+					require.NoError(t, err, cmd.name)
+				}
+				// The PING's timeout, a new connection, the command: with a
+				// margin for a loaded machine under -race.
+				limit := socket + 3*newConnRTT + 250*time.Millisecond
+				assert.Less(t, took, limit, "%s took %s (new connection round trip %s)", cmd.name, took, newConnRTT)
+				t.Logf("%s: %s (socket timeout %s, new connection round trip %s)", cmd.name, took, socket, newConnRTT)
+				assert.GreaterOrEqual(t, took, socket, "%s waited for the health check's PING to time out", cmd.name)
+				_, failed := fc.HealthChecks()
+				assert.Equal(t, failedBefore+1, failed, "%s: the health check found the connection dead", cmd.name)
+				assert.Zero(t, bus.Count(runtime.RetryAttempted)-retriesBefore, "%s: no retry spent", cmd.name)
+			}
+			n, err := admin.Get(ctx, key).Int()
+			require.NoError(t, err)
+			assert.Equal(t, 1, n, "INCR applied once")
+		})
+	}
+}

@@ -146,7 +146,8 @@ func issueCount(err error) string {
 // nothing changes and the error wraps ErrReloadFailed.
 //
 // Every Apply is counted (ReloadStats) and published as a reload.applied,
-// reload.rejected or reload.failed event. Applies are serialized.
+// reload.rejected or reload.failed event. Applies are serialized. After
+// Close, Apply does nothing and its report's Err is ErrClosed.
 func (f *Factory) Apply(ctx context.Context, cfg *schema.Config) ReloadReport {
 	return f.apply(ctx, cfg, "")
 }
@@ -157,6 +158,12 @@ func (f *Factory) apply(ctx context.Context, cfg *schema.Config, trigger string)
 	start := time.Now()
 	bus := f.rt.Events()
 
+	f.mu.RLock()
+	closed := f.closed
+	f.mu.RUnlock()
+	if closed {
+		return ReloadReport{Err: ErrClosed, Trigger: trigger}
+	}
 	if is := schema.Validate(cfg); len(is) > 0 {
 		r := f.reject(is, trigger)
 		r.Duration = time.Since(start)
@@ -241,6 +248,7 @@ func (f *Factory) apply(ctx context.Context, cfg *schema.Config, trigger string)
 		retired = append(retired, retiredGen{prev, old[n].client.profile.DrainTimeout})
 	}
 	f.entries = next
+	f.retiring.Add(len(retired)) // under mu, !closed: Close waits for them
 	f.mu.Unlock()
 
 	for _, rg := range retired {
@@ -258,17 +266,28 @@ type retiredGen struct {
 	drain time.Duration
 }
 
-// retire drains a replaced generation in the background and closes it.
+// retire drains a replaced generation in the background and closes it,
+// at once when the factory or the runtime closes.
 func (f *Factory) retire(rg retiredGen) {
-	f.rt.Go("drain("+rg.g.owner.name+")", func(ctx context.Context) {
-		dctx, cancel := context.WithTimeout(ctx, rg.drain)
+	// Not rt.Go: that would start nothing once the runtime is closing,
+	// and the client would never be closed.
+	go func() {
+		defer f.retiring.Done()
+		dctx, cancel := context.WithTimeout(f.rt.Context(), rg.drain)
 		defer cancel()
+		go func() {
+			select {
+			case <-f.stop:
+				cancel()
+			case <-dctx.Done():
+			}
+		}()
 		if !rg.g.drain(dctx) {
 			f.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: rg.g.owner.name,
 				Message: fmt.Sprintf("drain_timeout (%s) passed with %d calls in flight; closing", rg.drain, rg.g.calls())})
 		}
 		_ = rg.g.owner.Close()
-	})
+	}()
 }
 
 // verify PINGs a new client under its own settings.

@@ -120,8 +120,9 @@ func TestServerKilledAndRestartedUnderLoad(t *testing.T) {
 	require.NotEmpty(t, attempts, "the restart was survived by retrying")
 	for _, e := range attempts {
 		require.Equal(t, runtime.RetryAttempted, e.Kind, "%s", e)
-		want := min(320*time.Millisecond, 10*time.Millisecond<<e.Attempt)
-		assert.Equal(t, want, e.Delay, "attempt %d waits base·2^attempt, capped", e.Attempt)
+		failure := e.Attempt - 1 // the upcoming try's number: 2 after the first failure
+		want := min(320*time.Millisecond, 10*time.Millisecond<<failure)
+		assert.Equal(t, want, e.Delay, "attempt %d waits base·2^failures, capped", e.Attempt)
 		assert.Equal(t, "connection", e.Class)
 	}
 	t.Logf("%d operations, %d retries", w.ops.Load(), len(attempts))

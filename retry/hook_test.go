@@ -161,12 +161,12 @@ func TestHookWaits(t *testing.T) {
 			require.Len(t, rec.events, 5)
 			for i, e := range rec.events[:4] {
 				assert.Equal(t, retry.Attempted, e.Kind)
-				assert.Equal(t, i+1, e.Attempt)
+				assert.Equal(t, i+2, e.Attempt, "the upcoming try: the first retry is try 2")
 				assert.Equal(t, tt.want[i], e.Delay)
 				assert.Equal(t, "set", e.Command)
 			}
 			assert.Equal(t, retry.Exhausted, rec.events[4].Kind)
-			assert.Equal(t, 5, rec.events[4].Attempt)
+			assert.Equal(t, 5, rec.events[4].Attempt, "five tries made")
 		})
 	}
 }

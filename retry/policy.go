@@ -51,7 +51,10 @@ type Event struct {
 	// Command is the lower-case command name ("get", "incr"), or "pipeline"
 	// for a pipeline and "multi" for a MULTI/EXEC transaction.
 	Command string
-	// Attempt is the number of the try that failed: 1 for the first try.
+	// Attempt numbers the tries of the command, the first try being 1.
+	// Attempted: the number of the upcoming try (2 for the first retry).
+	// Exhausted and Throttled: the number of tries made, the failed one
+	// included. runtime.Event.Attempt carries the same number.
 	Attempt int
 	// Delay is the wait before the next try (Attempted only).
 	Delay time.Duration
@@ -176,7 +179,7 @@ func (p *Policy) admit(failure int, prev *time.Duration, command string, class e
 	}
 	d := p.strategy.Delay(failure, *prev, p.rnd())
 	*prev = d
-	p.publish(Event{Kind: Attempted, Command: command, Attempt: failure, Delay: d, Class: class, Err: err})
+	p.publish(Event{Kind: Attempted, Command: command, Attempt: failure + 1, Delay: d, Class: class, Err: err})
 	return d, true
 }
 

@@ -180,8 +180,8 @@ func TestProcessEvents(t *testing.T) {
 	err := pol.Hook().ProcessHook(next)(context.Background(), redis.NewStringCmd(context.Background(), "GET", "k"))
 	require.True(t, err == errDial)
 	require.Equal(t, []retry.Event{
-		{Kind: retry.Attempted, Command: "get", Attempt: 1, Delay: 20 * time.Millisecond, Class: errclass.Connection, Err: errEOF},
-		{Kind: retry.Attempted, Command: "get", Attempt: 2, Delay: 40 * time.Millisecond, Class: errclass.Timeout, Err: errReadTO},
+		{Kind: retry.Attempted, Command: "get", Attempt: 2, Delay: 20 * time.Millisecond, Class: errclass.Connection, Err: errEOF},
+		{Kind: retry.Attempted, Command: "get", Attempt: 3, Delay: 40 * time.Millisecond, Class: errclass.Timeout, Err: errReadTO},
 		{Kind: retry.Exhausted, Command: "get", Attempt: 3, Class: errclass.Connection, Err: errDial},
 	}, rec.events)
 }

@@ -31,7 +31,8 @@ const (
 	// left. Attempt is the number of attempts made; Err the last error.
 	RetryExhausted Kind = "retry.exhausted"
 	// RetryThrottled is published when a retry was refused by the retry
-	// budget; the command fails with its last error (Err).
+	// budget; the command fails with its last error (Err). Attempt is the
+	// number of attempts made.
 	RetryThrottled Kind = "retry.throttled"
 
 	// HealthCheckFailed is published when a health probe failed. Err holds

@@ -107,6 +107,19 @@ func (p *Proxy) SetUpstream(addr string) { p.upstream.Store(addr) }
 // connections are accepted but their traffic is swallowed too.
 func (p *Proxy) Blackhole(on bool) { p.srv.Blackhole(on) }
 
+// BlackholeOpen swallows, from now on, the traffic of the client
+// connections open now, as Blackhole does, without closing them: a client
+// sees those connections go silent (no FIN, no RST), while connections
+// accepted later are forwarded normally. It returns how many connections
+// it blackholed.
+func (p *Proxy) BlackholeOpen() int {
+	conns := p.srv.Conns()
+	for _, c := range conns {
+		c.Blackhole(true)
+	}
+	return len(conns)
+}
+
 // Delay holds every frame received from the server for d before passing it
 // on (frames of one connection are delayed one after the other). Injected
 // replies are not delayed but stay in order. Zero disables the delay.

@@ -194,6 +194,8 @@ type Conn struct {
 	done   chan struct{} // closed by Close: stops a delayed serverLoop
 	once   sync.Once
 
+	blackhole atomic.Bool // this pair only (see Conn.Blackhole)
+
 	mu       sync.Mutex
 	cond     *sync.Cond // signals writeLoop: out grew, or closed/eof
 	out      [][]byte   // frames waiting to be written to the client
@@ -258,6 +260,13 @@ func (c *Conn) Reply(frame []byte) {
 	}
 }
 
+// Blackhole swallows this pair's traffic as [Proxy.Blackhole] does for
+// every pair, while on is true; other pairs, new ones included, are not
+// affected.
+func (c *Conn) Blackhole(on bool) { c.blackhole.Store(on) }
+
+func (c *Conn) blackholed() bool { return c.p.blackhole.Load() || c.blackhole.Load() }
+
 // Close closes both sockets, then calls [Config.Closed]. It is idempotent.
 func (c *Conn) Close() {
 	c.once.Do(func() {
@@ -289,7 +298,7 @@ func (c *Conn) clientLoop() {
 			return
 		}
 		if len(args) == 0 { // Redis ignores empty commands: no reply
-			if !c.p.blackhole.Load() {
+			if !c.blackholed() {
 				if _, err := c.server.Write(raw); err != nil {
 					return
 				}
@@ -299,7 +308,7 @@ func (c *Conn) clientLoop() {
 		if cfg.Observe != nil {
 			cfg.Observe(args)
 		}
-		if c.p.blackhole.Load() {
+		if c.blackholed() {
 			continue
 		}
 		if cfg.Handle != nil && cfg.Handle(c, args) {
@@ -376,7 +385,7 @@ func (c *Conn) serverLoop() {
 				return
 			}
 		}
-		deliver := !c.p.blackhole.Load()
+		deliver := !c.blackholed()
 		c.mu.Lock()
 		if typ != '>' && len(c.pending) > 0 {
 			head := c.pending[0]
