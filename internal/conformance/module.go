@@ -23,7 +23,8 @@ const GoRedisModule = "github.com/redis/go-redis/v9"
 // (Ginkgo's -focus-file); ClusterSpecFiles those of the cluster runs, which
 // cannot run the files whose specs hold a *redis.Client.
 var (
-	SpecFiles        = []string{"commands_test.go", "iterator_test.go", "bitmap_commands_test.go", "pipeline_test.go", "tx_test.go"}
+	SpecFiles = []string{"commands_test.go", "iterator_test.go", "bitmap_commands_test.go",
+		"pipeline_test.go", "tx_test.go", "tx_unwatch_test.go", "pubsub_test.go", "race_test.go"}
 	ClusterSpecFiles = []string{"commands_test.go", "iterator_test.go", "bitmap_commands_test.go"}
 )
 
@@ -70,6 +71,34 @@ var patches = []patch{
 		New:   "newSubjectClient(redisOptions())",
 		Count: 2,
 		Why:   "the pipeline specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "tx_unwatch_test.go",
+		Old:   "client = redis.NewClient(redisOptions())",
+		New:   "client = newSubjectClient(redisOptions())",
+		Count: 1,
+		Why:   "the UNWATCH specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "tx_unwatch_test.go",
+		Old:   "c := redis.NewClient(opt)",
+		New:   "c := newSubjectClient(opt)",
+		Count: 1,
+		Why:   "the pool-safety spec's one-connection client is the factory's too",
+	},
+	{
+		File:  "pubsub_test.go",
+		Old:   "client = redis.NewClient(opt)",
+		New:   "client = newSubjectClient(opt)",
+		Count: 1,
+		Why:   "the PubSub specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "race_test.go",
+		Old:   "client = redis.NewClient(redisOptions())",
+		New:   "client = newSubjectClient(redisOptions())",
+		Count: 2,
+		Why:   "the race specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
 	},
 	{
 		File:  "tx_test.go",

@@ -61,6 +61,12 @@ func RunSpecs(ctx context.Context, bin, dir, work string, config Config, target 
 			"-test.run", "^TestGinkgoSuite$",
 			"-test.count", "1",
 			"-test.timeout", "15m",
+			// Ginkgo's own deadline comes first, so a hanging spec is
+			// reported as timed out (with the report written) instead of
+			// the binary being killed; the progress report puts the
+			// hanging spec's goroutines into the log.
+			"-ginkgo.timeout", "10m",
+			"-ginkgo.poll-progress-after", "60s",
 			"-ginkgo.json-report", report,
 			"-ginkgo.no-color",
 		}
