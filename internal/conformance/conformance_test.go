@@ -37,7 +37,7 @@ func TestConformance(t *testing.T) {
 	require.NoError(t, err)
 	mod, err := GoRedisSource(ctx, repoRoot)
 	require.NoError(t, err)
-	redisVersion, err := RedisVersion(ctx)
+	redisFull, redisVersion, err := RedisVersion(ctx)
 	require.NoError(t, err)
 	exclusions, err := LoadExclusions("exclusions.yaml", Configs)
 	require.NoError(t, err)
@@ -96,7 +96,7 @@ func TestConformance(t *testing.T) {
 
 	sum := Summary{
 		GoRedisVersion: mod.Version,
-		RedisVersion:   redisVersion,
+		RedisVersion:   redisFull,
 		Runs:           runs,
 		Exclusions:     exclusions,
 		WallTime:       time.Since(start),
