@@ -404,6 +404,16 @@ func isHandshake(p []byte) bool {
 	return false
 }
 
+// isSubscribe reports whether p is a subscribing command, the first command
+// go-redis writes on a PubSub connection.
+func isSubscribe(p []byte) bool {
+	switch strings.ToUpper(firstBulk(p)) {
+	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE":
+		return true
+	}
+	return false
+}
+
 // firstBulk returns the first bulk string of a RESP array of bulk strings.
 func firstBulk(p []byte) string {
 	if len(p) < 4 || p[0] != '*' {

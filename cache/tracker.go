@@ -383,14 +383,29 @@ type trackedConn struct {
 	n     *node
 	gen   uint64
 	ready bool
+	// pubsub: the first command after the handshake subscribed, so this is
+	// a go-redis PubSub connection. It is never tracked: its reader runs
+	// while other goroutines write (ReceiveMessage may block in Read
+	// before Subscribe is called), so track could not read the TRACKING
+	// replies without taking them, or the subscription's, from that
+	// reader; and it needs no tracking, since a PubSub connection never
+	// sends a command whose reply the cache stores.
+	pubsub bool
 }
 
 func (t *trackedConn) Write(p []byte) (int, error) {
+	if t.pubsub {
+		return t.Conn.Write(p)
+	}
 	if !t.ready {
 		if isHandshake(p) {
 			return t.Conn.Write(p)
 		}
 		t.ready = true
+		if isSubscribe(p) {
+			t.pubsub = true
+			return t.Conn.Write(p)
+		}
 	}
 	if st := t.n.state.Load(); st.gen != t.gen {
 		if st.id == 0 {

@@ -60,5 +60,5 @@ type RepeatSpec struct {
 // GET from stale local state loses increments only when goroutines
 // interleave badly, in about one run in four.
 var RepeatSpecs = []RepeatSpec{
-	{File: "tx_test.go", Name: "Tx should Watch", Times: 20},
+	{File: "tx_test.go", Name: "Tx should Watch", Times: 10},
 }

@@ -37,14 +37,19 @@ func TestConformance(t *testing.T) {
 	require.NoError(t, err)
 	mod, err := GoRedisSource(ctx, repoRoot)
 	require.NoError(t, err)
-	redisVersion, err := RedisVersion(ctx)
+	redisFull, redisVersion, err := RedisVersion(ctx)
 	require.NoError(t, err)
 	exclusions, err := LoadExclusions("exclusions.yaml", Configs)
 	require.NoError(t, err)
 
-	work := t.TempDir()
 	dir, err := ModuleDir(repoRoot, mod.Version)
 	require.NoError(t, err)
+	// The runs' logs, reports and configuration files are kept (beside
+	// the suite, replaced by the next run) for a look at a failure.
+	work := dir + "-runs"
+	require.NoError(t, os.RemoveAll(work))
+	require.NoError(t, os.MkdirAll(work, 0o755))
+	t.Logf("logs and reports in %s", work)
 	require.NoError(t, PrepareModule(ctx, dir, mod.Dir, repoRoot))
 	bin := filepath.Join(work, "specs.test")
 	buildStart := time.Now()
@@ -91,7 +96,7 @@ func TestConformance(t *testing.T) {
 
 	sum := Summary{
 		GoRedisVersion: mod.Version,
-		RedisVersion:   redisVersion,
+		RedisVersion:   redisFull,
 		Runs:           runs,
 		Exclusions:     exclusions,
 		WallTime:       time.Since(start),

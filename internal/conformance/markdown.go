@@ -145,7 +145,7 @@ func (s Summary) Markdown() string {
 		"(internal/redistest.StartCluster).\n")
 
 	b.WriteString("\n## Exclusions\n\n")
-	fmt.Fprintf(&b, "%d specs are not run; [internal/conformance/exclusions.yaml](internal/conformance/exclusions.yaml) "+
+	fmt.Fprintf(&b, "%d entries (a spec, or a container and every spec in it) are not run; [internal/conformance/exclusions.yaml](internal/conformance/exclusions.yaml) "+
 		"lists each with its reason:\n\n", len(s.Exclusions))
 	for _, e := range s.Exclusions {
 		where := "all runs"

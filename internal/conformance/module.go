@@ -23,15 +23,16 @@ const GoRedisModule = "github.com/redis/go-redis/v9"
 // (Ginkgo's -focus-file); ClusterSpecFiles those of the cluster runs, which
 // cannot run the files whose specs hold a *redis.Client.
 var (
-	SpecFiles        = []string{"commands_test.go", "iterator_test.go", "bitmap_commands_test.go", "pipeline_test.go", "tx_test.go"}
+	SpecFiles = []string{"commands_test.go", "iterator_test.go", "bitmap_commands_test.go",
+		"pipeline_test.go", "tx_test.go", "tx_unwatch_test.go", "pubsub_test.go", "race_test.go", "redis_test.go"}
 	ClusterSpecFiles = []string{"commands_test.go", "iterator_test.go", "bitmap_commands_test.go"}
 )
 
 // supportFiles are further test files of the suite that the spec files need
 // to compile (main_test.go's BeforeSuite and helpers, the cluster scenario
 // type, the RE endpoint loader, the package-level ctx in example_test.go,
-// the export_test.go internals). Their own specs are not focused.
-var supportFiles = []string{"main_test.go", "osscluster_test.go", "re_endpoints_test.go", "example_test.go", "export_test.go"}
+// the export_test.go internals, the command recorder of the Client specs). Their own specs are not focused.
+var supportFiles = []string{"main_test.go", "osscluster_test.go", "re_endpoints_test.go", "example_test.go", "export_test.go", "command_recorder_test.go"}
 
 // patch is a textual change to one file of the suite; it must match exactly
 // Count times, so a go-redis upgrade that moves the code fails the harness
@@ -70,6 +71,41 @@ var patches = []patch{
 		New:   "newSubjectClient(redisOptions())",
 		Count: 2,
 		Why:   "the pipeline specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "tx_unwatch_test.go",
+		Old:   "client = redis.NewClient(redisOptions())",
+		New:   "client = newSubjectClient(redisOptions())",
+		Count: 1,
+		Why:   "the UNWATCH specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "tx_unwatch_test.go",
+		Old:   "c := redis.NewClient(opt)",
+		New:   "c := newSubjectClient(opt)",
+		Count: 1,
+		Why:   "the pool-safety spec's one-connection client is the factory's too",
+	},
+	{
+		File:  "pubsub_test.go",
+		Old:   "client = redis.NewClient(opt)",
+		New:   "client = newSubjectClient(opt)",
+		Count: 1,
+		Why:   "the PubSub specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "race_test.go",
+		Old:   "client = redis.NewClient(redisOptions())",
+		New:   "client = newSubjectClient(redisOptions())",
+		Count: 2,
+		Why:   "the race specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
+	},
+	{
+		File:  "redis_test.go",
+		Old:   "client = redis.NewClient(redisOptions())",
+		New:   "client = newSubjectClient(redisOptions())",
+		Count: 4,
+		Why:   "the Client, Conn and Hook specs hold a *redis.Client: they run on the factory's client (Handle.Current)",
 	},
 	{
 		File:  "tx_test.go",

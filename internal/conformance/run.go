@@ -61,6 +61,12 @@ func RunSpecs(ctx context.Context, bin, dir, work string, config Config, target 
 			"-test.run", "^TestGinkgoSuite$",
 			"-test.count", "1",
 			"-test.timeout", "15m",
+			// Ginkgo's own deadline comes first, so a hanging spec is
+			// reported as timed out (with the report written) instead of
+			// the binary being killed; the progress report puts the
+			// hanging spec's goroutines into the log.
+			"-ginkgo.timeout", "10m",
+			"-ginkgo.poll-progress-after", "60s",
 			"-ginkgo.json-report", report,
 			"-ginkgo.no-color",
 		}
@@ -153,15 +159,16 @@ func runBinary(ctx context.Context, bin, dir string, env, args []string, report 
 	return ParseReport(data)
 }
 
-// RedisVersion returns "major.minor" of the redis-server on PATH.
-func RedisVersion(ctx context.Context) (string, error) {
+// RedisVersion returns the version of the redis-server on PATH, in full
+// ("7.0.15") and as the suite's REDIS_VERSION wants it ("7.0").
+func RedisVersion(ctx context.Context) (full, majorMinor string, err error) {
 	out, err := exec.CommandContext(ctx, "redis-server", "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("redis-server --version: %w", err)
+		return "", "", fmt.Errorf("redis-server --version: %w", err)
 	}
 	m := regexp.MustCompile(`v=(\d+)\.(\d+)\.(\d+)`).FindSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("redis-server --version: no version in %q", out)
+		return "", "", fmt.Errorf("redis-server --version: no version in %q", out)
 	}
-	return string(m[1]) + "." + string(m[2]), nil
+	return fmt.Sprintf("%s.%s.%s", m[1], m[2], m[3]), fmt.Sprintf("%s.%s", m[1], m[2]), nil
 }
