@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -65,5 +67,29 @@ func TestDemoHintsWork(t *testing.T) {
 		require.Equal(t, "redisfactory", args[0])
 		r := runCLI(t, nil, args[1:]...)
 		assert.Equal(t, exitOK, r.code, "%s: %v", hint, r)
+	}
+}
+
+// Every `redisfactory validate examples/…` command the README shows exits
+// 0 when run as written, from the repository's root.
+func TestREADMEExampleCommandsWork(t *testing.T) {
+	t.Chdir("../..")
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	cmds := regexp.MustCompile(`(?m)^redisfactory (validate examples/\S+)`).FindAllStringSubmatch(string(readme), -1)
+	require.GreaterOrEqual(t, len(cmds), 4, "the README lists a validate command per example")
+	dirs, err := filepath.Glob("examples/configs/*/")
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, m := range cmds {
+		args := strings.Fields(m[1])
+		seen[strings.TrimSuffix(args[len(args)-1], "/")] = true
+		r := runCLI(t, nil, args...)
+		assert.Equal(t, exitOK, r.code, "redisfactory %s: %v", m[1], r)
+	}
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			assert.True(t, seen[strings.TrimSuffix(d, "/")], "the README does not show how to validate %s", d)
+		}
 	}
 }
