@@ -201,6 +201,7 @@ func (d *demo) run(forceEmbedded bool) error {
 	for _, hint := range demoHints {
 		d.say("%s", hint)
 	}
+	d.say("(`go install ./cmd/redisfactory` puts redisfactory on your PATH, or run `go run ./cmd/redisfactory …`)")
 	return nil
 }
 
