@@ -100,6 +100,10 @@
 // own processing of it. Some attempts stay go-redis's and are not counted
 // as retries: dial attempts of one connection (DialerRetries), picking a
 // healthy pooled connection, and, for cluster clients, MOVED and ASK
-// redirections (cluster.max_redirects). The hook is installed on the
-// *redis.ClusterClient itself, so it sees each command before redirection.
+// redirections (cluster.max_redirects). In cluster mode the factory
+// installs the hook's ProcessHook on every node's client
+// (redis.ClusterClient.OnNewNode), where a command's errors arrive raw
+// from the node that ran it, and hides an error the policy gave up on from
+// go-redis's cluster loop, which would otherwise retry it again; pipelines
+// and transactions are retried by the hook on the *redis.ClusterClient.
 package retry

@@ -22,10 +22,12 @@ import (
 // it does not allocate. Errors are returned exactly as go-redis returned
 // them for the last try (never wrapped), so err == redis.Nil still works.
 //
-// For a cluster client, install the hook on the *redis.ClusterClient
-// itself: its ProcessHook sees each command once, around go-redis's
-// redirect loop. MOVED and ASK redirections stay go-redis's job
-// (cluster.max_redirects) and are not counted as retries.
+// For a cluster client, the factory installs the ProcessHook on every
+// node's client (redis.ClusterClient.OnNewNode), where each command's
+// errors arrive raw from its node, and the hook itself on the
+// *redis.ClusterClient for pipelines and transactions. MOVED and ASK
+// redirections stay go-redis's job (cluster.max_redirects) and are not
+// counted as retries.
 func (p *Policy) Hook() redis.Hook { return hook{p} }
 
 type hook struct{ p *Policy }

@@ -4,7 +4,9 @@
 // A [Runtime] bundles the pieces that clients, factories and background
 // features (retries, health probes, hot reload) have in common:
 //
-//   - a structured [slog.Logger] ([Runtime.Logger]);
+//   - a structured [slog.Logger] ([Runtime.Logger]): [slog.Default] unless
+//     [Options] names another or turns logging off, so failures (rejected
+//     reloads, exhausted retries, …) are logged with no setup;
 //   - a non-blocking, typed event bus ([Runtime.Events], [Bus], [Event]);
 //   - a [Clock], real by default or a [ManualClock] in tests;
 //   - a small scheduler for tracked background work ([Runtime.Go],

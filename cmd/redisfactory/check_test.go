@@ -148,7 +148,8 @@ func TestCheckUsageAndConfigErrors(t *testing.T) {
 
 	r = runCLI(t, nil, "help", "check")
 	require.Equal(t, exitOK, r.code, r)
-	require.Contains(t, r.stderr, "Usage: redisfactory check")
+	require.Contains(t, r.stdout, "Usage: redisfactory check")
+	require.Contains(t, r.stdout, "-once")
 }
 
 func TestRedactorCleansEverySecretForm(t *testing.T) {

@@ -64,18 +64,21 @@ func (d *demo) run(forceEmbedded bool) error {
 		return err
 	}
 	defer stopServer()
-	if embedded {
+	switch {
+	case embedded && forceEmbedded:
+		d.say("using an embedded server at %s (--embedded)", addr)
+	case embedded:
 		d.say("redis-server is not installed: using an embedded server at %s", addr)
-	} else {
+	default:
 		d.say("started redis-server from PATH at %s", addr)
 	}
 
-	d.section("Load examples/configs/webapp.yaml (a copy you could edit)")
-	data, err := configs.FS.ReadFile("webapp.yaml")
+	d.section("Load examples/configs/webapp/redis.yaml (a copy you could edit)")
+	data, err := configs.FS.ReadFile("webapp/redis.yaml")
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "webapp.yaml")
+	path := filepath.Join(dir, "redis.yaml")
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return err
 	}
@@ -123,13 +126,27 @@ func (d *demo) run(forceEmbedded bool) error {
 		}
 		d.say("%-14s SET+GET %q in %s", name, v, time.Since(start).Round(time.Microsecond))
 	}
-	if cl, err := f.Lookup("cache"); err == nil {
+	if embedded {
+		d.say("cache          client-side caching is off here: the embedded server has no CLIENT TRACKING")
+		d.say("               (install redis-server and run the demo without --embedded to see it)")
+	} else if cl, err := f.Lookup("cache"); err == nil {
 		h, _ := f.Handle("cache")
+		// The invalidation connection comes up in the background; until it
+		// is, reads are not stored. Wait for it (briefly), then read once
+		// so the value is cached.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if st, _ := cl.CacheStats(); st.ChannelsUp > 0 {
+				break
+			}
+		}
+		_ = h.Get(ctx, "demo:cache").Err()
+		before, _ := cl.CacheStats()
 		for range 3 {
 			_ = h.Get(ctx, "demo:cache").Err()
 		}
-		if s, ok := cl.CacheStats(); ok {
-			d.say("cache          3 more GETs: %d hits, %d misses (client-side cache)", s.Hits, s.Misses)
+		if after, ok := cl.CacheStats(); ok {
+			d.say("cache          3 more GETs: %d from the client-side cache, %d from the server",
+				after.Hits-before.Hits, after.Misses-before.Misses)
 		}
 	}
 
@@ -180,11 +197,20 @@ func (d *demo) run(forceEmbedded bool) error {
 	st := f.ReloadStats()
 	d.say("reloads: %d applied, %d rejected; last reload successful: %v", st.Applied, st.Rejected, st.LastSuccessful)
 
-	d.section("Next")
-	d.say("redisfactory validate examples/configs/        # what CI runs on a config change")
-	d.say("redisfactory explain examples/configs/webapp.yaml cache")
-	d.say("redisfactory watch --env-prefix APP_REDIS redis.yaml")
+	d.section("Next, from the repository's root")
+	for _, hint := range demoHints {
+		d.say("%s", hint)
+	}
+	d.say("(`go install ./cmd/redisfactory` puts redisfactory on your PATH, or run `go run ./cmd/redisfactory …`)")
 	return nil
+}
+
+// demoHints are the commands the demo suggests; a test runs each from the
+// repository's root and requires exit 0.
+var demoHints = []string{
+	"redisfactory validate examples/configs/webapp/     # what CI runs on a config change",
+	"redisfactory explain examples/configs/webapp/ cache",
+	"redisfactory print examples/configs/kubernetes/",
 }
 
 // lookupValue renders one effective key of a profile.

@@ -80,7 +80,7 @@ func runLoad(c *cli, args []string) int {
 	fs.IntVar(&s.keys, "keys", 1000, "size of the key space, `K` keys named "+loadgen.DefaultKeyPrefix+"0 … K-1")
 	fs.StringVar(&s.format, "format", "text", "report `format`: text or json")
 	fs.BoolVar(&s.verify, "verify", false, "give every worker its own keys and check each read against the value that worker last wrote; a stale read is a failure ("+loadgen.StaleClass+")")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics of the run at http://HOST:PORT/metrics (empty: off)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics of the run at http://`HOST:PORT`/metrics (empty: off)")
 	fs.BoolVar(&s.watch, "watch", false, "apply changes of the configuration files during the run, through the profile's handle, and count the reloads")
 	paths, code, ok := parse(fs, args)
 	if !ok {

@@ -36,7 +36,7 @@ func runWatch(c *cli, args []string) int {
 	stats := fs.Duration("stats", 10*time.Second, "print the cache statistics of profiles with a cache this often, when they changed (0: never)")
 	sighup := fs.Bool("sighup", true, "reload on SIGHUP (picks up environment changes)")
 	exitAfter := fs.Duration("exit-after", 0, "stop after this long (0: run until interrupted)")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (empty: off)")
 	paths, code, ok := parse(fs, args)
 	if !ok {
 		return code

@@ -4,7 +4,8 @@ package configs
 
 import "embed"
 
-// FS holds every example configuration file.
+// FS holds every example configuration, one directory each
+// (webapp/redis.yaml, sentinel/redis.yaml, …).
 //
-//go:embed *.yaml kubernetes/*.yaml
+//go:embed */*.yaml
 var FS embed.FS

@@ -29,7 +29,7 @@ func load(t *testing.T, environ []string, paths ...string) *profiles.Result {
 }
 
 func TestWebapp(t *testing.T) {
-	res := load(t, nil, "webapp.yaml")
+	res := load(t, nil, "webapp")
 	ps := res.Config.Profiles
 	require.ElementsMatch(t, []string{"sessions", "cache", "cache-reports"}, keys(ps))
 
@@ -52,7 +52,7 @@ func TestWebappEnvironmentOverrides(t *testing.T) {
 	res := load(t, []string{
 		"APP_REDIS__DEFAULTS__ADDR=redis.prod.internal:6379",
 		"APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET=750ms",
-	}, "webapp.yaml")
+	}, "webapp")
 	ps := res.Config.Profiles
 	require.Equal(t, "redis.prod.internal:6379", ps["cache"].Addr)
 	require.Equal(t, "750ms", schema.FormatDuration(ps["sessions"].Timeouts.Socket))
@@ -60,7 +60,7 @@ func TestWebappEnvironmentOverrides(t *testing.T) {
 }
 
 func TestSentinel(t *testing.T) {
-	res := load(t, nil, "sentinel.yaml")
+	res := load(t, nil, "sentinel")
 	ps := res.Config.Profiles
 	require.ElementsMatch(t, []string{"orders", "orders-replicas"}, keys(ps))
 	for _, p := range ps {
@@ -73,7 +73,7 @@ func TestSentinel(t *testing.T) {
 }
 
 func TestCluster(t *testing.T) {
-	res := load(t, nil, "cluster.yaml")
+	res := load(t, nil, "cluster")
 	p := res.Config.Profiles["events"]
 	require.NotNil(t, p)
 	require.Equal(t, schema.Cluster, p.Mode)
@@ -84,17 +84,24 @@ func TestCluster(t *testing.T) {
 }
 
 func TestKubernetes(t *testing.T) {
-	// The file names the Secret mount /var/run/secrets/redis/password,
-	// which a test machine does not have: point password_file at a
-	// temporary file the way a Deployment would override a path.
+	// The Deployment points password_file at the Secret mount; here, a
+	// temporary file.
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "password")
 	require.NoError(t, os.WriteFile(pw, []byte("example-password\n"), 0o600))
 
-	// Without the override, the missing Secret mount is reported.
-	_, err := profiles.Load(profiles.Options{Paths: []string{"kubernetes"}, EnvPrefix: envPrefix, Environ: func() []string { return nil }})
+	// As shipped, without the Deployment's environment, it is valid
+	// anywhere: the Secret's path is the Deployment's business.
+	load(t, nil, "kubernetes")
+
+	// In a pod whose Secret is not mounted, the variable naming it is
+	// reported.
+	_, err := profiles.Load(profiles.Options{Paths: []string{"kubernetes"}, EnvPrefix: envPrefix, Environ: func() []string {
+		return []string{"APP_REDIS__DEFAULTS__PASSWORD_FILE=/var/run/secrets/redis/password"}
+	}})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "/var/run/secrets/redis/password")
+	require.Contains(t, err.Error(), "APP_REDIS__DEFAULTS__PASSWORD_FILE")
 
 	res := load(t, []string{
 		"APP_REDIS__DEFAULTS__PASSWORD_FILE=" + pw,
