@@ -300,7 +300,7 @@ sch: {mode: enabled, handoff_timeout: 1s, max_handoff_retries: 2}
 // replicates from a. A MOVING moves the client's master connections to a
 // second endpoint; then the sentinel promotes r: the failover client
 // drops those connections and dials r, which no MOVING redirected, and
-// writes land there. (The failover is forced within a few seconds of the
+// writes land there. (The failover is forced within a minute of the
 // sentinel finding r: later, the sentinel would reconfigure r to
 // replicate through the proxy, which does not carry replication.)
 func TestSCHSentinelFailoverDuringMaintenance(t *testing.T) {

@@ -217,9 +217,15 @@ func (e *Engine) endpointFor(cn *redis.Conn) string {
 
 // Dialer wraps a client's dialer: dials of an address a MOVING moved go
 // to the announced endpoint (a failed one falls back to the address), and
-// every connection is wrapped (see [Engine]).
+// every connection is wrapped (see [Engine]), but for those of an auto-mode
+// client whose server refused notifications, which cost nothing then.
 func (e *Engine) Dialer(next DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if !e.required && e.refused.Load() {
+			// auto mode, and the server does not know the command: the
+			// connection will not ask, so no notification can reach it.
+			return next(ctx, network, addr)
+		}
 		r, handoff := e.route(addr)
 		target := addr
 		if handoff && r.endpoint != "" {

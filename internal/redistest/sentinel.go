@@ -425,7 +425,13 @@ func StartSentinelFor(t testing.TB, masterName, masterAddr string) *Server {
 	s := newServer(t, "sentinel", Options{})
 	conf := filepath.Join(s.dir, "sentinel.conf")
 	s.build = func() ([]string, error) {
-		if err := os.WriteFile(conf, []byte(sentinelConf(s.port, s.dir, SentinelOptions{MasterName: masterName}, port, 1)), 0o644); err != nil {
+		// A long failover-timeout: the sentinel waits that long before it
+		// "fixes" a replica that replicates from the server behind the proxy
+		// instead of from the monitored address (through the proxy, which
+		// does not carry replication).
+		c := sentinelConf(s.port, s.dir, SentinelOptions{MasterName: masterName}, port, 1) +
+			fmt.Sprintf("sentinel failover-timeout %s 60000\n", masterName)
+		if err := os.WriteFile(conf, []byte(c), 0o644); err != nil {
 			return nil, err
 		}
 		return []string{conf, "--sentinel"}, nil
