@@ -38,7 +38,8 @@ import (
 //	exit: N                    exit code of validate, print, explain and check (default 0)
 //	exit.CMD: N                exit code of one command (validate, print, explain, check)
 //	out: TEXT                  text every command prints (stdout or stderr)
-//	out.CMD: TEXT              text one command prints
+//	out.CMD: TEXT              text one command prints (out.watch: the watch
+//	                           prints instead of the out: texts)
 //	never: TEXT                text no command prints, the running watch included
 //	watch: rejected|applied|failed|skip WHY
 //	                           what a running watch does when the case's files
@@ -468,12 +469,26 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 				require.NoError(t, os.Rename(src, dst))
 				moved = append(moved, dst)
 			}
+			defer func() {
+				for _, m := range moved {
+					_ = os.RemoveAll(m)
+				}
+				if t.Failed() {
+					// Let the watch settle on the base file again, so
+					// that one failed case does not spill into the next.
+					drain(lines, 3*time.Second, "reload.applied", "nothing to apply")
+				}
+			}()
 			start := time.Now()
 			var got string
 			switch mode {
 			case "rejected":
 				got = await(t, "rejected", "reload.rejected")
-				for _, want := range c.out[""] {
+				wants := c.out["watch"]
+				if len(wants) == 0 {
+					wants = c.out[""]
+				}
+				for _, want := range wants {
 					require.Contains(t, got, want)
 				}
 			case "applied":
@@ -507,6 +522,26 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 	stop()
 	assertNoPanic(t, "watch", all.String())
 	require.Contains(t, all.String(), "stopped:", "watch stops on SIGTERM")
+}
+
+// drain reads lines until one contains any of want, or for at most d.
+func drain(lines <-chan string, d time.Duration, want ...string) {
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return
+			}
+			for _, w := range want {
+				if strings.Contains(l, w) {
+					return
+				}
+			}
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // vmHWM returns a live process's peak resident set size, in bytes.
