@@ -229,8 +229,11 @@ func (r *countingReader) Read(p []byte) (int, error) {
 // against its limit. Sizes are computed once per anchored node, so the
 // work is linear in the document, however much its aliases expand.
 func (b *parseBudget) check(doc *yaml.Node) *parseError {
-	m := &measure{memo: map[*yaml.Node]shape{}}
+	m := &measure{memo: map[*yaml.Node]shape{}, active: map[*yaml.Node]bool{}}
 	s := m.of(doc)
+	if m.cycle != nil {
+		return &parseError{line: m.cycle.Line, rule: "yaml", msg: fmt.Sprintf("invalid YAML: anchor %q value contains itself", m.cycle.Value)}
+	}
 	if s.height > b.lim.MaxDepth {
 		n := deepest(m, doc, b.lim.MaxDepth)
 		return &parseError{line: n.Line, rule: "limit", msg: limitMsg("nesting (aliases expanded) is deeper than", fmt.Sprintf("%d levels", b.lim.MaxDepth), "max_depth")}
@@ -255,7 +258,9 @@ type shape struct {
 }
 
 type measure struct {
-	memo map[*yaml.Node]shape
+	memo   map[*yaml.Node]shape
+	active map[*yaml.Node]bool // anchored nodes being measured
+	cycle  *yaml.Node          // an alias inside the node it refers to
 }
 
 const saturated = int(^uint(0) >> 2)
@@ -274,6 +279,12 @@ func (m *measure) of(n *yaml.Node) shape {
 	var s shape
 	switch n.Kind {
 	case yaml.AliasNode:
+		if n.Alias != nil && m.active[n.Alias] {
+			if m.cycle == nil {
+				m.cycle = n
+			}
+			return shape{size: 1, physical: 1}
+		}
 		if n.Alias != nil {
 			t := m.of(n.Alias)
 			s = shape{size: t.size, physical: 1, height: t.height}
@@ -281,6 +292,10 @@ func (m *measure) of(n *yaml.Node) shape {
 			s = shape{size: 1, physical: 1}
 		}
 	default:
+		if n.Anchor != "" {
+			m.active[n] = true
+			defer delete(m.active, n)
+		}
 		s = shape{size: 1, physical: 1}
 		for _, c := range n.Content {
 			cs := m.of(c)
