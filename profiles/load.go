@@ -284,7 +284,6 @@ func (l *loader) load() *Result {
 			mergeInto(raw, s.tree)
 		}
 	}
-	l.index = newOriginIndex(l.sources)
 	if ps, ok := raw["profiles"].(map[string]any); ok && len(ps) > lim.MaxProfiles {
 		o, _ := l.originOf("profiles")
 		l.fail(o.Source, "profiles", "limit", limitMsg(fmt.Sprintf("%d profiles are more than", len(ps)), lim.MaxProfiles, "max_profiles"))
@@ -361,6 +360,14 @@ func (l *loader) hashPart(name string, data []byte) {
 // originOf returns the origin of a full key path in the merged tree: the
 // last source that set it (or a parent of it), else the built-in defaults.
 func (l *loader) originOf(path string) (Origin, bool) {
+	if len(l.sources) == 1 {
+		// One source (the common case): it set path if its tree holds
+		// it, and no index of every path is worth building.
+		if hasPath(l.sources[0].tree, path) {
+			return l.sources[0].origin(path), true
+		}
+		return Origin{Source: BuiltinSource}, false
+	}
 	if l.index == nil {
 		l.index = newOriginIndex(l.sources)
 	}
@@ -368,6 +375,23 @@ func (l *loader) originOf(path string) (Origin, bool) {
 		return l.sources[i].origin(path), true
 	}
 	return Origin{Source: BuiltinSource}, false
+}
+
+// hasPath reports whether the nested map sets path (or a leaf above it).
+func hasPath(tree map[string]any, path string) bool {
+	cur := any(tree)
+	for path != "" {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return true // a leaf above path set it whole
+		}
+		part, rest, _ := strings.Cut(path, ".")
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+		path = rest
+	}
+	return true
 }
 
 // originIndex answers "which source set this path last" in time linear in
