@@ -44,7 +44,12 @@
 //	redis.ErrClosed                    closed (the client was closed)
 //	context.Canceled                   canceled
 //	context.DeadlineExceeded, i/o timeouts (net.Error.Timeout)  timeout
-//	TLS handshake and certificate errors      tls
+//	TLS handshake and certificate errors, TLS alerts from the server (a
+//	protocol version mismatch, a missing or refused client certificate),
+//	and any failure inside a handshake wrapped in *HandshakeError (a
+//	handshake that times out is a TLS client talking to a plaintext port;
+//	the factory's dialer wraps, go-redis's own dialer reports only that
+//	its deadline passed, which stays timeout)   tls
 //	dial failures, EOF, connection reset/refused, broken pipe   connection
 //	anything else                      unknown
 package errclass
@@ -56,6 +61,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"syscall"
@@ -106,7 +112,7 @@ const (
 var descriptions = map[Class]string{
 	Connection:  "the connection failed or could not be made (dial errors, EOF, reset, refused)",
 	Timeout:     "a socket read or write timed out, or the context deadline passed",
-	TLS:         "the TLS handshake or certificate verification failed",
+	TLS:         "the TLS handshake failed: certificate verification, a TLS version mismatch, a missing or refused client certificate, or TLS to a port that does not speak it",
 	Auth:        "authentication failed (NOAUTH, WRONGPASS, invalid password)",
 	Permission:  "the ACL user may not run the command (NOPERM)",
 	BusyLoading: "the server is loading its dataset into memory (LOADING)",
@@ -294,10 +300,75 @@ func isTLS(err error) bool {
 		hn   x509.HostnameError
 		ci   x509.CertificateInvalidError
 		echo *tls.ECHRejectionError
+		he   *HandshakeError
 	)
-	return errors.As(err, &rh) || errors.As(err, &ae) || errors.As(err, &ve) ||
-		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &echo)
+	if errors.As(err, &he) || errors.As(err, &rh) || errors.As(err, &ae) || errors.As(err, &ve) ||
+		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &echo) {
+		return true
+	}
+	// An alert the server sent (protocol version, certificate required,
+	// bad certificate, handshake failure) reaches the client as a
+	// *net.OpError with Op "remote error" around crypto/tls's unexported
+	// alert type; crypto/tls is the only producer of that Op. It may sit
+	// under another *net.OpError (a dial), so walk the whole chain rather
+	// than stop at the first match as errors.As would.
+	return anyInChain(err, func(e error) bool {
+		if op, ok := e.(*net.OpError); ok && op.Op == "remote error" {
+			return true
+		}
+		// crypto/tls's own checks (e.g. "tls: server selected unsupported
+		// protocol version") are plain errors whose text starts "tls: ".
+		return strings.HasPrefix(e.Error(), "tls: ")
+	})
 }
+
+// anyInChain reports whether f holds for err or any error it wraps,
+// following both Unwrap() error and Unwrap() []error.
+func anyInChain(err error, f func(error) bool) bool {
+	for depth := 0; err != nil && depth < 100; depth++ {
+		if f(err) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if anyInChain(e, f) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// HandshakeError is the failure of a TLS handshake, whatever its cause.
+// Dialers that run the handshake themselves (the factory's does) wrap its
+// error in it, so that Of returns TLS for causes that alone would read as
+// another class: a handshake that times out is almost always a TLS client
+// talking to a plaintext port, and one cut short by EOF a server that
+// refused the handshake. A handshake canceled by the caller's context stays
+// canceled.
+type HandshakeError struct {
+	// Err is what the handshake returned.
+	Err error
+}
+
+// Error says that the TLS handshake failed and why.
+func (e *HandshakeError) Error() string {
+	msg := "TLS handshake failed: " + e.Err.Error()
+	if errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, os.ErrDeadlineExceeded) {
+		msg += " (no TLS answer in time: does the server listen with TLS on this port?)"
+	}
+	return msg
+}
+
+// Unwrap returns the cause.
+func (e *HandshakeError) Unwrap() error { return e.Err }
 
 // Is reports whether err belongs to class c.
 func Is(err error, c Class) bool { return err != nil && Of(err) == c }

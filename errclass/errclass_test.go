@@ -54,6 +54,15 @@ func TestOf(t *testing.T) {
 		{syscall.EPIPE, errclass.Connection},
 		{net.ErrClosed, errclass.Connection},
 		{x509.UnknownAuthorityError{}, errclass.TLS},
+		// A TLS alert from the server, under the dial error it fails.
+		{&net.OpError{Op: "dial", Net: "tcp", Err: &net.OpError{Op: "remote error", Err: errors.New("tls: protocol version not supported")}}, errclass.TLS},
+		{fmt.Errorf("hello: %w", &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}), errclass.TLS},
+		{errors.New("tls: server selected unsupported protocol version 301"), errclass.TLS},
+		// A handshake that timed out (a plaintext port) or hit EOF is tls
+		// once a dialer says it was the handshake; a cancel stays canceled.
+		{&net.OpError{Op: "dial", Net: "tcp", Err: &errclass.HandshakeError{Err: context.DeadlineExceeded}}, errclass.TLS},
+		{&errclass.HandshakeError{Err: io.EOF}, errclass.TLS},
+		{&errclass.HandshakeError{Err: context.Canceled}, errclass.Canceled},
 		{replyErr("LOADING Redis is loading the dataset in memory"), errclass.BusyLoading},
 		{replyErr("READONLY You can't write against a read only replica."), errclass.ReadOnly},
 		{replyErr("ERR Error running script: @user_script:1: -READONLY You can't write against a read only replica."), errclass.ReadOnly},

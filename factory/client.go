@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/retry"
 	"github.com/redisfactory/redisfactory/runtime"
 	"github.com/redisfactory/redisfactory/schema"
@@ -164,6 +166,11 @@ func (c *Client) build(opts BuildOptions) error {
 		}
 	}
 	bus.Publish(runtime.Event{Kind: runtime.ClientBuilt, Profile: name, Message: string(p.Mode)})
+	for _, w := range profiles.Warnings(name, p) {
+		// Paths and modes only: a warning never carries a secret.
+		bus.Publish(runtime.Event{Kind: runtime.ConfigWarning, Profile: name, Message: strings.TrimPrefix(w.Path, "profiles."+name+".") + ": " + w.Message,
+			Attrs: []slog.Attr{slog.String("rule", w.Rule)}})
+	}
 	return nil
 }
 
@@ -240,7 +247,7 @@ func (e *sealedError) Error() string { return "redisfactory: final: " + e.err.Er
 // such as "ERR unknown subcommand" during a connection's handshake — goes
 // to the cluster loop as it is.
 var sealed = map[errclass.Class]bool{
-	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true,
+	errclass.Connection: true, errclass.Timeout: true, errclass.PoolTimeout: true, errclass.TLS: true,
 	errclass.BusyLoading: true, errclass.ClusterDown: true, errclass.TryAgain: true,
 	errclass.MasterDown: true, errclass.MaxClients: true, errclass.NoReplicas: true,
 }
@@ -385,7 +392,16 @@ type CheckResult struct {
 // version and the RESP version of the connection.
 func (c *Client) Check(ctx context.Context) CheckResult {
 	res := CheckResult{Profile: c.name}
-	rtt, err := c.Probe(ctx, 0)
+	// A check is usually a first contact: give the PING the dial (and TLS
+	// handshake) as well as its read, so that a dial failure is reported
+	// as itself (a TLS handshake that never completes is tls) rather than
+	// as the PING's deadline.
+	t := c.profile.Timeouts
+	budget := t.Connect + t.EffectiveRead()
+	if budget < t.Connect { // overflow
+		budget = t.Connect
+	}
+	rtt, err := c.Probe(ctx, budget)
 	if err != nil {
 		res.Err, res.Class = err, errclass.Of(err)
 		return res
@@ -421,4 +437,19 @@ func field(s, key, end string) string {
 		s = s[:j]
 	}
 	return strings.TrimSpace(s)
+}
+
+// Format prints the profile's name, mode and go-redis client, for every
+// verb: never the fields, whose profile holds secrets (fmt prints an
+// unexported pointer field raw under verbs such as %s).
+func (c *Client) Format(f fmt.State, verb rune) {
+	if c == nil {
+		_, _ = f.Write([]byte("<nil>"))
+		return
+	}
+	s := fmt.Sprintf("factory.Client{profile: %s, mode: %s, client: %v}", c.name, c.profile.Mode, c.UniversalClient)
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = f.Write([]byte(s))
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redisfactory/redisfactory/errclass"
 	"github.com/redisfactory/redisfactory/internal/resp"
 )
 
@@ -32,6 +33,7 @@ type healthHooks struct {
 // wrapper when interval > 0.
 func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingTimeout time.Duration, hooks healthHooks) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		start := time.Now()
 		d := &net.Dialer{Timeout: connectTimeout, KeepAliveConfig: keepAlive}
 		conn, err := d.DialContext(ctx, network, addr)
 		if err != nil {
@@ -50,6 +52,12 @@ func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingT
 			cancel()
 			if err != nil {
 				_ = conn.Close()
+				if handshakeAtFault(ctx, start, connectTimeout) {
+					// Whatever the cause, the handshake failed: class tls,
+					// not the timeout or EOF it may look like (a TLS
+					// client facing a plaintext port just waits).
+					err = &errclass.HandshakeError{Err: err}
+				}
 				// Report it as a dial failure: the command was never sent.
 				return nil, &net.OpError{Op: "dial", Net: network, Addr: conn.RemoteAddr(), Err: err}
 			}
@@ -68,6 +76,22 @@ func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingT
 		}
 		return hc, nil
 	}
+}
+
+// handshakeAtFault reports whether a failed TLS handshake is the
+// handshake's own failure rather than the caller's: the dial context was
+// not canceled, and if its deadline passed, that deadline gave the dial
+// its whole connect timeout (go-redis's dial deadline), not a shorter one
+// the caller chose for a command.
+func handshakeAtFault(ctx context.Context, dialStart time.Time, connectTimeout time.Duration) bool {
+	switch err := ctx.Err(); {
+	case err == nil:
+		return true
+	case errors.Is(err, context.Canceled):
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || dl.Sub(dialStart) >= connectTimeout*9/10
 }
 
 // pingCommand is PING as a RESP array; every protocol version accepts it.

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -272,3 +273,17 @@ func retryEvent(profile string, e retry.Event) runtime.Event {
 
 // classOf is errclass.Of, named for readability at call sites.
 func classOf(err error) errclass.Class { return errclass.Of(err) }
+
+// Format prints the factory's profiles, for every verb: never its fields,
+// which hold the profiles and their secrets.
+func (f *Factory) Format(s fmt.State, verb rune) {
+	if f == nil {
+		_, _ = s.Write([]byte("<nil>"))
+		return
+	}
+	out := fmt.Sprintf("factory.Factory{profiles: %v}", f.Profiles())
+	if verb == 'q' {
+		out = strconv.Quote(out)
+	}
+	_, _ = s.Write([]byte(out))
+}

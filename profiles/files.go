@@ -22,7 +22,11 @@ func (l *loader) readReferencedFiles(res *Result) {
 			if errors.As(err, &tl) {
 				msg = "cannot be read: " + limitMsg("the file is larger than", sizeText(l.limits.MaxReferencedFileSize), "max_referenced_file_size")
 			}
-			is := schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: msg, Value: path, HasValue: true}
+			shown := schema.DisplayValue(rel, path)
+			if shown == schema.Redacted {
+				msg += "; the value is not shown because it does not look like a file path and may be the secret itself (write ./NAME for a file in the working directory)"
+			}
+			is := schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: msg, Value: shown, HasValue: true}
 			if o.Via == "defaults" {
 				is.Path = "defaults." + rel
 			}
@@ -72,7 +76,7 @@ func (l *loader) readReferencedFiles(res *Result) {
 
 func (l *loader) emptySecret(res *Result, name, rel, path string) {
 	o, _ := lookupOrigin(res.origins[name], rel)
-	l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: "the file is empty; it must hold the password", Value: path, HasValue: true})
+	l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name + "." + rel, Rule: "file", Message: "the file is empty; it must hold the password", Value: schema.DisplayValue(rel, path), HasValue: true})
 }
 
 // exclusive reports (and records) a profile that sets both a password and
@@ -83,7 +87,7 @@ func (l *loader) exclusive(res *Result, name string, pw schema.Secret, file, pwK
 	}
 	o, _ := lookupOrigin(res.origins[name], fileKey)
 	is := schema.Issue{Source: o.Source, Path: "profiles." + name + "." + fileKey, Rule: "exclusive",
-		Message: "set either " + pwKey + " or " + fileKey + ", not both", Value: file, HasValue: true}
+		Message: "set either " + pwKey + " or " + fileKey + ", not both", Value: schema.DisplayValue(fileKey, file), HasValue: true}
 	if o.Via == "defaults" {
 		is.Path = "defaults." + fileKey
 	}

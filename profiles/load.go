@@ -106,10 +106,16 @@ type Result struct {
 	// Config holds the effective profiles.
 	Config *schema.Config
 
-	origins map[string]map[string]Origin // profile -> key path -> origin
-	files   []string
-	digest  [32]byte
+	origins  map[string]map[string]Origin // profile -> key path -> origin
+	files    []string
+	digest   [32]byte
+	warnings schema.Issues
 }
+
+// Warnings returns what weakens the security of the loaded profiles without
+// making them invalid (see the package function Warnings), each with the
+// source that set the key, sorted by path.
+func (r *Result) Warnings() schema.Issues { return slices.Clone(r.warnings) }
 
 // Files returns every file the configuration was read from, including the
 // files its keys point to (password_file, TLS certificates and keys).
@@ -134,7 +140,9 @@ func Load(opts Options) (*Result, error) {
 	l := &loader{opts: opts, limits: opts.Limits.effective()}
 	res := l.load()
 	if len(l.issues) > 0 {
-		return nil, l.issues.Sort()
+		// Redacted whatever built them: a URL's credentials in any value,
+		// message or source never leave the loader.
+		return nil, l.issues.Redacted().Sort()
 	}
 	return res, nil
 }
@@ -314,6 +322,12 @@ func (l *loader) load() *Result {
 	}
 	res.files = l.files
 	res.digest = sha256.Sum256(l.hash)
+	for _, name := range sortedProfileNames(res.Config) {
+		for _, w := range Warnings(name, res.Config.Profiles[name]) {
+			res.warnings = append(res.warnings, l.locate(res, w))
+		}
+	}
+	res.warnings = res.warnings.Redacted().Sort()
 	return res
 }
 

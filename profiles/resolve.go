@@ -66,7 +66,11 @@ func (l *loader) resolve(raw map[string]any) *resolved {
 				profiles[name] = map[string]any{}
 			default:
 				o, _ := l.originOf("profiles." + name)
-				l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name, Rule: "type", Message: "must be a map of profile keys", Value: fmt.Sprint(v), HasValue: true})
+				msg := "must be a map of profile keys"
+				if str, ok := v.(string); ok && strings.Contains(str, "://") {
+					msg += "; to connect with a URL write " + name + ": {url: \"...\"}"
+				}
+				l.issues = append(l.issues, schema.Issue{Source: o.Source, Path: "profiles." + name, Rule: "type", Message: msg, Value: schema.DisplayValue("url", v), HasValue: true})
 			}
 		}
 	}

@@ -117,3 +117,9 @@ func dirFiles(dir string, limit int) ([]string, error) {
 	sort.Strings(files)
 	return files, nil
 }
+
+// Format prints the name and size of the document, never its bytes (a
+// document may hold passwords).
+func (b bytesSource) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "Bytes(%q, %d bytes)", b.name, len(b.data))
+}

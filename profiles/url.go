@@ -45,6 +45,10 @@ func (l *loader) applyURL(name string, p *schema.Profile, origins map[string]Ori
 		}
 		l.issues = append(l.issues, is)
 	}
+	if msg := unescapedUserinfo(raw); msg != "" {
+		fail(msg)
+		return
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		fail("is not a valid URL")
@@ -137,6 +141,35 @@ func (l *loader) applyURL(name string, p *schema.Profile, origins map[string]Ori
 		}
 		commonURL(set, has, u, commonOpts{o.Protocol, o.ClientName, o.MaxRetries, o.MinRetryBackoff, o.MaxRetryBackoff, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolSize, o.PoolTimeout, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns, o.ConnMaxIdleTime, o.ConnMaxLifetime, o.TLSConfig != nil}, p)
 	}
+}
+
+// unescapedUserinfo returns a message when the user name or password of a
+// URL holds a character that ends the user-info ('/', '?', '#'),
+// unescaped. url.Parse (and so go-redis) would read
+// "redis://:pa#ss@host" as host ":pa" with a fragment, and
+// "redis://:pa/ss@host" as a path: the client would dial another host
+// without the password, and the password would be printed as part of a
+// host or a path. It never includes the URL.
+func unescapedUserinfo(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return ""
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	// An unescaped '@' inside the user-info is left alone: url.Parse
+	// splits at the last '@' of the authority, so go-redis reads such a
+	// password whole, and refusing it would refuse a URL bare go-redis
+	// serves.
+	last := strings.LastIndexByte(rest, '@')
+	if last < end || strings.Contains(rest[:end], "@") || strings.Contains(rest[:last], "=") {
+		// No '@' after the first '/', '?' or '#', or one inside a query
+		// value: the user-info, if any, is whole.
+		return ""
+	}
+	return "has a user name or password holding '" + string(rest[end]) + "' unescaped, which ends the user-info of a URL (the client would dial another host without the password); percent-encode it: '@' as %40, '/' as %2F, '?' as %3F, '#' as %23, ':' in a user name as %3A"
 }
 
 type commonOpts struct {

@@ -61,6 +61,16 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 		return p, nil // an empty document
 	}
 	doc := root.Content[0]
+	if msg := secretValueIssue(doc, ""); msg != "" {
+		// Before anything else reads the document, so that no later
+		// message can name an anchor or alias that is a password.
+		line := 0
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = msg[len(m[0]):]
+		}
+		return nil, &parseError{line: line, rule: "yaml", msg: msg}
+	}
 	if perr := b.check(doc); perr != nil {
 		return nil, perr
 	}
@@ -139,7 +149,10 @@ func syntaxError(data []byte, err error) *parseError {
 			line = l
 		}
 	}
-	return &parseError{line: line, rule: "yaml", msg: "invalid YAML: " + msg}
+	// yaml.v3 quotes tokens of the document in its messages; one may be a
+	// password (an unknown anchor 'S3CRET…', for a password written
+	// *S3CRET…).
+	return &parseError{line: line, rule: "yaml", msg: redactYAMLError("invalid YAML: "+msg, data)}
 }
 
 // problemLine returns the first line L such that the document cut after

@@ -80,6 +80,14 @@ const (
 	// maintenance (for example a MOVING or MIGRATING push notification).
 	// Message carries the notification.
 	MaintenanceNotification Kind = "maint.notification"
+
+	// ConfigWarning is published when a factory builds a client whose
+	// profile weakens security without being invalid: TLS certificate
+	// verification off, a secret file readable by group or others.
+	// Profile names the profile, Message says what and why, and the
+	// attribute "rule" names the check (insecure_skip_verify,
+	// file_permissions). It is logged at warning level.
+	ConfigWarning Kind = "config.warning"
 )
 
 // knownKinds lists the kinds above; their counters live in a fixed array
@@ -93,6 +101,7 @@ var knownKinds = [...]Kind{
 	HandoffStarted, HandoffCompleted, HandoffFailed,
 	MaintenanceNotification,
 	CacheChannelDown, CacheChannelUp,
+	ConfigWarning,
 }
 
 // knownIndex returns the index of k in knownKinds, or -1. It is a switch
@@ -135,16 +144,19 @@ func knownIndex(k Kind) int {
 		return 16
 	case CacheChannelUp:
 		return 17
+	case ConfigWarning:
+		return 18
 	}
 	return -1
 }
 
 // Level returns the log level at which events of kind k are logged:
-// [slog.LevelWarn] for kinds that report a failure (kinds ending in
-// "failed", "exhausted" or "rejected") and [slog.LevelDebug] otherwise.
+// [slog.LevelWarn] for kinds that report a failure or a warning (kinds
+// ending in "failed", "exhausted", "rejected" or "warning") and
+// [slog.LevelDebug] otherwise.
 func (k Kind) Level() slog.Level {
 	s := string(k)
-	if strings.HasSuffix(s, "failed") || strings.HasSuffix(s, "exhausted") || strings.HasSuffix(s, "rejected") {
+	if strings.HasSuffix(s, "failed") || strings.HasSuffix(s, "exhausted") || strings.HasSuffix(s, "rejected") || strings.HasSuffix(s, "warning") {
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug

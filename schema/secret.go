@@ -48,42 +48,29 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) 
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // RedactString returns the redacted form of a secret value: empty stays
-// empty; a URL keeps its shape with its password and any password-bearing
-// query parameter (go-redis's failover URLs accept ?password=) replaced by
-// <redacted>; anything else becomes <redacted>. A lone user-info
-// (redis://X@host) is redacted too: go-redis v9 reads it as a user name, but
-// other clients and older go-redis read it as the password, and people
-// write it both ways.
+// empty; a redis://, rediss:// or unix:// URL keeps its shape with its
+// password and any password-bearing query parameter (go-redis's failover
+// URLs accept ?password=) replaced by <redacted> (see RedactText);
+// anything else becomes <redacted>. A lone user-info (redis://X@host) is
+// redacted too: go-redis v9 reads it as a user name, but other clients and
+// older go-redis read it as the password, and people write it both ways.
 func RedactString(v string) string {
 	if v == "" {
 		return ""
 	}
-	u, err := url.Parse(v)
-	if err != nil || u.Scheme == "" || (u.Host == "" && u.Path == "") {
+	scheme, _, ok := strings.Cut(v, "://")
+	if !ok {
 		return Redacted
 	}
-	changed := false
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		changed = true
-	} else if u.User != nil && u.User.Username() != "" {
-		u.User = url.User("REDACTED")
-		changed = true
+	switch strings.ToLower(scheme) {
+	case "redis", "rediss", "unix":
+	default:
+		return Redacted
 	}
-	if q := u.Query(); len(q) > 0 {
-		for k := range q {
-			if strings.Contains(strings.ToLower(k), "pass") {
-				q[k] = []string{"REDACTED"}
-				changed = true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
+	if u, err := url.Parse(v); err != nil || (u.Host == "" && u.Path == "") {
+		if !strings.Contains(v, "@") {
+			return Redacted
 		}
 	}
-	if !changed {
-		return v
-	}
-	// url.String escapes < and >; put the marker in afterwards.
-	return strings.ReplaceAll(u.String(), "REDACTED", Redacted)
+	return RedactText(v)
 }

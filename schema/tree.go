@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"net/url"
 	"reflect"
 	"strings"
 	"time"
@@ -53,7 +54,24 @@ func (p *Profile) Tree() map[string]any {
 	if p == nil {
 		return nil
 	}
-	return renderStruct(reflect.ValueOf(*p), "", alwaysShown())
+	// From the redacted copy: a user name that came from a URL's lone
+	// user-info (redis://X@host) is shown redacted, as the url itself is
+	// (go-redis v9 reads X as a user name, but many write the password
+	// there), and no text field shows a URL's credentials.
+	return renderStruct(reflect.ValueOf(p.Redacted()), "", alwaysShown())
+}
+
+// LoneUserinfo returns X of a URL written scheme://X@host (a user-info
+// without a ':' and a password), or "".
+func LoneUserinfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	if _, has := u.User.Password(); has {
+		return ""
+	}
+	return u.User.Username()
 }
 
 // alwaysShown returns the dotted paths of every key with a built-in default.

@@ -65,6 +65,10 @@ var hostnameRE = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9
 // brackets, e.g. [::1]:6379) or a hostname, the port is 1-65535. It does no
 // DNS lookup.
 func CheckAddr(addr string) error {
+	if strings.Contains(addr, "://") {
+		// Never echo it: a URL may carry a password.
+		return fmt.Errorf("is a URL, not host:port; put a URL in url: (and its password is then redacted)")
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("is not host:port (IPv6 literals go in brackets, e.g. [::1]:6379)")
@@ -111,7 +115,7 @@ func Validate(c *Config) Issues {
 		}
 		out = append(out, ValidateProfile(n, p)...)
 	}
-	return out.Sort()
+	return out.Redacted().Sort()
 }
 
 // ValidateProfile checks one effective profile. Paths start with

@@ -34,6 +34,9 @@ type checkLine struct {
 	RTTNanos      int64  `json:"rtt_ns,omitempty"`
 	ErrorClass    string `json:"error_class,omitempty"`
 	Error         string `json:"error,omitempty"`
+	// Warnings are the profile's security warnings (profiles.Warnings),
+	// one line each; they do not make the check fail.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // runCheck builds each profile's client, PINGs its server under the
@@ -101,6 +104,15 @@ func runCheck(c *cli, args []string) int {
 	}
 
 	lines := checkProfiles(res, selected, *timeout)
+	warnings := res.Warnings()
+	printWarnings(c.stderr, warnings)
+	for i := range lines {
+		for _, w := range warnings {
+			if strings.HasPrefix(w.Path, "profiles."+lines[i].Profile+".") {
+				lines[i].Warnings = append(lines[i].Warnings, w.Error())
+			}
+		}
+	}
 
 	failed := []string{}
 	for _, l := range lines {
@@ -120,10 +132,12 @@ func runCheck(c *cli, args []string) int {
 		tw := tabwriter.NewWriter(&buf, 0, 0, 3, ' ', 0)
 		fmt.Fprintln(tw, "PROFILE\tREACHABLE\tVERSION\tRESP\tRTT\tERROR")
 		for _, l := range lines {
+			// What the server or a library said is escaped: it may hold
+			// control characters.
 			if l.Reachable {
-				fmt.Fprintf(tw, "%s\tyes\t%s\t%s\t%s\t\n", l.Profile, dash(l.ServerVersion), dash(protoString(l.Protocol)), dash(l.RTT))
+				fmt.Fprintf(tw, "%s\tyes\t%s\t%s\t%s\t\n", l.Profile, schema.EscapeText(dash(l.ServerVersion)), dash(protoString(l.Protocol)), dash(l.RTT))
 			} else {
-				fmt.Fprintf(tw, "%s\tno\t-\t-\t-\t%s: %s\n", l.Profile, l.ErrorClass, l.Error)
+				fmt.Fprintf(tw, "%s\tno\t-\t-\t-\t%s: %s\n", l.Profile, l.ErrorClass, schema.EscapeText(l.Error))
 			}
 		}
 		_ = tw.Flush()
@@ -288,13 +302,14 @@ func profileSecrets(p *schema.Profile) redactor {
 	return r
 }
 
-// clean returns s with every secret replaced by <redacted> and line breaks
+// clean returns s with every secret of the profile and every URL
+// credential (schema.RedactText) replaced by <redacted>, and line breaks
 // turned into spaces, so that one result stays on one line.
 func (r redactor) clean(s string) string {
 	for _, sec := range r {
 		s = strings.ReplaceAll(s, sec, schema.Redacted)
 	}
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(schema.RedactText(s)), " ")
 }
 
 func contains(list []string, s string) bool {

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/redisfactory/redisfactory/internal/suggest"
+	"github.com/redisfactory/redisfactory/schema"
 )
 
 // runExplain prints every effective key of one profile with its value and
@@ -65,8 +66,10 @@ func runExplain(c *cli, args []string) int {
 		if v == "" {
 			v = `""`
 		}
-		lines := wrapList(v, maxValueWidth)
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Path, lines[0], k.Origin.String())
+		// Values and sources are the user's text: escaped, so that a
+		// control character can neither reach the terminal nor start a line.
+		lines := wrapList(schema.EscapeText(v), maxValueWidth)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", schema.EscapeText(k.Path), lines[0], schema.EscapeText(k.Origin.String()))
 		for _, l := range lines[1:] {
 			fmt.Fprintf(tw, "\t%s\t\n", l)
 		}

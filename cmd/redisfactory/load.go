@@ -65,17 +65,15 @@ func printIssues(w, countTo io.Writer, is schema.Issues) {
 	fmt.Fprintf(countTo, "invalid configuration: %s\n", plural(len(is), "issue", "issues"))
 }
 
-// issueLine renders an issue; one without a key path drops the empty key.
-func issueLine(i schema.Issue) string {
-	if i.Path != "" {
-		return i.Error()
+// issueLine renders an issue on one line, redacted and with control
+// characters escaped (schema.Issue.Error); one without a key path drops
+// the empty key.
+func issueLine(i schema.Issue) string { return i.Error() }
+
+// printWarnings writes one "warning: …" line per warning. Warnings never
+// change an exit code.
+func printWarnings(w io.Writer, ws schema.Issues) {
+	for _, i := range ws {
+		fmt.Fprintln(w, "warning: "+issueLine(i))
 	}
-	line := i.Message
-	if i.HasValue {
-		line += fmt.Sprintf(" (got %q)", i.Value)
-	}
-	if i.Source != "" {
-		line = i.Source + ": " + line
-	}
-	return line
 }

@@ -32,11 +32,17 @@ func runValidate(c *cli, args []string) int {
 	}
 
 	res, issues := c.load(paths, lf)
+	var warnings schema.Issues
+	if res != nil {
+		warnings = res.Warnings()
+		printWarnings(c.stderr, warnings)
+	}
 	if *format == "json" {
-		if issues == nil {
-			issues = schema.Issues{}
-		}
-		b, err := json.MarshalIndent(issues, "", "  ")
+		// Errors and warnings ("severity": "warning") in one array;
+		// warnings alone leave the exit code 0.
+		all := append(schema.Issues{}, issues...)
+		all = append(all, warnings...)
+		b, err := json.MarshalIndent(all, "", "  ")
 		if err != nil {
 			fmt.Fprintf(c.stderr, "%s validate: %v\n", programName, err)
 			return exitFailed

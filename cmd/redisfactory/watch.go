@@ -62,19 +62,19 @@ func runWatch(c *cli, args []string) int {
 	cancelSub := rt.Events().SubscribeFunc(func(e runtime.Event) { out.event(e) }, runtime.WithBuffer(4096))
 	f, err := factory.New(res.Config, factory.Options{Runtime: rt, ProbeInterval: *probe})
 	if err != nil {
-		fmt.Fprintf(c.stderr, "watch: %v\n", err)
+		fmt.Fprintf(c.stderr, "watch: %s\n", schema.EscapeText(schema.RedactText(err.Error())))
 		return exitFailed
 	}
 	w, err := f.Watch(ctx, profiles.WatchOptions{Load: lo, Current: res, Debounce: *debounce})
 	if err != nil {
-		fmt.Fprintf(c.stderr, "watch: %v\n", err)
+		fmt.Fprintf(c.stderr, "watch: %s\n", schema.EscapeText(schema.RedactText(err.Error())))
 		return exitFailed
 	}
 	if *sighup {
 		stopHUP := w.NotifyOnSignal(syscall.SIGHUP)
 		defer stopHUP()
 	}
-	out.printf("watching %s: %s; Ctrl-C to stop", strings.Join(res.Files(), ", "), strings.Join(f.Profiles(), ", "))
+	out.printf("watching %s: %s; Ctrl-C to stop", schema.EscapeText(strings.Join(res.Files(), ", ")), strings.Join(f.Profiles(), ", "))
 
 	var statsC <-chan time.Time
 	if *stats > 0 {
