@@ -511,6 +511,9 @@ func lookupOrigin(m map[string]Origin, rel string) (Origin, bool) {
 // sorted here when needed), so that a caller asking many times about one
 // map, such as the decoder reporting thousands of unknown keys, sorts once.
 func lookupOriginSorted(m map[string]Origin, keys []string, rel string) (Origin, bool) {
+	if o, ok := m[rel]; ok && o.Source != BuiltinSource {
+		return o, true // before cutting "[": a key may hold one
+	}
 	if i := strings.IndexByte(rel, '['); i >= 0 {
 		rel = rel[:i]
 	}

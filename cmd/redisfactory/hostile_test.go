@@ -41,6 +41,7 @@ import (
 //	out.CMD: TEXT              text one command prints (out.watch: the watch
 //	                           prints instead of the out: texts)
 //	never: TEXT                text no command prints, the running watch included
+//	                           ("a Go string" for control characters)
 //	watch: rejected|applied|failed|skip WHY
 //	                           what a running watch does when the case's files
 //	                           land in its directory (default: rejected when exit
@@ -113,6 +114,11 @@ func parseCase(t *testing.T, dir string) hostileCase {
 		case "out":
 			c.out[cmd] = append(c.out[cmd], val)
 		case "never":
+			if strings.HasPrefix(val, `"`) { // a Go string, for control characters
+				u, err := strconv.Unquote(val)
+				require.NoError(t, err, "%s/case.txt:%d", c.name, n)
+				val = u
+			}
 			c.never = append(c.never, val)
 		case "watch":
 			c.watch = val
