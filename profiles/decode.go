@@ -65,8 +65,14 @@ func (d *decoder) report(rel, rule, msg string, v any) {
 		d.sorted = slices.Sorted(maps.Keys(d.origins))
 	}
 	o, ok := lookupOriginSorted(d.origins, d.sorted, rel)
-	if !ok {
-		o = Origin{Source: BuiltinSource}
+	if !ok || o.Source == BuiltinSource && rule == "unknown_key" {
+		// A key no path names (it holds a '.'): it was written in the
+		// profile, never by the built-in defaults.
+		if po, found := d.l.originOf("profiles." + d.profile); found {
+			o, ok = po, true
+		} else if !ok {
+			o = Origin{Source: BuiltinSource}
+		}
 	}
 	path := "profiles." + d.profile + "." + rel
 	switch {

@@ -292,7 +292,6 @@ func (l *loader) load() *Result {
 			mergeInto(raw, s.tree)
 		}
 	}
-	l.index = newOriginIndex(l.sources)
 	if ps, ok := raw["profiles"].(map[string]any); ok && len(ps) > lim.MaxProfiles {
 		o, _ := l.originOf("profiles")
 		l.fail(o.Source, "profiles", "limit", limitMsg(fmt.Sprintf("%d profiles are more than", len(ps)), lim.MaxProfiles, "max_profiles"))
@@ -390,6 +389,14 @@ func (l *loader) hashPart(name string, data []byte) {
 // originOf returns the origin of a full key path in the merged tree: the
 // last source that set it (or a parent of it), else the built-in defaults.
 func (l *loader) originOf(path string) (Origin, bool) {
+	if len(l.sources) == 1 {
+		// One source (the common case): it set path if its tree holds
+		// it, and no index of every path is worth building.
+		if hasPath(l.sources[0].tree, path) {
+			return l.sources[0].origin(path), true
+		}
+		return Origin{Source: BuiltinSource}, false
+	}
 	if l.index == nil {
 		l.index = newOriginIndex(l.sources)
 	}
@@ -397,6 +404,23 @@ func (l *loader) originOf(path string) (Origin, bool) {
 		return l.sources[i].origin(path), true
 	}
 	return Origin{Source: BuiltinSource}, false
+}
+
+// hasPath reports whether the nested map sets path (or a leaf above it).
+func hasPath(tree map[string]any, path string) bool {
+	cur := any(tree)
+	for path != "" {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return true // a leaf above path set it whole
+		}
+		part, rest, _ := strings.Cut(path, ".")
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+		path = rest
+	}
+	return true
 }
 
 // originIndex answers "which source set this path last" in time linear in
@@ -502,6 +526,9 @@ func lookupOrigin(m map[string]Origin, rel string) (Origin, bool) {
 // sorted here when needed), so that a caller asking many times about one
 // map, such as the decoder reporting thousands of unknown keys, sorts once.
 func lookupOriginSorted(m map[string]Origin, keys []string, rel string) (Origin, bool) {
+	if o, ok := m[rel]; ok && o.Source != BuiltinSource {
+		return o, true // before cutting "[": a key may hold one
+	}
 	if i := strings.IndexByte(rel, '['); i >= 0 {
 		rel = rel[:i]
 	}

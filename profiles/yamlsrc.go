@@ -54,20 +54,20 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		pe := syntaxError(data, err)
-		pe.msg = redactYAMLError(pe.msg, data)
-		return nil, pe
+		return nil, syntaxError(data, err)
 	}
 	p = &parsed{name: name, tree: map[string]any{}, lines: map[string]int{}, kind: originFile}
 	if len(root.Content) == 0 {
 		return p, nil // an empty document
 	}
 	doc := root.Content[0]
+	if line, msg := secretValueIssue(doc, ""); msg != "" {
+		// Before anything else reads the document, so that no later
+		// message can name an anchor or alias that is a password.
+		return nil, &parseError{line: line, rule: "yaml", msg: msg}
+	}
 	if perr := b.check(doc); perr != nil {
 		return nil, perr
-	}
-	if line, msg := secretValueIssue(doc, ""); msg != "" {
-		return nil, &parseError{line: line, rule: "secret", msg: msg}
 	}
 	if line, msg := recordLines(doc, "", p.lines); msg != "" {
 		return nil, &parseError{line: line, rule: "yaml", msg: msg}
@@ -144,7 +144,10 @@ func syntaxError(data []byte, err error) *parseError {
 			line = l
 		}
 	}
-	return &parseError{line: line, rule: "yaml", msg: "invalid YAML: " + msg}
+	// yaml.v3 quotes tokens of the document in its messages; one may be a
+	// password (an unknown anchor 'S3CRET…', for a password written
+	// *S3CRET…).
+	return &parseError{line: line, rule: "yaml", msg: redactYAMLError("invalid YAML: "+msg, data)}
 }
 
 // problemLine returns the first line L such that the document cut after
@@ -234,8 +237,11 @@ func (r *countingReader) Read(p []byte) (int, error) {
 // against its limit. Sizes are computed once per anchored node, so the
 // work is linear in the document, however much its aliases expand.
 func (b *parseBudget) check(doc *yaml.Node) *parseError {
-	m := &measure{memo: map[*yaml.Node]shape{}}
+	m := &measure{memo: map[*yaml.Node]shape{}, active: map[*yaml.Node]bool{}}
 	s := m.of(doc)
+	if m.cycle != nil {
+		return &parseError{line: m.cycle.Line, rule: "yaml", msg: fmt.Sprintf("invalid YAML: anchor %q value contains itself", m.cycle.Value)}
+	}
 	if s.height > b.lim.MaxDepth {
 		n := deepest(m, doc, b.lim.MaxDepth)
 		return &parseError{line: n.Line, rule: "limit", msg: limitMsg("nesting (aliases expanded) is deeper than", fmt.Sprintf("%d levels", b.lim.MaxDepth), "max_depth")}
@@ -260,7 +266,9 @@ type shape struct {
 }
 
 type measure struct {
-	memo map[*yaml.Node]shape
+	memo   map[*yaml.Node]shape
+	active map[*yaml.Node]bool // anchored nodes being measured
+	cycle  *yaml.Node          // an alias inside the node it refers to
 }
 
 const saturated = int(^uint(0) >> 2)
@@ -279,6 +287,12 @@ func (m *measure) of(n *yaml.Node) shape {
 	var s shape
 	switch n.Kind {
 	case yaml.AliasNode:
+		if n.Alias != nil && m.active[n.Alias] {
+			if m.cycle == nil {
+				m.cycle = n
+			}
+			return shape{size: 1, physical: 1}
+		}
 		if n.Alias != nil {
 			t := m.of(n.Alias)
 			s = shape{size: t.size, physical: 1, height: t.height}
@@ -286,6 +300,10 @@ func (m *measure) of(n *yaml.Node) shape {
 			s = shape{size: 1, physical: 1}
 		}
 	default:
+		if n.Anchor != "" {
+			m.active[n] = true
+			defer delete(m.active, n)
+		}
 		s = shape{size: 1, physical: 1}
 		for _, c := range n.Content {
 			cs := m.of(c)

@@ -133,7 +133,7 @@ func ValidateProfile(name string, p *Profile) Issues {
 		out = append(out, Issue{Path: prefix, Rule: "internal", Message: err.Error()})
 	}
 	out = append(out, crossCheck(prefix, p)...)
-	out = append(out, durationBounds(prefix, reflect.ValueOf(p).Elem(), "")...)
+	out = append(out, durationBounds(prefix, p)...)
 	return out
 }
 
@@ -145,30 +145,48 @@ func ValidateProfile(name string, p *Profile) Issues {
 // or lifetime a client needs.
 const MaxDuration = 365 * 24 * time.Hour
 
-// durationBounds checks every duration of a profile, found by reflection
-// so that a key added later is bounded too, against MaxDuration.
-func durationBounds(prefix string, v reflect.Value, rel string) Issues {
-	var out Issues
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("koanf"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		path := name
-		if rel != "" {
-			path = rel + "." + name
-		}
-		fv := v.Field(i)
-		switch {
-		case f.Type == reflect.TypeOf(time.Duration(0)):
-			if d := time.Duration(fv.Int()); d > MaxDuration {
-				full := prefix + "." + path
-				out = append(out, Issue{Path: full, Rule: "max_duration", Message: "must be at most 8760h (one year); longer durations overflow when go-redis adds them to others", Value: d.String(), HasValue: true})
+// durationField is where one duration key sits in a Profile.
+type durationField struct {
+	index []int  // reflect field index path
+	path  string // key path, e.g. timeouts.connect
+}
+
+// durationFields lists every duration of a Profile, found by reflection
+// once, so that a key added later is bounded too.
+var durationFields = sync.OnceValue(func() []durationField {
+	var out []durationField
+	var walk func(t reflect.Type, index []int, rel string)
+	walk = func(t reflect.Type, index []int, rel string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("koanf"), ",")
+			if name == "" || name == "-" {
+				continue
 			}
-		case f.Type.Kind() == reflect.Struct:
-			out = append(out, durationBounds(prefix, fv, path)...)
+			path := name
+			if rel != "" {
+				path = rel + "." + name
+			}
+			idx := append(append([]int(nil), index...), i)
+			switch {
+			case f.Type == reflect.TypeOf(time.Duration(0)):
+				out = append(out, durationField{index: idx, path: path})
+			case f.Type.Kind() == reflect.Struct:
+				walk(f.Type, idx, path)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Profile{}), nil, "")
+	return out
+})
+
+// durationBounds checks every duration of a profile against MaxDuration.
+func durationBounds(prefix string, p *Profile) Issues {
+	var out Issues
+	v := reflect.ValueOf(p).Elem()
+	for _, f := range durationFields() {
+		if d := time.Duration(v.FieldByIndex(f.index).Int()); d > MaxDuration {
+			out = append(out, Issue{Path: prefix + "." + f.path, Rule: "max_duration", Message: "must be at most 8760h (one year); longer durations overflow when go-redis adds them to others", Value: d.String(), HasValue: true})
 		}
 	}
 	return out

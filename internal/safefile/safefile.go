@@ -63,16 +63,6 @@ func Read(path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-// Check reports whether path is a regular file (symbolic links followed)
-// without opening it.
-func Check(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	return checkMode(path, st.Mode())
-}
-
 func checkMode(path string, m fs.FileMode) error {
 	if m.IsRegular() {
 		return nil
