@@ -156,9 +156,9 @@ func (s Summary) Markdown() string {
 	}
 
 	b.WriteString("\n## Adding a configuration\n\n" +
-		"Add one entry to `Configs` in [internal/conformance/configs.go](internal/conformance/configs.go), e.g. " +
-		"`{Name: \"pipeline-auto\", Baseline: \"go-redis\", Profile: \"pipeline:\\n  auto: true\\n\"}`, " +
+		"Add one entry to `Configs` in [internal/conformance/configs.go](internal/conformance/configs.go), as " +
+		"`{Name: \"pipeline-auto\", Baseline: \"go-redis\", Profile: \"pipeline:\\n  auto: true\\n\"}` was, " +
 		"run the command above and commit the regenerated file. A spec that cannot run in it goes into " +
-		"exclusions.yaml with `configs: [pipeline-auto]` and its reason.\n")
+		"exclusions.yaml with `configs: [NAME]` and its reason.\n")
 	return b.String()
 }
