@@ -133,7 +133,7 @@ func BenchmarkLoadScaling(b *testing.B) {
 
 // TestLoadScalesLinearly guards against quadratic loading with a margin
 // wide enough for a busy machine: per-item time at 20 times the size may
-// not be 4 times the small one's (quadratic work would make it about 20).
+// not be 8 times the small one's (quadratic work would make it about 20).
 func TestLoadScalesLinearly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures load times")
@@ -143,19 +143,19 @@ func TestLoadScalesLinearly(t *testing.T) {
 		func() time.Duration { return perItem(t, bytesOpts(small), 250, true) },
 		func() time.Duration { return perItem(t, bytesOpts(large), 5000, true) })
 	t.Logf("profiles: per-profile time at 5k / at 250 = %.2f", r)
-	require.Less(t, r, 4.0, "loading profiles is not linear")
+	require.Less(t, r, 8.0, "loading profiles is not linear")
 
 	uk1, uk20 := unknownKeys(500), unknownKeys(10_000)
 	r = scaling(t, 3,
 		func() time.Duration { return perItem(t, bytesOpts(uk1), 500, false) },
 		func() time.Duration { return perItem(t, bytesOpts(uk20), 10_000, false) })
 	t.Logf("unknown keys: per-key time at 10k / at 500 = %.2f", r)
-	require.Less(t, r, 4.0, "reporting unknown keys is not linear")
+	require.Less(t, r, 8.0, "reporting unknown keys is not linear")
 
 	d100, d2k := manyFiles(t, 50), manyFiles(t, 1000)
 	r = scaling(t, 3,
 		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d100}}, 50, true) },
 		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d2k}}, 1000, true) })
 	t.Logf("files: per-file time at 1k / at 50 = %.2f", r)
-	require.Less(t, r, 4.0, "loading a directory of files is not linear")
+	require.Less(t, r, 8.0, "loading a directory of files is not linear")
 }

@@ -61,13 +61,15 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 		return p, nil // an empty document
 	}
 	doc := root.Content[0]
-	if line, msg := secretValueIssue(doc, ""); msg != "" {
-		// Before anything else reads the document, so that no later
-		// message can name an anchor or alias that is a password.
-		return nil, &parseError{line: line, rule: "yaml", msg: msg}
-	}
 	if perr := b.check(doc); perr != nil {
 		return nil, perr
+	}
+	if line, msg := secretValueIssue(doc, ""); msg != "" {
+		// Before anything else reports on the document's content, so
+		// that no later message can name an anchor or alias that is a
+		// password (the limits checked above name none). Its paths grow
+		// with the depth, which the limits have just bounded.
+		return nil, &parseError{line: line, rule: "yaml", msg: msg}
 	}
 	if line, msg := recordLines(doc, "", p.lines); msg != "" {
 		return nil, &parseError{line: line, rule: "yaml", msg: msg}
@@ -240,7 +242,9 @@ func (b *parseBudget) check(doc *yaml.Node) *parseError {
 	m := &measure{memo: map[*yaml.Node]shape{}, active: map[*yaml.Node]bool{}}
 	s := m.of(doc)
 	if m.cycle != nil {
-		return &parseError{line: m.cycle.Line, rule: "yaml", msg: fmt.Sprintf("invalid YAML: anchor %q value contains itself", m.cycle.Value)}
+		// The anchor's name is not shown: it may be a password written
+		// after '&' or '*'.
+		return &parseError{line: m.cycle.Line, rule: "yaml", msg: "invalid YAML: an alias refers to the anchor that contains it (an endless value)"}
 	}
 	if s.height > b.lim.MaxDepth {
 		n := deepest(m, doc, b.lim.MaxDepth)
