@@ -33,9 +33,8 @@ func TestBuildNeverPanics(t *testing.T) {
 			p.Timeouts.Connect, p.Timeouts.Socket = 1_500_000*time.Hour, 1_500_000*time.Hour
 		}},
 		{"negative pool", "pool.size", func(p *schema.Profile) { p.Pool.Size = -1 }},
-		{"sch enabled over sentinel", "sch.mode", func(p *schema.Profile) {
-			p.Mode, p.Addr, p.SCH.Mode = schema.Sentinel, "", schema.SCHEnabled
-			p.Sentinel.MasterName, p.Sentinel.Addrs = "m", []string{"127.0.0.1:1"}
+		{"sch enabled over RESP2", "sch.mode", func(p *schema.Profile) {
+			p.Protocol, p.SCH.Mode = 2, schema.SCHEnabled
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -212,7 +212,8 @@ sch: {mode: enabled, relaxed_timeout: 3s}
 	require.ErrorContains(t, err, "i/o timeout", "after SMIGRATED node 0 has its 300ms timeout again")
 }
 
-// A MOVING without an endpoint ("this address, later") retires the
+// A MOVING without an endpoint ("this address, later"; the proxy sends a
+// null endpoint only to a connection that negotiated type none) retires the
 // connection after half the announced time, while it sits idle in the
 // pool: the next command and pipeline are refused by it before a byte is
 // written and run once on a new connection to the same address (INCR
@@ -225,7 +226,7 @@ addr: %s
 protocol: 3
 retry: {retries: 0}
 pool: {size: 1}
-sch: {mode: enabled}
+sch: {mode: enabled, endpoint_type: none}
 `, p.Addr())
 	ctx := context.Background()
 	ping := func() {
