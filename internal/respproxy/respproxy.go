@@ -214,9 +214,8 @@ func (p *Proxy) acceptLoop() {
 func (p *Proxy) refuse(client net.Conn, reason string) {
 	_ = client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = client.Write([]byte(RefusedReply))
-	if tc, ok := client.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // do not keep the socket in TIME_WAIT
-	}
+	// An ordinary close, as Redis does: a reset (SO_LINGER 0) could reach
+	// the client before it read the reply, or even fail its connect.
 	_ = client.Close()
 	if p.cfg.Refused != nil {
 		p.cfg.Refused(client.RemoteAddr(), reason)
