@@ -360,25 +360,7 @@ func TestAutoPipelineReloadAndClose(t *testing.T) {
 // its batches going to the new master.
 func TestAutoPipelineSentinelFailoverUnderLoad(t *testing.T) {
 	sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
-	cfg := load(t, `profiles:
-  a:
-    mode: sentinel
-    sentinel:
-      master_name: %s
-      addrs: [%s]
-    timeouts:
-      connect: 500ms
-      socket: 1s
-    retry:
-      retries: 10
-      also_on: [read_only, master_down]
-      backoff:
-        strategy: exponential_jitter
-        base: 20ms
-        cap: 500ms
-    pipeline:
-      auto: true
-`, sn.MasterName, sn.SentinelAddrs()[0])
+	cfg := load(t, "%s", sentinelFailoverProfile(sn, "a", "    pipeline:\n      auto: true\n"))
 	f := newFactory(t, cfg, factory.Options{})
 	c := client(t, f, "a")
 	l, err := f.Lookup("a")

@@ -105,26 +105,7 @@ func TestCacheServerRestart(t *testing.T) {
 
 func TestCacheSentinelFailover(t *testing.T) {
 	sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
-	c, _ := build(t, "s", `profiles:
-  s:
-    mode: sentinel
-    sentinel:
-      master_name: %s
-      addrs: [%s]
-    timeouts:
-      connect: 500ms
-      socket: 1s
-    retry:
-      retries: 10
-      also_on: [read_only, master_down]
-      backoff:
-        strategy: exponential_jitter
-        base: 20ms
-        cap: 500ms
-    cache:
-      enabled: true
-      max_entries: 1000
-`, sn.MasterName, sn.SentinelAddrs()[0])
+	c, _ := build(t, "s", "%s", sentinelFailoverProfile(sn, "s", "    cache:\n      enabled: true\n      max_entries: 1000\n"))
 	ctx := context.Background()
 	require.NoError(t, c.Set(ctx, "s", "1", 0).Err())
 	cached(t, c, "s", "1")

@@ -142,10 +142,13 @@ func TestTooFewRetriesShowTheFailures(t *testing.T) {
 	assert.NotEmpty(t, w.stop(), "without retries the in-flight commands fail")
 }
 
-func TestSentinelFailoverUnderLoad(t *testing.T) {
-	sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
-	cfg := load(t, `profiles:
-  a:
+// sentinelFailoverProfile is the configuration of one sentinel profile,
+// name, monitoring sn's master, that rides out a failover: short timeouts
+// and retries on the errors a failover produces. extra holds more keys of
+// the profile, indented as its keys are.
+func sentinelFailoverProfile(sn *redistest.Sentinel, name, extra string) string {
+	return fmt.Sprintf(`profiles:
+  %s:
     mode: sentinel
     sentinel:
       master_name: %s
@@ -160,7 +163,12 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
         strategy: exponential_jitter
         base: 20ms
         cap: 500ms
-`, sn.MasterName, sn.SentinelAddrs()[0])
+`, name, sn.MasterName, sn.SentinelAddrs()[0]) + extra
+}
+
+func TestSentinelFailoverUnderLoad(t *testing.T) {
+	sn := redistest.StartSentinel(t, redistest.SentinelOptions{})
+	cfg := load(t, "%s", sentinelFailoverProfile(sn, "a", ""))
 	f := newFactory(t, cfg, factory.Options{})
 	c := client(t, f, "a")
 	ctx := context.Background()
