@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -197,7 +196,7 @@ func TestSecretLeak(t *testing.T) {
 
 	// A factory serving the valid profiles: its slog log, its events and
 	// the errors its clients return.
-	var logBuf lockedBuffer
+	var logBuf syncBuffer
 	rt := runtime.New(runtime.Options{Logger: slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	var evMu sync.Mutex
 	var evText strings.Builder
@@ -237,24 +236,6 @@ func TestSecretLeak(t *testing.T) {
 	evMu.Unlock()
 	assertNoLeak(t, "slog", logBuf.String())
 	require.NotEmpty(t, logBuf.String(), "the factory logged its events")
-}
-
-// lockedBuffer is a bytes.Buffer safe for the logger's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestOutputEscaping: a profile name, a key or a value holding an ANSI
