@@ -280,6 +280,25 @@ func goRedisGetSet(c redis.Cmdable) func(ctx context.Context, g int, _ *rand.Ran
 	}
 }
 
+// rueidisGetSet is goRedisGetSet's op through rueidis, its commands built
+// on every call.
+func rueidisGetSet(rd rueidis.Client) func(ctx context.Context, g int, _ *rand.Rand) error {
+	return func(ctx context.Context, g int, _ *rand.Rand) error {
+		key := getSetKeys[g]
+		if err := rd.Do(ctx, rd.B().Set().Key(key).Value(benchValue).Build()).Error(); err != nil {
+			return err
+		}
+		v, err := rd.Do(ctx, rd.B().Get().Key(key).Build()).ToString()
+		if err != nil {
+			return err
+		}
+		if len(v) != len(benchValue) {
+			return errors.New("GET returned a value of the wrong length")
+		}
+		return nil
+	}
+}
+
 // BenchmarkSideBySideGetSet: GET+SET of 64 B from 1, 8 and 64 goroutines
 // through the factory's default profile, the factory with pipeline.auto,
 // bare go-redis, go-redis's AutoPipeline and rueidis (which auto-pipelines
@@ -312,26 +331,12 @@ func BenchmarkSideBySideGetSet(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = ap.Close() })
 	rd := newRueidis(b, srv.Addr(), false)
-	rdOp := func(ctx context.Context, g int, _ *rand.Rand) error {
-		key := getSetKeys[g]
-		if err := rd.Do(ctx, rd.B().Set().Key(key).Value(benchValue).Build()).Error(); err != nil {
-			return err
-		}
-		v, err := rd.Do(ctx, rd.B().Get().Key(key).Build()).ToString()
-		if err != nil {
-			return err
-		}
-		if len(v) != len(benchValue) {
-			return errors.New("GET returned a value of the wrong length")
-		}
-		return nil
-	}
 	clients := []sideClient{
 		{name: "factory", op: goRedisGetSet(def)},
 		{name: "factory-pipeline.auto", op: goRedisGetSet(auto)},
 		{name: "go-redis", op: goRedisGetSet(bare)},
 		{name: "go-redis-AutoPipeline", op: goRedisGetSet(ap)},
-		{name: "rueidis", op: rdOp},
+		{name: "rueidis", op: rueidisGetSet(rd)},
 	}
 	sideBySide(b, "GET+SET 64 B", []int{1, 8, 64}, clients, []string{"rueidis", "go-redis", "go-redis-AutoPipeline"}, false)
 }
