@@ -1,9 +1,13 @@
 package factory
 
 import (
+	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"testing"
 
@@ -35,4 +39,23 @@ func TestHandleGenKeepsGoRedisParamNames(t *testing.T) {
 	assert.Equal(t, []string{"ctx", "key", "value", "expiration"}, params["Set"])
 	assert.Equal(t, []string{"ctx", "keys"}, params["MGet"])
 	assert.Equal(t, []string{"ctx", "fn", "keys"}, params["Watch"])
+}
+
+// handle_gen.go is what its generator writes today: a go-redis upgrade or
+// a change of the generator without `go generate ./factory` fails here.
+func TestHandleGenIsUpToDate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the generator")
+	}
+	out := filepath.Join(t.TempDir(), "handle_gen.go")
+	cmd := exec.Command("go", "run", "./internal/genhandle", "-o", out)
+	msg, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go run ./internal/genhandle: %s", msg)
+	want, err := os.ReadFile(out)
+	require.NoError(t, err)
+	got, err := os.ReadFile("handle_gen.go")
+	require.NoError(t, err)
+	if !bytes.Equal(want, got) {
+		t.Fatal("factory/handle_gen.go is stale: its generator writes something else; regenerate it with: go generate ./factory")
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,34 +21,64 @@ import (
 	"github.com/redisfactory/redisfactory/profiles"
 )
 
-const logsChildEnv = "REDISFACTORY_TEST_LOGS_CHILD"
+const (
+	logsChildEnv      = "REDISFACTORY_TEST_LOGS_CHILD"
+	logsChildDebugEnv = "REDISFACTORY_TEST_LOGS_CHILD_DEBUG"
+)
 
 // TestLogsByDefault runs a service the way the README shows it — no
-// runtime, no logger configured, slog untouched — in a child process, and
-// reads the child's stderr: a rejected reload is there (through
-// slog.Default, whose standard handler writes to stderr), and go-redis's
-// own stderr logger, which prints "redis: ... failed to dial" on every
+// runtime, no logger configured, slog's default handler — in a child
+// process, and reads the child's stderr: a rejected reload is there
+// (through slog.Default, whose standard handler writes to stderr), and
+// go-redis's own stderr logger, which prints "redis: <time> pool.go:N:
+// redis: connection pool: failed to dial after 1 attempts: ..." on every
 // failed dial, is not.
+//
+// The child's command fails to dial, so go-redis does log that line: run
+// again with the default handler's level lowered to Debug
+// (slog.SetLogLoggerLevel, the handler still slog's own), the line is
+// there once per failed dial, as a slog record at Debug with
+// source=go-redis, and never in go-redis's raw format.
 func TestLogsByDefault(t *testing.T) {
 	if os.Getenv(logsChildEnv) != "" {
+		if os.Getenv(logsChildDebugEnv) != "" {
+			slog.SetLogLoggerLevel(slog.LevelDebug)
+		}
 		logsChild(t, os.Getenv(logsChildEnv))
 		return
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLogsByDefault$", "-test.count=1")
-	cmd.Env = append(os.Environ(), logsChildEnv+"="+dir)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Run(), "child: %s\n%s", stdout.String(), stderr.String())
-	errOut := stderr.String()
+	child := func(debug bool) string {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLogsByDefault$", "-test.count=1")
+		cmd.Env = append(os.Environ(), logsChildEnv+"="+t.TempDir())
+		if debug {
+			cmd.Env = append(cmd.Env, logsChildDebugEnv+"=1")
+		}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), "child: %s\n%s", stdout.String(), stderr.String())
+		return stderr.String()
+	}
+	// go-redis's own format: log.New(os.Stderr, "redis: ", log.LstdFlags|log.Lshortfile).
+	raw := regexp.MustCompile(`(?m)^redis: \d{4}/\d\d/\d\d \d\d:\d\d:\d\d \S+\.go:\d+: `)
+	const dialFailed = "redis: connection pool: failed to dial after 1 attempts"
 
+	errOut := child(false)
 	assert.Contains(t, errOut, "WARN", "the rejected reload is logged as a warning")
 	assert.Contains(t, errOut, "kind=reload.rejected")
 	assert.Contains(t, errOut, "profiles.app.timeouts.socket: a duration needs a unit", "the log line names the problem")
 	assert.Contains(t, errOut, "kind=retry.exhausted", "the failed command's exhausted retries are logged")
-	for _, line := range strings.Split(errOut, "\n") {
-		assert.NotRegexp(t, `^redis: |source=go-redis`, line, "a go-redis log line reached stderr")
-	}
+	assert.NotRegexp(t, raw, errOut, "a go-redis log line reached stderr raw")
+	assert.NotContains(t, errOut, "failed to dial", "go-redis's dial failures are Debug, below the default level:\n%s", errOut)
+
+	debugOut := child(true)
+	assert.Contains(t, debugOut, "kind=reload.rejected")
+	assert.NotRegexp(t, raw, debugOut, "a go-redis log line reached stderr raw")
+	// slog's default handler writes "<date> <time> LEVEL msg key=value".
+	routed := regexp.MustCompile(`(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d DEBUG ` + regexp.QuoteMeta(dialFailed) + `: .*connection refused source=go-redis$`)
+	lines := routed.FindAllString(debugOut, -1)
+	assert.Len(t, lines, 2, "each of the 2 failed dials (the try and its retry) is one slog Debug record from go-redis:\n%s", debugOut)
+	assert.Equal(t, len(lines), strings.Count(debugOut, "failed to dial"), "every go-redis dial line went through slog:\n%s", debugOut)
 }
 
 // logsChild is the service: a profile whose server is down, a command that

@@ -42,7 +42,7 @@ type checkLine struct {
 //
 //	PROFILE    REACHABLE   VERSION   RESP   RTT     ERROR
 //	cache      yes         7.2.4     3      412µs
-//	sessions   no          -         -      -       connection: dial tcp 10.0.0.1:6379: connect: connection refused
+//	sessions   no          -         -      -       connection: dial tcp: lookup redis.internal.example: no such host
 //
 // Exit 0 when every profile's server answered, 1 when one did not (or the
 // configuration is invalid), 2 on a usage error.

@@ -175,6 +175,10 @@ func TestRedactorCleansEverySecretForm(t *testing.T) {
 // after the first.
 func TestCheckAppliesTheRetryPolicy(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
+	// The profile reaches the server through a proxy that counts the
+	// connections: every try of a PING that timed out is made on a new
+	// connection (go-redis drops a connection after a timeout).
+	proxy := redistest.NewProxy(t, srv.Addr())
 	cfg := write(t, t.TempDir(), "redis.yaml", fmt.Sprintf(`profiles:
   stuck:
     addr: %s
@@ -182,23 +186,27 @@ func TestCheckAppliesTheRetryPolicy(t *testing.T) {
     retry:
       retries: 3
       backoff: {strategy: constant, base: 10ms}
-`, srv.Addr()))
+`, proxy.Addr()))
 	srv.Pause()
 	defer srv.Resume()
-	const fourTries = 4 * 300 * time.Millisecond
+	const timeout = 300 * time.Millisecond
 
 	start := time.Now()
 	r := runCLI(t, nil, "check", cfg)
 	elapsed := time.Since(start)
 	require.Equal(t, exitFailed, r.code, r)
 	require.Regexp(t, `(?m)^stuck\s+no\s+.*timeout: `, r.stdout)
-	assert.GreaterOrEqual(t, elapsed, fourTries, "check gave up before the policy's 3 retries")
+	assert.Equal(t, 4, proxy.TotalConns(), "the policy's 1 try and 3 retries")
+	assert.GreaterOrEqual(t, elapsed, 4*timeout, "check gave up before the policy's 3 retries")
 
+	before := proxy.TotalConns()
 	start = time.Now()
 	r = runCLI(t, nil, "check", "--once", cfg)
 	once := time.Since(start)
 	require.Equal(t, exitFailed, r.code, r)
 	require.Regexp(t, `(?m)^stuck\s+no\s+.*timeout: `, r.stdout)
-	assert.Less(t, once, fourTries, "--once tries once")
+	assert.Equal(t, 1, proxy.TotalConns()-before, "--once tries once")
+	assert.GreaterOrEqual(t, once, timeout, "the one try waits for its read timeout")
+	assert.Less(t, once, 2*timeout, "--once waits for one read timeout, not two")
 	t.Logf("with the policy: %s; --once: %s", elapsed, once)
 }

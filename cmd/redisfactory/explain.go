@@ -12,10 +12,10 @@ import (
 // runExplain prints every effective key of one profile with its value and
 // the source that set it:
 //
-//	KEY                 VALUE            ORIGIN
-//	addr                10.0.0.1:6379    redis.yaml:7 (via defaults)
-//	retry.backoff.cap   1s               built-in default
-//	timeouts.socket     5s               env APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET
+//	KEY                 VALUE                         ORIGIN
+//	addr                redis.internal.example:6379   redis.yaml:3 (via defaults)
+//	retry.backoff.cap   1s                            built-in default
+//	timeouts.socket     5s                            env APP_REDIS__PROFILES__SESSIONS__TIMEOUTS__SOCKET
 //
 // The last argument is the profile; the others are the paths.
 func runExplain(c *cli, args []string) int {

@@ -90,15 +90,58 @@ func TestWatchUsage(t *testing.T) {
 }
 
 // A cache statistics line is printed when the numbers changed, not on
-// every tick of --stats: an idle cache gives no line after the first.
+// every tick of --stats: an idle cache gives no line after the first (the
+// probes bring its invalidation connection up); a cache that changes (that
+// connection is killed, so it is flushed) gives a new line with the new
+// numbers.
 func TestWatchPrintsCacheStatsOnlyWhenChanged(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	path := write(t, t.TempDir(), "redis.yaml", fmt.Sprintf("profiles:\n  cached:\n    addr: %s\n    cache: {enabled: true}\n", srv.Addr()))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	saved := watchSignals
+	watchSignals = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
+	t.Cleanup(func() { watchSignals = saved })
+	var out, errb syncBuffer
+	done := make(chan int, 1)
 	start := time.Now()
-	r := runCLI(t, nil, "watch", "--stats", "20ms", "--probe", "0", "--exit-after", "600ms", path)
+	go func() {
+		done <- run([]string{"watch", "--stats", "20ms", "--probe", "30ms", path}, &out, &errb, nil)
+	}()
+	statLines := func() []string {
+		var ls []string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, " cache profile=cached ") {
+				ls = append(ls, l)
+			}
+		}
+		return ls
+	}
+
+	// Idle: at most the first line (and one more while the invalidation
+	// connection comes up) in 30 ticks.
+	time.Sleep(600 * time.Millisecond)
 	ticks := int(time.Since(start) / (20 * time.Millisecond))
-	require.Equal(t, exitOK, r.code, r)
+	idle := statLines()
 	require.GreaterOrEqual(t, ticks, 20)
-	lines := strings.Count(r.stdout, " cache profile=cached ")
-	assert.LessOrEqual(t, lines, 2, "an idle cache printed %d lines in %d ticks:\n%s", lines, ticks, r.stdout)
+	assert.LessOrEqual(t, len(idle), 2, "an idle cache printed %d lines in %d ticks:\n%s", len(idle), ticks, out.String())
+	require.NotEmpty(t, idle, "the first statistics line")
+
+	// Changed: killing the server's connections drops the cache's
+	// invalidation connection, so the cache is flushed (it can no longer
+	// know what changed on the server).
+	require.NoError(t, srv.Client(t).Do(context.Background(), "CLIENT", "KILL", "SKIPME", "yes").Err())
+	require.Eventually(t, func() bool { return len(statLines()) > len(idle) }, 10*time.Second, 5*time.Millisecond,
+		"a changed cache printed no line:\n%s", out.String())
+	changed := statLines()[len(idle)]
+	assert.Contains(t, changed, " flushes=1 ", "the new line shows the flush")
+	assert.NotEqual(t, idle[len(idle)-1][strings.Index(idle[len(idle)-1], " cache "):], changed[strings.Index(changed, " cache "):])
+
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not stop")
+	}
 }

@@ -31,13 +31,23 @@ func goBlocks(t *testing.T, path string) (blocks []string, lines []int) {
 // gofmt-formatted program (or package) that `go vet` accepts, so no
 // snippet a reader copies has placeholders, missing imports or a stale API.
 func TestREADMEGoCompiles(t *testing.T) {
-	blocks, lines := goBlocks(t, "../../README.md")
+	_, pkgs, lines := writeBlocks(t)
+	cmd := exec.Command("go", append([]string{"vet"}, pkgs...)...)
+	out, err := cmd.CombinedOutput()
+	require.NoErrorf(t, err, "go vet of the README's Go blocks (block a is the first, at README.md:%d):\n%s", lines[0], out)
+}
+
+// writeBlocks writes each ```go block of README.md as the package
+// testdata/readme-*/blockX (block a is the first) and returns them.
+func writeBlocks(t *testing.T) (blocks, pkgs []string, lines []int) {
+	t.Helper()
+	blocks, lines = goBlocks(t, "../../README.md")
 	require.NotEmpty(t, blocks)
 	// The blocks are built inside the module (testdata is left out of
 	// ./... patterns) so that they import its packages and dependencies.
 	dir, err := os.MkdirTemp("testdata", "readme-")
 	if os.IsNotExist(err) {
-		require.NoError(t, os.Mkdir("testdata", 0o755))
+		_ = os.Mkdir("testdata", 0o755) // another test may create it too
 		dir, err = os.MkdirTemp("testdata", "readme-")
 	}
 	require.NoError(t, err)
@@ -45,7 +55,6 @@ func TestREADMEGoCompiles(t *testing.T) {
 		_ = os.RemoveAll(dir)
 		_ = os.Remove("testdata") // only when empty
 	})
-	var pkgs []string
 	for i, src := range blocks {
 		require.Truef(t, strings.HasPrefix(src, "package "),
 			"README.md:%d: a Go block must be a complete file starting with its package clause", lines[i])
@@ -57,7 +66,5 @@ func TestREADMEGoCompiles(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(pkg, "main.go"), []byte(src), 0o644))
 		pkgs = append(pkgs, "./"+filepath.ToSlash(pkg))
 	}
-	cmd := exec.Command("go", append([]string{"vet"}, pkgs...)...)
-	out, err := cmd.CombinedOutput()
-	require.NoErrorf(t, err, "go vet of the README's Go blocks (block a is the first, at README.md:%d):\n%s", lines[0], out)
+	return blocks, pkgs, lines
 }
