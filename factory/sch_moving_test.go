@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redisfactory/redisfactory/internal/redistest"
@@ -26,23 +27,42 @@ const movingSeconds = 5
 // connection finishes its command, is closed, and new connections are
 // dialed on the announced endpoint. It runs under -race in CI.
 func TestSCHMovingUnderLoad(t *testing.T) {
-	for _, mode := range []string{"enabled", "auto", "disabled"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		// auto: pipeline.auto, and the load runs through the profile's
+		// handle, so that its SET/GET/ECHO/INCR go through the
+		// auto-pipeliner's own client (and its BLPOPs through the main
+		// one): both clients' connections must hand off.
+		auto bool
+	}{
+		{"enabled", "enabled", false},
+		{"auto", "auto", false},
+		{"disabled", "disabled", false},
+		{"enabled+pipeline.auto", "enabled", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mode := tc.mode
 			a := redistest.Start(t, redistest.Options{})
 			b := redistest.Start(t, redistest.Options{})
 			pa := schProxy(t, a.Addr(), sch.ProxyOptions{NoAutoCut: true})
 			pb := schProxy(t, b.Addr(), sch.ProxyOptions{}) // answers the handshake on the new endpoint
 			const workers, blockers = 6, 2
-			c, rt := schBuild(t, `
+			c, h, rt := schBuildHandle(t, `
 addr: %s
 protocol: 3
 retry: {retries: 0}
 timeouts: {socket: 2s}
 pool: {size: %d}
+pipeline: {auto: %t}
 sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
-`, pa.Addr(), workers+blockers, mode)
+`, pa.Addr(), workers+blockers, tc.auto, mode)
+			var load redis.UniversalClient = c
+			if tc.auto {
+				require.NotNil(t, c.AutoPipeliner())
+				load = h
+			}
 			delays, stopDelays := handoffDelays(rt)
-			l := startLoad(c, workers, blockers)
+			l := startLoad(load, workers, blockers)
 			defer l.stop()
 			l.progress(t, 500)
 
@@ -94,7 +114,7 @@ sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
 			slices.Sort(ds)
 			require.Len(t, ds, int(st.HandoffsCompleted))
 			t.Logf("SCH %s: %d connections told (%d with replays), %d retired, %d opened on the new endpoint, all moved %s after the MOVING (handoff delay: min %s, median %s, max %s); %d commands, 0 failed, 0 crossed",
-				mode, told, st.Notifications["MOVING"], st.Retired, len(ds), moved.Round(time.Millisecond), ds[0].Round(time.Microsecond), ds[len(ds)/2].Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), ok)
+				tc.name, told, st.Notifications["MOVING"], st.Retired, len(ds), moved.Round(time.Millisecond), ds[0].Round(time.Microsecond), ds[len(ds)/2].Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), ok)
 		})
 	}
 }
