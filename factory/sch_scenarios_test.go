@@ -76,7 +76,9 @@ type schLoad struct {
 }
 
 // startLoad runs workers SET/GET/ECHO/INCR loops and blockers BLPOP loops
-// (100ms each, so they are nearly always in flight). Every reply is
+// (asked for 100ms, which go-redis sends as 1 s, its minimum: they are
+// nearly always in flight, and a blocker's connection reads a notification
+// up to 1 s late). Every reply is
 // checked against what its command must return: SET "OK"; ECHO its own
 // token; GET nil or a value this worker wrote to that key; INCR 1 or one
 // more than a value the same counter returned before (the load may run
