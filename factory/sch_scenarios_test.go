@@ -78,12 +78,11 @@ type schLoad struct {
 // startLoad runs workers SET/GET/ECHO/INCR loops and blockers BLPOP loops
 // (asked for 100ms, which go-redis sends as 1 s, its minimum: they are
 // nearly always in flight, and a blocker's connection reads a notification
-// up to 1 s late). Every reply is
-// checked against what its command must return: SET "OK"; ECHO its own
-// token; GET nil or a value this worker wrote to that key; INCR 1 or one
-// more than a value the same counter returned before (the load may run
-// against two servers during a handoff, each with its own counter); BLPOP
-// on a list no one pushes to, nil.
+// up to 1 s late). Every reply is checked against what its command must
+// return: SET "OK"; ECHO its own token; GET nil or a value this worker
+// wrote to that key; INCR 1 or one more than a value the same counter
+// returned before (the load may run against two servers during a handoff,
+// each with its own counter); BLPOP on a list no one pushes to, nil.
 func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &schLoad{cancel: cancel, slow: make(chan string), slowErr: make(chan error, 1)}
