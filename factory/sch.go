@@ -15,7 +15,7 @@ import (
 // Smart client handoffs are the factory's own (sch.Engine): go-redis's
 // maintenance-notification machinery is off for every profile, and a
 // profile with sch active gets the engine's dialer, connection handshake,
-// push handlers and hook.
+// push handlers and hook, on its client and on its auto-pipeliner's.
 func init() {
 	extensionMakers = append(extensionMakers, schExtension)
 }
@@ -41,6 +41,17 @@ func schExtension(name string, p *schema.Profile, rt *runtime.Runtime) (*extensi
 		attach: func(c *Client) error {
 			owner = c
 			engines.Store(c, eng)
+			// The auto-pipeliner's client (pipeline.auto) dials with the
+			// engine's dialer and handshake too, so its connections
+			// negotiate notifications: without the engine's handlers there,
+			// go-redis would drop the notifications they read (no MOVING
+			// handoff, no relaxed timeouts) and a cut after a MOVING would
+			// fail the batches in flight.
+			if c.batch != nil {
+				if err := eng.Attach(c.batch); err != nil {
+					return err
+				}
+			}
 			switch rc := c.UniversalClient.(type) {
 			case *redis.Client: // standalone, or Sentinel's failover client
 				return eng.Attach(rc)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/redisfactory/redisfactory/internal/redistest"
@@ -17,7 +18,8 @@ const movingSeconds = 5
 // MOVING to a second real server under a load that checks every reply,
 // then the old connections are cut: with SCH no command fails, no reply is
 // crossed, and every connection reaches the new endpoint before the
-// announced time ends; without it, the cut fails the commands in flight.
+// announced time ends (counted where they arrive: the new endpoint's proxy
+// is the old one's peer); without it, the cut fails the commands in flight.
 //
 // This is the scenario go-redis v9.23.0's own handoff worker failed (it
 // re-initialised a pooled connection while the pool could hand it to a
@@ -26,23 +28,43 @@ const movingSeconds = 5
 // connection finishes its command, is closed, and new connections are
 // dialed on the announced endpoint. It runs under -race in CI.
 func TestSCHMovingUnderLoad(t *testing.T) {
-	for _, mode := range []string{"enabled", "auto", "disabled"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		// auto: pipeline.auto, and the load runs through the profile's
+		// handle, so that its SET/GET/ECHO/INCR go through the
+		// auto-pipeliner's own client (and its BLPOPs through the main
+		// one): both clients' connections must hand off.
+		auto bool
+	}{
+		{"enabled", "enabled", false},
+		{"auto", "auto", false},
+		{"disabled", "disabled", false},
+		{"enabled+pipeline.auto", "enabled", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mode := tc.mode
 			a := redistest.Start(t, redistest.Options{})
 			b := redistest.Start(t, redistest.Options{})
 			pa := schProxy(t, a.Addr(), sch.ProxyOptions{NoAutoCut: true})
 			pb := schProxy(t, b.Addr(), sch.ProxyOptions{}) // answers the handshake on the new endpoint
+			pa.AddPeer(pb)                                  // pa's MovingReport counts the arrivals at pb
 			const workers, blockers = 6, 2
-			c, rt := schBuild(t, `
+			c, h, rt := schBuildHandle(t, `
 addr: %s
 protocol: 3
 retry: {retries: 0}
 timeouts: {socket: 2s}
 pool: {size: %d}
+pipeline: {auto: %t}
 sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
-`, pa.Addr(), workers+blockers, mode)
+`, pa.Addr(), workers+blockers, tc.auto, mode)
+			var load redis.UniversalClient = c
+			if tc.auto {
+				require.NotNil(t, c.AutoPipeliner())
+				load = h
+			}
 			delays, stopDelays := handoffDelays(rt)
-			l := startLoad(c, workers, blockers)
+			l := startLoad(load, workers, blockers)
 			defer l.stop()
 			l.progress(t, 500)
 
@@ -67,6 +89,24 @@ sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
 			require.True(t, allLeft)
 			schEventually(t, time.Until(start.Add(movingSeconds*time.Second)), func() bool { return pa.OpenConns() == 0 },
 				"no connection left on the old endpoint before the announced time ends")
+			// Leaving is not arriving: as many connections as were told
+			// must have been accepted at the new endpoint, and have
+			// negotiated notifications there, before the announced time
+			// ends (the peer counts the connections it accepted since the
+			// MOVING was sent).
+			var r sch.MovingReport
+			for {
+				r, _ = pa.MovingReport()
+				if r.Open == 0 && r.ArrivedNegotiated >= told {
+					break
+				}
+				if !time.Now().Before(r.Deadline) {
+					t.Fatalf("not every connection told of the MOVING arrived at the new endpoint before the announced %ds ended: %d told, report %+v; new endpoint: %+v",
+						movingSeconds, told, r, pb.Clients())
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			require.Zero(t, r.Cut, "no connection had to be cut")
 			moved := time.Since(start)
 			pa.Cut() // the old endpoint goes away
 			l.progress(t, 500)
@@ -93,8 +133,8 @@ sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
 			ds := slices.Clone(*delays)
 			slices.Sort(ds)
 			require.Len(t, ds, int(st.HandoffsCompleted))
-			t.Logf("SCH %s: %d connections told (%d with replays), %d retired, %d opened on the new endpoint, all moved %s after the MOVING (handoff delay: min %s, median %s, max %s); %d commands, 0 failed, 0 crossed",
-				mode, told, st.Notifications["MOVING"], st.Retired, len(ds), moved.Round(time.Millisecond), ds[0].Round(time.Microsecond), ds[len(ds)/2].Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), ok)
+			t.Logf("SCH %s: %d connections told (%d with replays), %d retired, %d opened on the new endpoint, %d arrived there negotiated within %s of the MOVING (announced: %ds; handoff delay: min %s, median %s, max %s); %d commands, 0 failed, 0 crossed",
+				tc.name, told, st.Notifications["MOVING"], st.Retired, len(ds), r.ArrivedNegotiated, moved.Round(time.Millisecond), movingSeconds, ds[0].Round(time.Microsecond), ds[len(ds)/2].Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), ok)
 		})
 	}
 }

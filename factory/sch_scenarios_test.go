@@ -76,12 +76,13 @@ type schLoad struct {
 }
 
 // startLoad runs workers SET/GET/ECHO/INCR loops and blockers BLPOP loops
-// (100ms each, so they are nearly always in flight). Every reply is
-// checked against what its command must return: SET "OK"; ECHO its own
-// token; GET nil or a value this worker wrote to that key; INCR 1 or one
-// more than a value the same counter returned before (the load may run
-// against two servers during a handoff, each with its own counter); BLPOP
-// on a list no one pushes to, nil.
+// (asked for 100ms, which go-redis sends as 1 s, its minimum: they are
+// nearly always in flight, and a blocker's connection reads a notification
+// up to 1 s late). Every reply is checked against what its command must
+// return: SET "OK"; ECHO its own token; GET nil or a value this worker
+// wrote to that key; INCR 1 or one more than a value the same counter
+// returned before (the load may run against two servers during a handoff,
+// each with its own counter); BLPOP on a list no one pushes to, nil.
 func startLoad(c redis.UniversalClient, workers, blockers int) *schLoad {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &schLoad{cancel: cancel, slow: make(chan string), slowErr: make(chan error, 1)}
@@ -290,6 +291,60 @@ sch: {mode: %s, relaxed_timeout: 3s}
 	}
 }
 
+// With pipeline.auto the batches run on the auto-pipeliner's own client:
+// its connections read MIGRATING and MIGRATED too, and relax and restore
+// their timeouts like the main client's.
+func TestSCHRelaxedTimeoutsAutoPipeline(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
+	const workers = 6
+	c, h, _ := schBuildHandle(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 300ms}
+pool: {size: %d}
+pipeline: {auto: true}
+sch: {mode: enabled, relaxed_timeout: 3s}
+`, p.Addr(), workers)
+	ap := c.AutoPipeliner()
+	require.NotNil(t, ap)
+	ctx := context.Background()
+	l := startLoad(h, workers, 0)
+	defer l.stop()
+	l.progress(t, 300)
+	// The load's commands go through the auto-pipeliner: its client has
+	// connections of its own, and they negotiated notifications.
+	require.Greater(t, p.OpenConns(), int(c.PoolStats().TotalConns))
+
+	told := p.Migrating()
+	require.Positive(t, told)
+	schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications["MIGRATING"] >= uint64(told) },
+		"every connection, the auto-pipeliner's included, read MIGRATING")
+	began := time.Now()
+	require.NoError(t, ap.Do(ctx, "DEBUG", "SLEEP", "0.8").Err(), "800ms batched command under a 300ms socket timeout, relaxed to 3s")
+	require.GreaterOrEqual(t, time.Since(began), 800*time.Millisecond)
+	l.progress(t, 300)
+
+	// The connection the load keeps busy reads MIGRATED at once. One the
+	// slow command left idle reads it with the reply to its next command
+	// (go-redis skips its peek for notifications on a connection returned
+	// to the pool less than 5 s before), so that command still has the
+	// relaxed deadline: PINGs take the idle ones until every connection
+	// has read it, then the slow command must time out, whichever
+	// connection it gets.
+	told = p.Migrated()
+	schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications["MIGRATED"] > 0 }, "the load's connection read MIGRATED")
+	_, failed, errs := l.stop()
+	require.Zero(t, failed, "no command failed during the maintenance: %q", errs)
+	schEventually(t, 5*time.Second, func() bool {
+		require.NoError(t, ap.Do(ctx, "PING").Err())
+		return c.Handoffs().Notifications["MIGRATED"] >= uint64(told)
+	}, "every connection read MIGRATED")
+	err := ap.Do(ctx, "DEBUG", "SLEEP", "0.8").Err()
+	require.Equal(t, errclass.Timeout, errclass.Of(err), "after MIGRATED the 300ms timeout is back on the auto-pipeliner's connections: %v", err)
+}
+
 // A cluster profile behind one maintenance proxy per node: a notification
 // on one node relaxes that node's connections only; commands on the other
 // nodes keep their normal timeout, and no command fails.
@@ -376,4 +431,24 @@ func keyOn(t testing.TB, cl *redistest.Cluster, addr string) string {
 	}
 	t.Fatalf("no key on %s", addr)
 	return ""
+}
+
+// schBuildHandle is schBuild through a factory: it returns the profile's
+// client and its handle (the handle sends the commands it can through the
+// auto-pipeliner when the profile sets pipeline.auto).
+func schBuildHandle(t testing.TB, body string, args ...any) (*factory.Client, *factory.Handle, *runtime.Runtime) {
+	t.Helper()
+	doc := "profiles:\n  p:\n" + indent(fmt.Sprintf(body, args...), "    ")
+	rt := runtime.New(runtime.Options{})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, rt.Close(ctx))
+	})
+	f := newFactory(t, load(t, "%s", doc), factory.Options{Runtime: rt})
+	h, err := f.Handle("p")
+	require.NoError(t, err)
+	c, err := f.Lookup("p")
+	require.NoError(t, err)
+	return c, h, rt
 }

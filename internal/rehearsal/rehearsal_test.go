@@ -272,7 +272,24 @@ func probeErr(err error) error {
 	return err
 }
 
-func TestRehearsalGoRedis(t *testing.T) { rehearse(t, &goRedis{}) }
+// TestRehearsalGoRedis runs go-redis's own handoff worker, which races
+// with the pool in v9.23.0: under -race, 1 of 60 runs (-count=20 at -cpu
+// 1, 2 and 4) reported a DATA RACE between
+// maintnotifications.(*handoffWorkerManager).performHandoffInternal
+// re-initialising a connection (initConn → CLIENT MAINT_NOTIFICATIONS)
+// and a command of the load reading its reply on the same connection
+// (bufio.Reader.Peek in push.(*Processor).processPendingNotifications),
+// and 1 more failed 3 commands with i/o timeouts; without -race, 60 of 60
+// passed. That code is not ours (it is why the factory has its own
+// engine), so the race detector is not run on it: .ci/run runs this test
+// in a step of its own without -race, and every other test here (the
+// factory's client and node-redis's) under -race.
+func TestRehearsalGoRedis(t *testing.T) {
+	if raceDetector {
+		t.Skip("go-redis v9.23.0's handoff worker races with its pool under -race; .ci/run runs this test without -race")
+	}
+	rehearse(t, &goRedis{})
+}
 
 // factoryClient is the factory's client of a profile with sch enabled.
 type factoryClient struct {
