@@ -213,6 +213,69 @@ func TestReloadsLeaveNoGoroutine(t *testing.T) {
 	require.NoError(t, f.Close(closeCtx))
 }
 
+// proxyGoroutines are the fault proxy's own goroutines: the test's, not
+// the factory's; they end when the proxy is closed after the leak check
+// (closing it first would also end any go-redis read the factory left
+// behind, and hide it).
+var proxyGoroutines = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/redisfactory/redisfactory/internal/respproxy.(*Proxy).acceptLoop"),
+	goleak.IgnoreAnyFunction("github.com/redisfactory/redisfactory/internal/respproxy.(*Proxy).serve"),
+	goleak.IgnoreAnyFunction("github.com/redisfactory/redisfactory/internal/respproxy.(*Conn).serverLoop"),
+	goleak.IgnoreAnyFunction("github.com/redisfactory/redisfactory/internal/respproxy.(*Conn).writeLoop"),
+}
+
+// TestCloseWithAutoPipelineBlackholed: with pipeline.auto, commands in
+// flight and the server gone silent (the fault proxy swallows everything,
+// no FIN, no RST), Close returns by its context's deadline, although the
+// auto-pipeliner's own Close waits for the replies of the batches it sent
+// (up to the socket timeout, 10s here): at the deadline the factory closes
+// the auto-pipeliner's connections, its reads fail at once and its drain
+// ends. No goroutine of the factory or of go-redis is left.
+func TestCloseWithAutoPipelineBlackholed(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.NewProxy(t, srv.Addr())
+	ignore := append([]goleak.Option{goleak.IgnoreCurrent()}, proxyGoroutines...)
+	f, err := factory.New(load(t, `profiles:
+  a:
+    addr: %s
+    drain_timeout: 1m
+    timeouts:
+      socket: 10s
+    retry:
+      retries: 0
+    pipeline:
+      auto: true
+`, proxy.Addr()), factory.Options{})
+	require.NoError(t, err)
+	h, err := f.Client("a")
+	require.NoError(t, err)
+	c, err := f.Lookup("a")
+	require.NoError(t, err)
+	require.NotNil(t, c.AutoPipeliner(), "the profile auto-pipelines")
+	wait := load8(h, "close:autopipeline")
+	admin := srv.Client(t)
+	redistest.Eventually(t, 10*time.Second, "load running", func() bool {
+		n, _ := admin.Get(context.Background(), "close:autopipeline").Int()
+		return n > 100
+	})
+	proxy.Blackhole(true)
+	time.Sleep(100 * time.Millisecond) // every worker is now waiting for a reply
+
+	const deadline = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	err = f.Close(ctx)
+	took := time.Since(start)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "calls were still running at the deadline")
+	assert.Less(t, took, deadline+closeSlack, "Close returned %s after its deadline", took-deadline)
+
+	workerErrs, _ := wait()
+	require.Len(t, workerErrs, 8)
+	goleak.VerifyNone(t, ignore...)
+	proxy.Close()
+}
+
 // TestCloseByDeadlineUnderLoad: 8 workers loop INCR through the handle,
 // with a drain_timeout far longer than Close's context; Close returns by
 // its deadline (the calls in flight finish in a round trip, so it usually
