@@ -157,6 +157,12 @@ type healthConn struct {
 	lastUsed atomic.Int64 // unix nanoseconds of the last completed Read or Write
 	subMode  atomic.Bool  // SUBSCRIBE/MONITOR seen: messages may arrive at any time, no checks
 	reading  atomic.Int32 // Reads under way
+	// awaiting is set by a Write and cleared by a Read that returns
+	// data: while it is set, the request being written (or whose reply is
+	// awaited) is not finished, and a Write continues it. go-redis writes
+	// a large command or pipeline in several Writes; a check between two
+	// of them would put a PING in the middle of a command.
+	awaiting atomic.Bool
 
 	mu      sync.Mutex
 	pending []byte // bytes read during a check that belong to go-redis
@@ -179,7 +185,7 @@ func (c *healthConn) SyscallConn() (syscall.RawConn, error) {
 	if dead := c.dead.Load(); dead != nil {
 		return nil, dead
 	}
-	if c.due() && c.reading.Load() == 0 && (c.hooks.closing == nil || !c.hooks.closing()) {
+	if c.due() && c.reading.Load() == 0 && !c.awaiting.Load() && (c.hooks.closing == nil || !c.hooks.closing()) {
 		if err := c.checkOrDie(); err != nil {
 			return nil, err
 		}
@@ -218,6 +224,7 @@ func (c *healthConn) Read(b []byte) (int, error) {
 		n := copy(b, c.pending)
 		c.pending = c.pending[n:]
 		c.mu.Unlock()
+		c.awaiting.Store(false)
 		return n, nil
 	}
 	c.mu.Unlock()
@@ -225,12 +232,14 @@ func (c *healthConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.reading.Add(-1)
 	if n > 0 {
+		c.awaiting.Store(false)
 		c.touch()
 	}
 	return n, err
 }
 
-// Write checks the connection first when it has been idle too long.
+// Write checks the connection first when it has been idle too long and
+// b starts a new request (not the rest of one, see awaiting).
 func (c *healthConn) Write(b []byte) (int, error) {
 	if !c.subMode.Load() {
 		if dead := c.dead.Load(); dead != nil {
@@ -238,13 +247,16 @@ func (c *healthConn) Write(b []byte) (int, error) {
 		}
 		if isSubscribeMode(b) {
 			c.subMode.Store(true)
-		} else if c.due() {
+		} else if !c.awaiting.Load() && c.reading.Load() == 0 && c.due() {
 			if err := c.checkOrDie(); err != nil {
 				return 0, err
 			}
 		}
 	}
 	n, err := c.Conn.Write(b)
+	if n > 0 {
+		c.awaiting.Store(true)
+	}
 	if err == nil {
 		c.touch()
 	}
