@@ -197,7 +197,7 @@ func TestFailedHealthCheckCostsNothing(t *testing.T) {
 				// (dial, handshake, the command), then a margin. Measured
 				// on a 2-core machine under -race with the conformance
 				// harness running beside it: socket + 2-16ms as a rule,
-				// socket + 158ms at worst in 60 runs (scheduling, not
+				// socket + 158ms at worst in ~50 measurements (scheduling, not
 				// network). The margin stays below the socket timeout, so
 				// the bound still fails a command that waited for a second
 				// timeout (a retry after the PING's, or the dead connection
