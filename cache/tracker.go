@@ -391,6 +391,21 @@ type trackedConn struct {
 	// reader; and it needs no tracking, since a PubSub connection never
 	// sends a command whose reply the cache stores.
 	pubsub bool
+	// awaiting is set by a Write and cleared by a Read that returns data:
+	// while it is set, a Write continues the request being written (go-redis
+	// writes a large command in several Writes), and tracking, if its
+	// connection was replaced meanwhile, is set up before the next request
+	// instead of in the middle of this one.
+	awaiting atomic.Bool
+}
+
+// Read clears awaiting once the reply comes.
+func (t *trackedConn) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 {
+		t.awaiting.Store(false)
+	}
+	return n, err
 }
 
 func (t *trackedConn) Write(p []byte) (int, error) {
@@ -407,7 +422,7 @@ func (t *trackedConn) Write(p []byte) (int, error) {
 			return t.Conn.Write(p)
 		}
 	}
-	if st := t.n.state.Load(); st.gen != t.gen {
+	if st := t.n.state.Load(); st.gen != t.gen && !t.awaiting.Load() {
 		if st.id == 0 {
 			// No invalidation connection: this connection may read
 			// untracked keys. The node counts as down, so nothing read
@@ -423,7 +438,11 @@ func (t *trackedConn) Write(p []byte) (int, error) {
 			t.gen = st.gen
 		}
 	}
-	return t.Conn.Write(p)
+	n, err := t.Conn.Write(p)
+	if n > 0 {
+		t.awaiting.Store(true)
+	}
+	return n, err
 }
 
 // track sends CLIENT TRACKING OFF and CLIENT TRACKING ON REDIRECT id … and
@@ -444,7 +463,11 @@ func (t *trackedConn) track(id int64) error {
 	if _, err := t.Conn.Write(req); err != nil {
 		return err
 	}
-	r := bufio.NewReaderSize(byteReader{t.Conn}, 16)
+	// The buffer must hold a whole line of the reply: ReadValue reads
+	// lines with ReadSlice, and the refusal of a stale REDIRECT id is an
+	// error line of about 60 bytes. byteReader keeps it from reading past
+	// the replies whatever its size.
+	r := bufio.NewReaderSize(byteReader{t.Conn}, 4096)
 	for got := 0; got < 2; {
 		v, err := resp.ReadValue(r)
 		if err != nil {

@@ -1,7 +1,11 @@
 package factory
 
 import (
+	"context"
 	"errors"
+	"net"
+	"sync"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
@@ -20,6 +24,10 @@ import (
 // INCR — while a user's Pipelined keeps its all-or-nothing rule on the
 // profile's main client. go-redis's own retries stay off on both.
 func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer func(redis.UniversalClient)) error {
+	// Its connections are tracked, so that a Close whose context ends
+	// can cut them (see closeWithin).
+	c.batchConns = &connSet{conns: map[net.Conn]net.Conn{}}
+	cm.dialer = c.batchConns.dialer(cm.dialer)
 	var bc *redis.Client
 	switch p.Mode {
 	case schema.Sentinel:
@@ -68,3 +76,90 @@ func (c *Client) closeAutoPipeline() error {
 	}
 	return errors.Join(c.ap.Close(), c.batch.Close())
 }
+
+// connSet tracks the open connections of the auto-pipeliner's client.
+//
+// go-redis's AutoPipeliner.Close waits for the replies of the batches it
+// has sent, bounded only by the socket timeout (and an internal backstop of
+// about 30s); the client's own Close runs that same wait before it closes
+// its pool. Neither takes a context. When the factory's Close context ends
+// first, closeAll closes the sockets underneath go-redis: the reads under
+// way fail at once, the batches complete with an error and the drain ends,
+// leaving no goroutine behind.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]net.Conn // the connection go-redis holds → the socket under it
+	closed bool                  // closeAll ran: new connections are closed at once
+}
+
+// dialer returns next with every connection it makes tracked.
+func (s *connSet) dialer(next dialFunc) dialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := &trackedConn{Conn: conn, set: s}
+		var out net.Conn = tc
+		if sc, ok := conn.(syscall.Conn); ok {
+			// go-redis's pre-use check (and the health check in
+			// healthConn.SyscallConn) looks for syscall.Conn on the
+			// connection it holds; keep it visible, and only when the
+			// connection underneath has it (not under TLS).
+			out = &trackedSysConn{trackedConn: tc, sys: sc}
+		}
+		tc.self = out
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = conn.Close()
+			return nil, redis.ErrClosed
+		}
+		s.conns[out] = conn
+		s.mu.Unlock()
+		return out, nil
+	}
+}
+
+// closeAll closes every tracked connection, and every later one as soon
+// as it is dialed.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = map[net.Conn]net.Conn{}
+	s.mu.Unlock()
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
+}
+
+func (s *connSet) forget(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// trackedConn leaves the set when go-redis closes it.
+type trackedConn struct {
+	net.Conn
+	set  *connSet
+	self net.Conn // what go-redis holds and the set knows: this or its trackedSysConn
+}
+
+func (c *trackedConn) Close() error {
+	c.set.forget(c.self)
+	return c.Conn.Close()
+}
+
+// NetConn returns the wrapped connection, for code that looks for the
+// socket underneath.
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
+
+// trackedSysConn is a trackedConn whose connection exposes its socket.
+type trackedSysConn struct {
+	*trackedConn
+	sys syscall.Conn
+}
+
+func (c *trackedSysConn) SyscallConn() (syscall.RawConn, error) { return c.sys.SyscallConn() }

@@ -147,3 +147,69 @@ func TestCacheConnAndTxNeverReadFromTheCache(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheWritesOutsideSingleCommandsDropTheKey: a SET sent in a plain
+// Pipelined, a TxPipelined, on a *redis.Conn, or inside a Watch callback
+// (none of which reads from the cache) drops the key it names from the
+// cache, as a single SET does: a GET through the handle right after the
+// write has returned reads the new value, not the cached old one
+// (read-your-writes; the server's invalidation may still be on its way).
+func TestCacheWritesOutsideSingleCommandsDropTheKey(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	for _, protocol := range []int{2, 3} {
+		t.Run(fmt.Sprintf("resp%d", protocol), func(t *testing.T) {
+			f := newFactory(t, load(t, cacheProfile, srv.Addr(), protocol, 0, ""), factory.Options{})
+			h, err := f.Handle("c")
+			require.NoError(t, err)
+			fc, err := f.Lookup("c")
+			require.NoError(t, err)
+			for _, w := range []struct {
+				name  string
+				write func(key, v string) error
+			}{
+				{"Pipelined", func(key, v string) error {
+					_, err := h.Pipelined(ctx, func(p redis.Pipeliner) error {
+						p.Incr(ctx, key+":other")
+						p.Set(ctx, key, v, 0)
+						return nil
+					})
+					return err
+				}},
+				{"TxPipelined", func(key, v string) error {
+					_, err := h.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						p.Set(ctx, key, v, 0)
+						return nil
+					})
+					return err
+				}},
+				{"Conn", func(key, v string) error {
+					cn := h.Current().(*redis.Client).Conn()
+					defer cn.Close()
+					return cn.Set(ctx, key, v, 0).Err()
+				}},
+				{"Watch", func(key, v string) error {
+					return h.Watch(ctx, func(tx *redis.Tx) error {
+						_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+							p.Set(ctx, key, v, 0)
+							return nil
+						})
+						return err
+					}, key)
+				}},
+			} {
+				key := "drop:" + w.name
+				require.NoError(t, h.Set(ctx, key, "old", 0).Err())
+				cached(t, fc, key, "old")
+				for i := range 20 {
+					v := fmt.Sprintf("new%d", i)
+					require.NoError(t, w.write(key, v), w.name)
+					got, err := h.Get(ctx, key).Result()
+					require.NoError(t, err, w.name)
+					require.Equal(t, v, got, "%s: a GET right after the write reads it", w.name)
+					cached(t, fc, key, v) // cached again for the next write
+				}
+			}
+		})
+	}
+}

@@ -47,11 +47,12 @@ type Client struct {
 	exts      []*extension
 	// With pipeline.auto: the auto-pipeliner the handle sends batchable
 	// commands through, and the client it batches on (see autopipeline.go).
-	ap        *redis.AutoPipeliner
-	batch     *redis.Client
-	closing   atomic.Bool // Close has begun: no more health-check PINGs
-	closeOnce sync.Once
-	closeErr  error
+	ap         *redis.AutoPipeliner
+	batch      *redis.Client
+	batchConns *connSet    // the batch client's connections
+	closing    atomic.Bool // Close has begun: no more health-check PINGs
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Build builds the client of one validated profile. Most users call New,
@@ -231,6 +232,42 @@ func (c *Client) Close() error {
 		c.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: c.name})
 	})
 	return c.closeErr
+}
+
+// cutGrace is how long closeWithin waits, once it has cut the
+// auto-pipeliner's connections, for the close to finish: the reads under
+// way fail as soon as their sockets close, so this is scheduling time.
+const cutGrace = 100 * time.Millisecond
+
+// errCut is reported by closeWithin when it had to cut connections.
+var errCut = errors.New("auto-pipeline connections cut before their replies came")
+
+// closeWithin closes the client as Close does, but does not wait past
+// stop (plus cutGrace) for it. Only the auto-pipeliner's Close can wait on
+// the network (it waits for the replies of the batches it sent): when stop
+// comes first, its connections are closed under it, which makes those
+// reads fail and its drain end, so the close finishes at once and leaves
+// no goroutine behind.
+func (c *Client) closeWithin(stop <-chan struct{}) error {
+	if c.batchConns == nil {
+		return c.Close()
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Close() }()
+	select {
+	case <-done:
+		return c.closeErr
+	case <-stop:
+	}
+	c.batchConns.closeAll()
+	select {
+	case <-done:
+		return errors.Join(fmt.Errorf("redisfactory: close %s: %w", c.name, errCut), c.closeErr)
+	case <-time.After(cutGrace):
+		// Not expected: every socket that could hold the close up is
+		// closed. The close goes on in the background.
+		return fmt.Errorf("redisfactory: close %s: %w; still closing %s later", c.name, errCut, cutGrace)
+	}
 }
 
 // installClusterPolicy makes a cluster client follow the profile's retry

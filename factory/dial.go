@@ -137,8 +137,9 @@ func (e *healthCheckError) NotSent() bool { return true }
 //
 // Write checks again, for a connection that went idle while it was held
 // (a Tx or Conn whose user paused between commands): the command then fails
-// with an error wrapping ErrHealthCheck, which the retry policy may retry
-// on another connection because it was not sent.
+// with an error wrapping ErrHealthCheck (it was not sent), and so does
+// every later use of that connection, without another PING (see
+// checkOrDie).
 //
 // go-redis reads and writes one connection from one goroutine at a time,
 // so a check never races a Read of go-redis's: the one in Write runs on the
@@ -156,9 +157,21 @@ type healthConn struct {
 	lastUsed atomic.Int64 // unix nanoseconds of the last completed Read or Write
 	subMode  atomic.Bool  // SUBSCRIBE/MONITOR seen: messages may arrive at any time, no checks
 	reading  atomic.Int32 // Reads under way
+	// awaiting is set by a Write and cleared by a Read that returns
+	// data: while it is set, the request being written (or whose reply is
+	// awaited) is not finished, and a Write continues it. go-redis writes
+	// a large command or pipeline in several Writes; a check between two
+	// of them would put a PING in the middle of a command.
+	awaiting atomic.Bool
 
 	mu      sync.Mutex
 	pending []byte // bytes read during a check that belong to go-redis
+
+	// dead holds the error of a failed check: the connection is done for
+	// (a late PONG would now arrive as the reply of the next command), and
+	// every later SyscallConn and Write fails at once with it, without
+	// another PING.
+	dead atomic.Pointer[healthCheckError]
 }
 
 // NetConn returns the wrapped connection, as crypto/tls.Conn does, for
@@ -169,12 +182,12 @@ func (c *healthConn) NetConn() net.Conn { return c.Conn }
 // leaves the pool: the health check runs here, and its failure makes
 // go-redis discard the connection and use another one.
 func (c *healthConn) SyscallConn() (syscall.RawConn, error) {
-	if c.due() && c.reading.Load() == 0 && (c.hooks.closing == nil || !c.hooks.closing()) {
-		if err := c.check(); err != nil {
-			if c.hooks.failed != nil {
-				c.hooks.failed(err)
-			}
-			return nil, &healthCheckError{cause: err}
+	if dead := c.dead.Load(); dead != nil {
+		return nil, dead
+	}
+	if c.due() && c.reading.Load() == 0 && !c.awaiting.Load() && (c.hooks.closing == nil || !c.hooks.closing()) {
+		if err := c.checkOrDie(); err != nil {
+			return nil, err
 		}
 	}
 	if c.sys != nil {
@@ -211,6 +224,7 @@ func (c *healthConn) Read(b []byte) (int, error) {
 		n := copy(b, c.pending)
 		c.pending = c.pending[n:]
 		c.mu.Unlock()
+		c.awaiting.Store(false)
 		return n, nil
 	}
 	c.mu.Unlock()
@@ -218,30 +232,54 @@ func (c *healthConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.reading.Add(-1)
 	if n > 0 {
+		c.awaiting.Store(false)
 		c.touch()
 	}
 	return n, err
 }
 
-// Write checks the connection first when it has been idle too long.
+// Write checks the connection first when it has been idle too long and
+// b starts a new request (not the rest of one, see awaiting).
 func (c *healthConn) Write(b []byte) (int, error) {
 	if !c.subMode.Load() {
+		if dead := c.dead.Load(); dead != nil {
+			return 0, dead
+		}
 		if isSubscribeMode(b) {
 			c.subMode.Store(true)
-		} else if c.due() {
-			if err := c.check(); err != nil {
-				if c.hooks.failed != nil {
-					c.hooks.failed(err)
-				}
-				return 0, &healthCheckError{cause: err}
+		} else if !c.awaiting.Load() && c.reading.Load() == 0 && c.due() {
+			if err := c.checkOrDie(); err != nil {
+				return 0, err
 			}
 		}
 	}
 	n, err := c.Conn.Write(b)
+	if n > 0 {
+		c.awaiting.Store(true)
+	}
 	if err == nil {
 		c.touch()
 	}
 	return n, err
+}
+
+// checkOrDie runs the check; when it fails, the connection is marked dead
+// and the failure reported once.
+//
+// Marking it matters for a held connection (a Conn, a Watch): go-redis
+// looks at the socket (SyscallConn, to drain push notifications) and then
+// writes the command, both on the same dead connection, and without the
+// mark each would wait for a PING of its own: twice the timeout.
+func (c *healthConn) checkOrDie() error {
+	err := c.check()
+	if err == nil {
+		return nil
+	}
+	hc := &healthCheckError{cause: err}
+	if c.dead.CompareAndSwap(nil, hc) && c.hooks.failed != nil {
+		c.hooks.failed(err)
+	}
+	return c.dead.Load()
 }
 
 // check sends PING and reads frames until its reply.

@@ -89,6 +89,9 @@ type Factory struct {
 	// stop is closed when Close begins: draining retired clients are
 	// closed at once.
 	stop chan struct{}
+	// cut is closed when Close's context ends before the retired clients
+	// finished closing: they stop waiting for auto-pipelined replies.
+	cut chan struct{}
 
 	closeMu   sync.Mutex
 	closeDone chan struct{} // closed when the first Close has finished
@@ -107,7 +110,7 @@ type entry struct {
 // fails only when a profile cannot be turned into a client (for example an
 // unreadable TLS certificate), not when a server is down.
 func New(cfg *schema.Config, opts Options) (*Factory, error) {
-	f := &Factory{rt: opts.Runtime, opts: opts, entries: map[string]*entry{}, handles: map[string]*Handle{}, stop: make(chan struct{})}
+	f := &Factory{rt: opts.Runtime, opts: opts, entries: map[string]*entry{}, handles: map[string]*Handle{}, stop: make(chan struct{}), cut: make(chan struct{})}
 	if f.rt == nil {
 		f.rt = runtime.New(runtime.Options{})
 		f.ownRT = true
@@ -231,7 +234,10 @@ func (f *Factory) unknown(profile string) error {
 //     still draining are closed at once);
 //  3. every client is closed — go-redis's Close, which also ends the calls
 //     still running — and, when the factory made its own runtime, so is the
-//     runtime.
+//     runtime. With pipeline.auto, go-redis's auto-pipeliner waits in its
+//     Close for the replies of the batches it sent; when ctx ends first,
+//     its connections are closed under it, so those calls fail and Close
+//     still returns by the deadline (plus a few milliseconds).
 //
 // Close is idempotent and safe to call concurrently: later calls wait for
 // the first one (or for their own ctx) and return its result. The error
@@ -296,7 +302,12 @@ func (f *Factory) closeClients(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, n := range sortedNames(entries) {
-		if err := entries[n].client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		// Bounded by ctx too: with pipeline.auto, go-redis's Close waits
+		// for replies, and ctx's end cuts the connections it waits on.
+		if err := entries[n].client.closeWithin(ctx.Done()); err != nil && !errors.Is(err, redis.ErrClosed) {
+			if errors.Is(err, errCut) && ctx.Err() != nil {
+				err = fmt.Errorf("%w: %w", err, ctx.Err())
+			}
 			errs = append(errs, fmt.Errorf("close %s: %w", n, err))
 		}
 	}
@@ -306,7 +317,13 @@ func (f *Factory) closeClients(ctx context.Context) error {
 	select {
 	case <-retired:
 	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("redisfactory: close: waiting for clients replaced by a reload: %w", ctx.Err()))
+		// Those still closing wait for auto-pipelined replies: cut them.
+		close(f.cut)
+		select {
+		case <-retired:
+		case <-time.After(cutGrace):
+			errs = append(errs, fmt.Errorf("redisfactory: close: waiting for clients replaced by a reload: %w", ctx.Err()))
+		}
 	}
 	return errors.Join(errs...)
 }

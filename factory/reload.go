@@ -286,7 +286,7 @@ func (f *Factory) retire(rg retiredGen) {
 			f.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: rg.g.owner.name,
 				Message: fmt.Sprintf("drain_timeout (%s) passed with %d calls in flight; closing", rg.drain, rg.g.calls())})
 		}
-		_ = rg.g.owner.Close()
+		_ = rg.g.owner.closeWithin(f.cut)
 	}()
 }
 

@@ -26,7 +26,8 @@
 // Each run writes Ginkgo's JSON report; Compare puts every spec of a
 // configuration beside the same spec on the baseline and TestConformance
 // fails on any factory-only failure: a spec that passes on the baseline and
-// fails with the factory. Specs that cannot run meaningfully here are listed,
+// fails with the factory, or that passes on the baseline and skips itself
+// with the factory. Specs that cannot run meaningfully here are listed,
 // each with its reason, in exclusions.yaml, the only place they are listed.
 //
 // Adding a configuration is one entry in Configs (see configs.go).

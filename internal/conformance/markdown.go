@@ -85,6 +85,13 @@ func (s Summary) Markdown() string {
 		"(" + strings.Join(ClusterSpecFiles, ", ") + ") against a three-master cluster; their baseline is a plain " +
 		"go-redis ClusterClient on the same kind of cluster. Skipped specs are the suite's own skips (mostly " +
 		"commands newer than this server) plus the exclusions below.\n")
+	b.WriteString("\n`Handle.Close` is a documented no-op, on purpose: a handle is shared by every holder of its " +
+		"profile (every `f.Client(name)` returns the same one), so one holder's Close must not break the others; " +
+		"the factory owns the clients and `Factory.Close` closes them, after which every call through every handle " +
+		"fails with `redis.ErrClosed` (factory test TestCloseWithCommandsInFlight; TestHandleCloseKeepsTheHandleWorking " +
+		"pins the no-op). The specs that close their client and expect \"client is closed\" afterwards, such as " +
+		"\"pipeline: exec pipeline when get conn failed\", hold a `*redis.Client` and run on the client the factory built " +
+		"(`Handle.Current()`), whose Close does close it.\n")
 	for _, rs := range RepeatSpecs {
 		fmt.Fprintf(&b, "\nTiming-dependent: %q (%s) runs %d more times in every run that includes it, each in its own "+
 			"process, and counts as failed if any repetition fails.\n", rs.Name, rs.File, rs.Times)
