@@ -82,16 +82,29 @@ func (c *conn) exposed() net.Conn {
 	return c
 }
 
-// connOf returns the engine's wrapper of a connection go-redis holds.
+// connOf returns the engine's wrapper of a connection go-redis holds. The
+// engine's dialer need not be the outermost: other wrappers (the factory
+// tracks the auto-pipeliner's connections, for example) sit above it and
+// show what they wrap through NetConn, which connOf follows.
 func connOf(c net.Conn) *conn {
-	switch w := c.(type) {
-	case *conn:
-		return w
-	case *sysConn:
-		return w.conn
+	for range maxWrappers {
+		switch w := c.(type) {
+		case *conn:
+			return w
+		case *sysConn:
+			return w.conn
+		case interface{ NetConn() net.Conn }:
+			c = w.NetConn()
+			continue
+		}
+		return nil
 	}
 	return nil
 }
+
+// maxWrappers bounds connOf's walk through wrappers that show their
+// connection (a wrapper that showed itself would otherwise loop).
+const maxWrappers = 8
 
 // NetConn returns the wrapped connection.
 func (c *conn) NetConn() net.Conn { return c.Conn }
