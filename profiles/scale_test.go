@@ -152,10 +152,10 @@ func TestLoadScalesLinearly(t *testing.T) {
 	t.Logf("unknown keys: per-key time at 10k / at 500 = %.2f", r)
 	require.Less(t, r, 8.0, "reporting unknown keys is not linear")
 
-	d100, d2k := manyFiles(t, 50), manyFiles(t, 1000)
+	d50, d1k := manyFiles(t, 50), manyFiles(t, 1000)
 	r = scaling(t, 3,
-		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d100}}, 50, true) },
-		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d2k}}, 1000, true) })
+		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d50}}, 50, true) },
+		func() time.Duration { return perItem(t, profiles.Options{Paths: []string{d1k}}, 1000, true) })
 	t.Logf("files: per-file time at 1k / at 50 = %.2f", r)
 	require.Less(t, r, 8.0, "loading a directory of files is not linear")
 }

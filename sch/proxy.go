@@ -96,12 +96,20 @@ type ProxyOptions struct {
 	// Redis's timeout), and one that stalls in the middle of a command as
 	// long. 0 means DefaultIdleTimeout; negative, never.
 	IdleTimeout time.Duration
+	// MaxArgs caps the arguments of one command: a client announcing more
+	// reads "-ERR Protocol error: invalid multibulk length" (Redis's words)
+	// and is closed, before the command reaches the server, so that one
+	// client cannot make the server chew a giant command. 0 means
+	// DefaultMaxArgs; negative, the proxy's hard bound, 2^24.
+	MaxArgs int
 }
 
 // Defaults of [ProxyOptions]' limits.
 const (
 	DefaultMaxConns    = 1000
 	DefaultIdleTimeout = 10 * time.Minute
+	// DefaultMaxArgs is Redis's own bound before 7.0 (1024*1024).
+	DefaultMaxArgs = 1 << 20
 	// keepClosed is how many closed connections [Proxy.Clients] still
 	// lists (the most recent); older ones are forgotten.
 	keepClosed = 256
@@ -173,6 +181,9 @@ func NewProxyWithOptions(listen, upstream string, opts ProxyOptions) *Proxy {
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
+	if opts.MaxArgs == 0 {
+		opts.MaxArgs = DefaultMaxArgs
+	}
 	return &Proxy{listen: listen, upstream: upstream, opts: opts, open: make(map[*client]struct{}), peers: make(map[string]*Proxy)}
 }
 
@@ -189,7 +200,7 @@ func (p *Proxy) Start() error {
 	p.ln = ln
 	cfg := respproxy.Config{
 		Dial: p.dial, Open: p.openConn, Handle: p.handle, Closed: p.connClosed, Refused: p.refused,
-		MaxConns: max(p.opts.MaxConns, 0), IdleTimeout: max(p.opts.IdleTimeout, 0),
+		MaxConns: max(p.opts.MaxConns, 0), IdleTimeout: max(p.opts.IdleTimeout, 0), MaxArgs: max(p.opts.MaxArgs, 0),
 	}
 	if p.opts.Rewrite != nil {
 		// Not len > 0: the proxies of a cluster share one map, which is

@@ -34,6 +34,7 @@ import (
 //	setup: manyfiles DIR N     write N one-profile files into DIR
 //	setup: manyprofiles NAME N write a file of N profiles
 //	setup: unknownkeys NAME N  write profile a with N unknown keys
+//	setup: flowlist NAME N     write a file whose x-list holds N items
 //	profile: NAME              the profile explain shows (default a)
 //	exit: N                    exit code of validate, print, explain and check (default 0)
 //	exit.CMD: N                exit code of one command (validate, print, explain, check)
@@ -53,15 +54,26 @@ import (
 //
 // Every command runs as a subprocess of a binary built once; its time and
 // peak RSS, both from rusage, are bounded, and no output may show a panic.
-// The time bound is on CPU time (user + system): CI machines are shared,
-// and wall time there measures the neighbours; a command that blocks (on a
-// FIFO, say) is caught by the wall-clock limit of runBinary instead, which
-// fails the case.
+// The time bound the issue sets (2 s) is on CPU time (user + system): CI
+// machines are shared, and wall time there measures the neighbours too.
+// Wall time has a bound of its own, caseMaxWall, 2.5 times the CPU bound:
+// what it catches is a command that waits instead of working (on a FIFO,
+// a lock, a slow peer), which uses no CPU. A command still running after
+// caseKill (a hang) is killed, which fails the case.
 
 const (
 	caseMaxTime = 2 * time.Second
 	caseMaxRSS  = 256 << 20
-	caseMaxWall = 30 * time.Second // a hang, on however busy a machine
+	// caseMaxWall is the wall-clock bound of each command and of each
+	// watch report. The slowest take about 2 s on the shared 2-core CI
+	// machine under a load of 6-8: a watch reporting a failed TLS
+	// handshake (the case's 1 s connect timeout, then the 1 s pause that
+	// ends the issue lines), and check with its 1 s timeout. 5 s leaves
+	// room for that load to double; a command that waits on something
+	// takes far longer (the TLS cases took 11 s with the default 10 s
+	// connect timeout).
+	caseMaxWall = 5 * time.Second
+	caseKill    = 30 * time.Second // a hang, on however busy a machine
 	envPrefix   = "APP_REDIS"
 )
 
@@ -199,6 +211,12 @@ func (c hostileCase) materialize(t *testing.T, dir, redisAddr string) {
 				fmt.Fprintf(&b, "    unknown_%05d: {x: 1}\n", i)
 			}
 			require.NoError(t, os.WriteFile(filepath.Join(dir, s[1]), []byte(b.String()), 0o600))
+		case s[0] == "flowlist" && len(s) == 3: // flowlist NAME N: x-list: [1,1,…]
+			n, err := strconv.Atoi(s[2])
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, s[1])), 0o700))
+			body := "x-list: [" + strings.Repeat("1,", n-1) + "1]\n"
+			require.NoError(t, os.WriteFile(filepath.Join(dir, s[1]), []byte(body), 0o600))
 		case s[0] == "chmod" && len(s) == 3:
 			mode, err := strconv.ParseUint(s[1], 8, 32)
 			require.NoError(t, err)
@@ -237,7 +255,7 @@ type ran struct {
 }
 
 func runBinary(t *testing.T, bin, dir string, env []string, args ...string) ran {
-	ctx, cancel := context.WithTimeout(context.Background(), caseMaxWall)
+	ctx, cancel := context.WithTimeout(context.Background(), caseKill)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
@@ -297,6 +315,9 @@ func assertBounds(t *testing.T, what string, r ran) {
 	t.Helper()
 	if r.cpu >= caseMaxTime {
 		t.Errorf("%s used %s of CPU (bound %s; %s wall)", what, r.cpu, caseMaxTime, r.wall)
+	}
+	if r.wall >= caseMaxWall {
+		t.Errorf("%s took %s of wall time (bound %s; %s CPU)", what, r.wall, caseMaxWall, r.cpu)
 	}
 	if r.maxRSSKB*1024 >= caseMaxRSS {
 		t.Errorf("%s peaked at %d MiB RSS (bound %d MiB)", what, r.maxRSSKB>>10, caseMaxRSS>>20)
@@ -394,12 +415,13 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 	defer stop()
 
 	// await collects lines until one contains want; a watch that says
-	// nothing for caseMaxWall is hung. (The time bound is on the CPU the
-	// watch spends per case, measured from /proc.)
+	// nothing for caseKill is hung. (The bounds per case are on the CPU the
+	// watch spends, measured from /proc, and on the wall time from the
+	// files' arrival to the watch's report.)
 	await := func(t *testing.T, what string, want ...string) string {
 		t.Helper()
 		var got strings.Builder
-		deadline := time.After(caseMaxWall)
+		deadline := time.After(caseKill)
 		for {
 			select {
 			case l, ok := <-lines:
@@ -430,7 +452,7 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 					}
 				}
 			case <-deadline:
-				t.Fatalf("%s: no %q from watch within %s; output:\n%s", what, want, caseMaxWall, got.String())
+				t.Fatalf("%s: no %q from watch within %s; output:\n%s", what, want, caseKill, got.String())
 			}
 		}
 	}
@@ -490,6 +512,7 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 				}
 			}()
 			cpu0 := procCPU(t, cmd.Process.Pid)
+			arrived := time.Now()
 			var got string
 			switch mode {
 			case "rejected":
@@ -508,10 +531,12 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 			default:
 				t.Fatalf("unknown watch mode %q", mode)
 			}
+			took := time.Since(arrived)
 			for _, bad := range c.never {
 				require.NotContains(t, got, bad)
 			}
 			assertNoPanic(t, "watch", got)
+			require.Less(t, took, caseMaxWall, "wall time from the files' arrival to the watch's report of %s", c.name)
 
 			// Back to the base file alone: applied again (the watch is
 			// not stuck).

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,12 +23,29 @@ import (
 	"github.com/redisfactory/redisfactory/schema"
 )
 
-// leakMarker is the secret of TestSecretLeak. Its hex form and URL-escaped
-// forms are looked for too.
+// leakMarker is the secret of TestSecretLeak. Its hex forms are looked for
+// too (it has no characters that URL-escaping would change).
 const leakMarker = "Mk7LeakZ9q"
 
-// leakForms are the ways the marker could appear in output.
-var leakForms = []string{leakMarker, fmt.Sprintf("%x", leakMarker), fmt.Sprintf("%X", leakMarker)}
+// leakForms are the ways the marker could appear in output: as is, in hex
+// as %x, %X, % x and % X print it, as a Go escaped string ("\x4d\x6b…")
+// prints it, and in base64 (a []byte in JSON).
+var leakForms = []string{
+	leakMarker,
+	fmt.Sprintf("%x", leakMarker), fmt.Sprintf("%X", leakMarker),
+	fmt.Sprintf("% x", leakMarker), fmt.Sprintf("% X", leakMarker),
+	hexEscaped(leakMarker),
+	base64.StdEncoding.EncodeToString([]byte(leakMarker))[:12], // whole groups of 3 bytes: no padding
+}
+
+// hexEscaped writes s as \x escapes.
+func hexEscaped(s string) string {
+	var b strings.Builder
+	for i := range len(s) {
+		fmt.Fprintf(&b, "\\x%02x", s[i])
+	}
+	return b.String()
+}
 
 func assertNoLeak(t *testing.T, what, out string) {
 	t.Helper()
@@ -39,20 +58,32 @@ func assertNoLeak(t *testing.T, what, out string) {
 }
 
 // TestSecretLeak puts one marker secret in every place a secret can be —
-// password, sentinel.password, password_file, url (password, lone
-// user-info, query password), a URL in addr / addrs / sentinel.addrs, a
-// profile written as a URL, a password YAML reads as an alias, an anchor
-// or a tag, a URL with an unescaped '#', '/' or '?', a password typed into
-// password_file, an environment variable — and greps every output channel:
-// CLI stdout and stderr of validate, print, explain, check and watch (text
-// and JSON), the slog log and runtime events of a factory serving the
-// valid profiles against a real server, the Error() text of every load
-// error and command error, and every fmt verb on the loaded configuration
-// types. Expected: zero leaks.
+// password, sentinel.password, password_file and sentinel.password_file
+// (their content), a TLS key file (before its PEM block, and alone in a
+// file that is no key), url (password, lone user-info, query password), a
+// URL in addr / addrs / sentinel.addrs, a profile written as a URL, a
+// password or sentinel.password YAML reads as an alias or an anchor, a
+// password read as a tag, a URL with an unescaped '#', '/' or '?', a
+// password typed into password_file, an environment variable, a password
+// file that becomes invalid under a running watcher — and greps every
+// output channel, for the marker and its hex and base64 forms: CLI stdout
+// and stderr of validate, print, explain, check and watch (text and JSON),
+// the slog log and runtime events of a factory serving the valid profiles
+// against a real server, the Error() text of every load, build and command
+// error, and every fmt verb on the loaded configuration types, Origin,
+// KeyOrigin, the Watcher and the Changes it reports. Expected: zero leaks.
 func TestSecretLeak(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Password: leakMarker})
 	dir := t.TempDir()
 	pwFile := write(t, dir, "secrets/password", leakMarker+"\n")
+	sentinelPwFile := write(t, dir, "secrets/sentinel-password", leakMarker+"\n")
+	// A TLS key file with the marker before its PEM block (which PEM
+	// readers skip), and one holding only the marker (not a key at all).
+	tlsFiles := redistest.GenerateTLS(t, filepath.Join(dir, "tls"))
+	pemKey, err := os.ReadFile(tlsFiles.ClientKeyFile)
+	require.NoError(t, err)
+	keyFile := write(t, dir, "secrets/client.key", leakMarker+"\n"+string(pemKey))
+	badKeyFile := write(t, dir, "secrets/bad.key", leakMarker+"\n")
 
 	valid := write(t, dir, "valid.yaml", fmt.Sprintf(`profiles:
   direct:
@@ -87,27 +118,45 @@ func TestSecretLeak(t *testing.T) {
     timeouts: {connect: 300ms, socket: 300ms}
     retry: {retries: 0}
     tls: {enabled: true, insecure_skip_verify: true}
-`, srv.Addr(), leakMarker, pwFile, deadAddr(t)))
+  sentinel-file:
+    mode: sentinel
+    timeouts: {connect: 200ms}
+    retry: {retries: 0}
+    sentinel:
+      master_name: m
+      addrs: ["%[4]s"]
+      password_file: %[5]s
+  tls-key:
+    addr: %[4]s
+    timeouts: {connect: 200ms}
+    retry: {retries: 0}
+    tls: {enabled: true, ca_file: %[6]s, cert_file: %[7]s, key_file: %[8]s}
+`, srv.Addr(), leakMarker, pwFile, deadAddr(t), sentinelPwFile, tlsFiles.CAFile, tlsFiles.ClientCertFile, keyFile))
+	// Loads, but the key file is no key: factory.New and check fail.
+	badKey := write(t, dir, "badkey.yaml", fmt.Sprintf("profiles:\n  a:\n    addr: %s\n    tls: {enabled: true, cert_file: %s, key_file: %s}\n",
+		deadAddr(t), tlsFiles.ClientCertFile, badKeyFile))
 
 	invalid := map[string]string{
-		"alias.yaml":          "profiles:\n  a:\n    password: *" + leakMarker + "\n",
-		"alias-flow.yaml":     "profiles:\n  a: {addr: \"h:1\", password: *" + leakMarker + "}\n",
-		"anchor.yaml":         "profiles:\n  a:\n    password: &" + leakMarker + "\n",
-		"tag.yaml":            "profiles:\n  a:\n    password: !" + leakMarker + " x\n",
-		"tag-value.yaml":      "profiles:\n  a:\n    password: !x " + leakMarker + "\n",
-		"url-hash.yaml":       "profiles:\n  a:\n    url: redis://:" + leakMarker + "#x@127.0.0.1:6379\n",
-		"url-slash.yaml":      "profiles:\n  a:\n    url: redis://:ab/" + leakMarker + "@127.0.0.1:6379/0\n",
-		"url-query.yaml":      "profiles:\n  a:\n    url: rediss://u:x?" + leakMarker + "@127.0.0.1:6379\n",
-		"addr-url.yaml":       "profiles:\n  a:\n    addr: redis://:" + leakMarker + "@127.0.0.1:6379\n",
-		"addrs-url.yaml":      "profiles:\n  a:\n    mode: cluster\n    addrs: [\"redis://u:" + leakMarker + "@h:1\"]\n",
-		"sentinel-addrs.yaml": "profiles:\n  a:\n    mode: sentinel\n    sentinel: {master_name: m, addrs: [\"redis://:" + leakMarker + "@h:1\"]}\n",
-		"profile-url.yaml":    "profiles:\n  a: \"redis://:" + leakMarker + "@h:1\"\n",
-		"typed-in-file.yaml":  "profiles:\n  a:\n    password_file: " + leakMarker + "\n",
-		"both.yaml":           "profiles:\n  a:\n    password: " + leakMarker + "\n    password_file: " + pwFile + "\n",
-		"bad-scheme.yaml":     "profiles:\n  a:\n    url: \"http://app:" + leakMarker + "@x\"\n",
-		"bad-db.yaml":         "profiles:\n  a:\n    url: \"redis://:" + leakMarker + "@h:1/db\"\n",
-		"cluster-bad.yaml":    "profiles:\n  a:\n    mode: cluster\n    url: \"redis://:" + leakMarker + "@h:1?max_redirects=x\"\n",
-		"password-map.yaml":   "profiles:\n  a:\n    password: {" + leakMarker + ": 1}\n",
+		"alias.yaml":           "profiles:\n  a:\n    password: *" + leakMarker + "\n",
+		"alias-flow.yaml":      "profiles:\n  a: {addr: \"h:1\", password: *" + leakMarker + "}\n",
+		"anchor.yaml":          "profiles:\n  a:\n    password: &" + leakMarker + "\n",
+		"tag.yaml":             "profiles:\n  a:\n    password: !" + leakMarker + " x\n",
+		"tag-value.yaml":       "profiles:\n  a:\n    password: !x " + leakMarker + "\n",
+		"url-hash.yaml":        "profiles:\n  a:\n    url: redis://:" + leakMarker + "#x@127.0.0.1:6379\n",
+		"url-slash.yaml":       "profiles:\n  a:\n    url: redis://:ab/" + leakMarker + "@127.0.0.1:6379/0\n",
+		"url-query.yaml":       "profiles:\n  a:\n    url: rediss://u:x?" + leakMarker + "@127.0.0.1:6379\n",
+		"addr-url.yaml":        "profiles:\n  a:\n    addr: redis://:" + leakMarker + "@127.0.0.1:6379\n",
+		"addrs-url.yaml":       "profiles:\n  a:\n    mode: cluster\n    addrs: [\"redis://u:" + leakMarker + "@h:1\"]\n",
+		"sentinel-addrs.yaml":  "profiles:\n  a:\n    mode: sentinel\n    sentinel: {master_name: m, addrs: [\"redis://:" + leakMarker + "@h:1\"]}\n",
+		"profile-url.yaml":     "profiles:\n  a: \"redis://:" + leakMarker + "@h:1\"\n",
+		"typed-in-file.yaml":   "profiles:\n  a:\n    password_file: " + leakMarker + "\n",
+		"both.yaml":            "profiles:\n  a:\n    password: " + leakMarker + "\n    password_file: " + pwFile + "\n",
+		"bad-scheme.yaml":      "profiles:\n  a:\n    url: \"http://app:" + leakMarker + "@x\"\n",
+		"bad-db.yaml":          "profiles:\n  a:\n    url: \"redis://:" + leakMarker + "@h:1/db\"\n",
+		"cluster-bad.yaml":     "profiles:\n  a:\n    mode: cluster\n    url: \"redis://:" + leakMarker + "@h:1?max_redirects=x\"\n",
+		"password-map.yaml":    "profiles:\n  a:\n    password: {" + leakMarker + ": 1}\n",
+		"sentinel-alias.yaml":  "profiles:\n  a:\n    mode: sentinel\n    sentinel:\n      master_name: m\n      addrs: [\"h:1\"]\n      password: *" + leakMarker + "\n",
+		"sentinel-anchor.yaml": "profiles:\n  a:\n    mode: sentinel\n    sentinel:\n      master_name: m\n      addrs: [\"h:1\"]\n      password: &" + leakMarker + "\n",
 	}
 	env := []string{
 		"APP_REDIS__PROFILES__DIRECT__USERNAME=default",
@@ -139,8 +188,11 @@ func TestSecretLeak(t *testing.T) {
 		{env, []string{"load", "--profile", "wrong-password", "--duration", "300ms", "--concurrency", "1", valid}},
 		{env, []string{"load", "--profile", "direct", "--duration", "300ms", "--concurrency", "1", "--format", "json", valid}},
 	}
-	for _, p := range []string{"direct", "by-url", "lone-userinfo", "from-file", "sentinel", "sentinel-url", "insecure"} {
+	for _, p := range []string{"direct", "by-url", "lone-userinfo", "from-file", "sentinel", "sentinel-url", "insecure", "sentinel-file", "tls-key"} {
 		runs = append(runs, cliRun{env, []string{"explain", valid, p}})
+	}
+	for _, cmd := range [][]string{{"validate"}, {"print"}, {"check"}, {"check", "--format", "json"}, {"watch", "--exit-after", "100ms"}} {
+		runs = append(runs, cliRun{env, append(cmd, badKey)})
 	}
 	for name, doc := range invalid {
 		path := write(t, dir, "invalid/"+name, doc)
@@ -171,7 +223,7 @@ func TestSecretLeak(t *testing.T) {
 			assertNoLeak(t, name+" "+v, fmt.Sprintf(v, err))
 		}
 	}
-	_, err := profiles.Load(profiles.Options{Paths: []string{valid}, EnvPrefix: "APP_REDIS", Environ: func() []string { return badEnv }})
+	_, err = profiles.Load(profiles.Options{Paths: []string{valid}, EnvPrefix: "APP_REDIS", Environ: func() []string { return badEnv }})
 	require.Error(t, err)
 	assertNoLeak(t, "env Error()", err.Error())
 
@@ -188,10 +240,50 @@ func TestSecretLeak(t *testing.T) {
 		values = append(values, keys)
 	}
 	values = append(values, res.Warnings(), res)
+	for _, name := range res.Profiles() {
+		keys, err := res.Explain(name)
+		require.NoError(t, err)
+		for _, k := range keys {
+			values = append(values, k, k.Origin)
+		}
+	}
+	// A watcher with those options (the override holds the marker), and
+	// the changes it reports: a valid reload, and one whose password file
+	// became invalid (over max_referenced_file_size, full of the marker).
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	changes := make(chan profiles.Change, 16)
+	w, err := profiles.Watch(wctx, profiles.WatchOptions{Load: opts, Current: res, Debounce: 20 * time.Millisecond},
+		func(c profiles.Change) error { changes <- c; return nil })
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(pwFile, []byte(strings.Repeat(leakMarker+"\n", (1<<20)/len(leakMarker)+1)), 0o600))
+	var bad profiles.Change
+	select {
+	case bad = <-changes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not report the invalid password file")
+	}
+	require.Error(t, bad.Err)
+	require.Contains(t, bad.Err.Error(), "max_referenced_file_size")
+	require.NoError(t, os.WriteFile(pwFile, []byte(leakMarker+"\n"), 0o600))
+	good, err := w.Reload(wctx)
+	require.NoError(t, err)
+	values = append(values, w, bad, &bad, bad.Err, good, &good)
+	require.NoError(t, w.Close())
 	for _, v := range values {
 		for _, verb := range verbs {
 			assertNoLeak(t, fmt.Sprintf("%s on %T", verb, v), fmt.Sprintf(verb, v))
 		}
+	}
+
+	// A key file that is no key: the build error.
+	bres, err := profiles.Load(profiles.Options{Paths: []string{badKey}})
+	require.NoError(t, err)
+	_, err = factory.New(bres.Config, factory.Options{})
+	require.Error(t, err, "factory.New with a key file that is no key")
+	assertNoLeak(t, "factory.New Error()", err.Error())
+	for _, v := range verbs {
+		assertNoLeak(t, "factory.New error "+v, fmt.Sprintf(v, err))
 	}
 
 	// A factory serving the valid profiles: its slog log, its events and

@@ -43,6 +43,7 @@ func runRehearse(c *cli, args []string) int {
 	peerUpstream := fs.String("peer-upstream", "", "`ADDR` of the real server behind the second proxy (required with --peer-listen)")
 	maxConns := fs.Int("max-conns", sch.DefaultMaxConns, "at most `N` open client connections per proxy; more are refused as Redis refuses past maxclients (0: no cap)")
 	idle := fs.Duration("idle-timeout", sch.DefaultIdleTimeout, "close a client connection silent for `D` while it waits for no reply and is not subscribed (0: never)")
+	maxArgs := fs.Int("max-args", sch.DefaultMaxArgs, "at most `N` arguments per command; a client announcing more gets Redis's \"invalid multibulk length\" error and is closed (0: the proxy's bound, 2^24)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -56,8 +57,8 @@ func runRehearse(c *cli, args []string) int {
 	if (*peerListen == "") != (*peerUpstream == "") {
 		return c.usageError(fs, "--peer-listen and --peer-upstream go together")
 	}
-	if *maxConns < 0 || *idle < 0 {
-		return c.usageError(fs, "--max-conns and --idle-timeout must not be negative")
+	if *maxConns < 0 || *idle < 0 || *maxArgs < 0 {
+		return c.usageError(fs, "--max-conns, --idle-timeout and --max-args must not be negative")
 	}
 	logger := slog.New(slog.NewTextHandler(c.stdout, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
@@ -67,13 +68,16 @@ func runRehearse(c *cli, args []string) int {
 			return a
 		},
 	}))
-	opts := sch.ProxyOptions{Logger: logger, NoAutoCut: *noCut, MaxConns: *maxConns, IdleTimeout: *idle}
+	opts := sch.ProxyOptions{Logger: logger, NoAutoCut: *noCut, MaxConns: *maxConns, IdleTimeout: *idle, MaxArgs: *maxArgs}
 	// 0 on the command line means "no limit"; in ProxyOptions, "default".
 	if *maxConns == 0 {
 		opts.MaxConns = -1
 	}
 	if *idle == 0 {
 		opts.IdleTimeout = -1
+	}
+	if *maxArgs == 0 {
+		opts.MaxArgs = -1
 	}
 	p := sch.NewProxyWithOptions(*listen, *upstream, opts)
 	if err := p.Start(); err != nil {

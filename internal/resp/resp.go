@@ -30,6 +30,11 @@ const (
 // ErrProtocol is wrapped by errors about malformed input.
 var ErrProtocol = errors.New("RESP protocol error")
 
+// ErrMultibulkLength is wrapped by the error about a command that
+// announces more arguments than the reader allows; it wraps
+// [ErrProtocol]. Its text ends in Redis's own words for it.
+var ErrMultibulkLength = fmt.Errorf("%w: invalid multibulk length", ErrProtocol)
+
 // readLine reads a line including its terminating "\n", of at most max
 // bytes.
 func readLine(r *bufio.Reader, max int) ([]byte, error) {
@@ -146,6 +151,17 @@ func (c *Head) Partial() bool { return c.bodyLeft > 0 || c.argsLeft > 0 }
 // [Head.CopyRest]. Lines (inline commands, headers) are limited to
 // 64 KiB, as Redis does, arguments to 512 MiB and their number to 2^24.
 func ReadCommandHead(r *bufio.Reader, budget int) (Head, error) {
+	return ReadCommandHeadMax(r, budget, maxElements)
+}
+
+// ReadCommandHeadMax is [ReadCommandHead] with at most maxArgs arguments
+// per command (at most 2^24 whatever maxArgs says; maxArgs <= 0 means
+// 2^24). A command announcing more is an error wrapping
+// [ErrMultibulkLength], returned as soon as its first line is read.
+func ReadCommandHeadMax(r *bufio.Reader, budget, maxArgs int) (Head, error) {
+	if maxArgs <= 0 || maxArgs > maxElements {
+		maxArgs = maxElements
+	}
 	line, err := readLine(r, maxCmdLineLen)
 	if err != nil {
 		return Head{}, err
@@ -160,8 +176,8 @@ func ReadCommandHead(r *bufio.Reader, budget int) (Head, error) {
 	if n <= 0 {
 		return Head{Raw: line}, nil
 	}
-	if n > maxElements {
-		return Head{}, fmt.Errorf("%w: %d arguments (at most %d)", ErrProtocol, n, maxElements)
+	if n > maxArgs {
+		return Head{}, fmt.Errorf("%w: %d arguments (at most %d)", ErrMultibulkLength, n, maxArgs)
 	}
 	cmd := Head{Args: make([]string, 0, min(n, 16)), Raw: line}
 	for i := 0; i < n; i++ {

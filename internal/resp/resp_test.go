@@ -171,6 +171,15 @@ func TestCommandLinesAreBounded(t *testing.T) {
 	require.ErrorContains(t, err, "line longer than 65536 bytes")
 	_, _, err = ReadCommand(bufio.NewReader(strings.NewReader("*16777217\r\n")))
 	require.ErrorContains(t, err, "16777217 arguments")
+	require.ErrorIs(t, err, ErrMultibulkLength)
+	// A lower cap is enforced on the first line, before any argument.
+	_, err = ReadCommandHeadMax(bufio.NewReader(strings.NewReader("*1048577\r\n")), 64<<10, 1<<20)
+	require.ErrorIs(t, err, ErrMultibulkLength)
+	require.ErrorIs(t, err, ErrProtocol)
+	require.EqualError(t, err, "RESP protocol error: invalid multibulk length: 1048577 arguments (at most 1048576)")
+	h, err := ReadCommandHeadMax(bufio.NewReader(strings.NewReader("*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n")), 64<<10, 2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ECHO", "x"}, h.Args)
 }
 
 // A command over the budget comes back as its head; CopyRest passes the

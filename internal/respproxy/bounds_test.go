@@ -2,21 +2,27 @@ package respproxy
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redisfactory/redisfactory/internal/resp"
 )
 
-// bigServer answers every command with a 1 MB bulk string.
-func bigServer(t *testing.T) string {
+// bigServer answers every command with a 1 MB bulk string. Like Redis
+// (whose output buffers for ordinary clients have no limit), it reads
+// commands whether or not its replies are read, so that received counts
+// what a proxy forwarded.
+func bigServer(t *testing.T) (addr string, received *atomic.Int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
+	received = new(atomic.Int64)
 	reply := []byte("$1048576\r\n" + strings.Repeat("v", 1<<20) + "\r\n")
 	go func() {
 		for {
@@ -24,21 +30,29 @@ func bigServer(t *testing.T) string {
 			if err != nil {
 				return
 			}
+			replies := make(chan struct{}, 100000)
 			go func() {
 				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					if _, _, err := resp.ReadCommand(r); err != nil {
-						return
-					}
+				for range replies {
 					if _, err := c.Write(reply); err != nil {
 						return
 					}
 				}
 			}()
+			go func() {
+				defer close(replies)
+				r := bufio.NewReader(c)
+				for {
+					if _, _, err := resp.ReadCommand(r); err != nil {
+						return
+					}
+					received.Add(1)
+					replies <- struct{}{}
+				}
+			}()
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), received
 }
 
 func serveTest(t *testing.T, cfg Config) (*Proxy, string) {
@@ -51,11 +65,12 @@ func serveTest(t *testing.T, cfg Config) (*Proxy, string) {
 	return p, ln.Addr().String()
 }
 
-// A client that asks for 30 MB of replies and does not read them makes
-// the proxy hold about MaxQueued bytes for it, not 30 MB; when it reads,
-// every reply arrives whole.
+// A client that asks for 200 MB of replies and does not read them makes
+// the proxy hold about MaxQueued bytes for it, and forward no more than
+// MaxInFlight commands, so that the server does not hold 200 MB for it
+// either; when it reads, every reply arrives whole, in order.
 func TestBackpressure(t *testing.T) {
-	upstream := bigServer(t)
+	upstream, received := bigServer(t)
 	opened := make(chan *Conn, 1)
 	_, addr := serveTest(t, Config{
 		Dial: func() (net.Conn, error) { return net.Dial("tcp", upstream) },
@@ -66,8 +81,9 @@ func TestBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	const n = 200
 	var cmds []byte
-	for range 30 {
+	for range n {
 		cmds = append(cmds, resp.Command("GET", "big")...)
 	}
 	if _, err := client.Write(cmds); err != nil {
@@ -80,9 +96,16 @@ func TestBackpressure(t *testing.T) {
 			t.Fatalf("%d bytes queued for a client that does not read (bound %d)", q, MaxQueued)
 		}
 	}
+	// The first MaxInFlight, then one more per reply the proxy took in
+	// (its queue, and the socket buffers towards the client).
+	if got := received.Load(); got > MaxInFlight+32 {
+		t.Fatalf("the server received %d of the %d commands of a client that does not read (bound %d + replies in socket buffers)", got, n, MaxInFlight)
+	} else {
+		t.Logf("the server received %d of the %d commands of a client that does not read", got, n)
+	}
 	r := bufio.NewReaderSize(client, 1<<16)
-	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for i := range 30 {
+	_ = client.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for i := range n {
 		f, _, err := resp.ReadFrame(r, nil)
 		if err != nil || len(f) != 1<<20+len("$1048576\r\n\r\n") {
 			t.Fatalf("reply %d: %d bytes, %v", i, len(f), err)
@@ -181,5 +204,37 @@ func TestAtTurnWaitsForEarlierReplies(t *testing.T) {
 		if err != nil || string(f) != want {
 			t.Fatalf("got %q (%v), want %q", f, err, want)
 		}
+	}
+}
+
+// A command announcing more than MaxArgs arguments is answered with
+// Redis's words and the connection closed, before anything reaches the
+// server; the numbers go to Refused.
+func TestMaxArgs(t *testing.T) {
+	upstream, received := bigServer(t)
+	refused := make(chan string, 1)
+	_, addr := serveTest(t, Config{
+		Dial:    func() (net.Conn, error) { return net.Dial("tcp", upstream) },
+		MaxArgs: 1 << 20,
+		Refused: func(_ net.Addr, reason string) { refused <- reason },
+	})
+	client, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Write([]byte("*16777216\r\n$1\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if string(got) != "-ERR Protocol error: invalid multibulk length\r\n" || err != nil {
+		t.Fatalf("read %q, %v; want Redis's error, then the end of the connection", got, err)
+	}
+	if r := <-refused; !strings.Contains(r, "16777216 arguments (at most 1048576)") {
+		t.Fatalf("refused for %q", r)
+	}
+	if n := received.Load(); n != 0 {
+		t.Fatalf("the server received %d commands", n)
 	}
 }

@@ -18,11 +18,14 @@
 // Memory per connection is bounded whatever the peers send: a command is
 // kept in memory up to [CommandBudget] bytes and streamed to the server
 // beyond that; server frames are streamed to the client in pieces; at most
-// about [MaxQueued] bytes wait for a client that does not read (the proxy
-// then stops reading from that connection's server, whose own buffers take
-// the backlog, as they would without a proxy); closed connections are
-// forgotten. [Config.MaxConns] caps the connections and [Config.IdleTimeout]
-// closes silent ones.
+// about [MaxQueued] bytes wait for a client that does not read. The proxy
+// then stops reading from that connection's server and, so that the
+// server does not pile up replies for it either, from its client: a
+// connection's next command is read only once its replies flow again and
+// fewer than [MaxInFlight] commands await the server's replies. Closed
+// connections are forgotten. [Config.MaxConns] caps the connections,
+// [Config.IdleTimeout] closes silent ones and [Config.MaxArgs] caps the
+// arguments of a command.
 package respproxy
 
 import (
@@ -45,8 +48,16 @@ const (
 	// before the first one that did not fit, Handle not consulted.
 	CommandBudget = 64 << 10
 	// MaxQueued is how many bytes may wait for a client before the proxy
-	// stops reading that connection's server (and its local replies).
+	// stops reading that connection's server and its client.
 	MaxQueued = 256 << 10
+	// MaxInFlight is how many of a connection's commands may await the
+	// server's replies before the proxy reads the next one. It bounds what
+	// the server holds for a client that does not read to MaxInFlight
+	// replies, whatever it pipelined: the proxy notices the backlog only
+	// once the first replies arrive, and the commands read meanwhile are
+	// forwarded. Pipelines still flow: once half of the window has been
+	// answered, the next commands go to the server in one write.
+	MaxInFlight = 64
 	// turnCost is what a function waiting in [Conn.AtTurn] counts for
 	// against MaxQueued.
 	turnCost = 256
@@ -99,6 +110,11 @@ type Config struct {
 	// Redis's timeout). A client that stalls in the middle of a command
 	// for that long is closed too. 0 means never.
 	IdleTimeout time.Duration
+	// MaxArgs caps the arguments of one command: a client that announces
+	// more reads "-ERR Protocol error: invalid multibulk length" (Redis's
+	// words) and is closed, before anything reaches the server. 0 means
+	// the reader's own bound, 2^24.
+	MaxArgs int
 }
 
 // Proxy accepts client connections on a listener and serves each as a
@@ -282,6 +298,8 @@ type Conn struct {
 	held       [][]byte   // frames sent while a server frame is half written
 	midFrame   bool       // out ends in the middle of a server frame
 	pending    []pending  // replies the client waits for, in order
+	awaiting   int        // server replies in pending (the sum of their n)
+	windowFull bool       // awaiting reached MaxInFlight, not yet half
 	localBytes int        // bytes of the local replies in pending
 	closed     bool
 	eof        bool // the server closed: flush out, then close
@@ -395,6 +413,7 @@ func (c *Conn) Close() {
 		c.mu.Lock()
 		c.closed = true
 		c.out, c.held, c.pending = nil, nil, nil
+		c.awaiting = 0
 		c.cond.Broadcast()
 		c.mu.Unlock()
 		_ = c.client.Close()
@@ -439,9 +458,21 @@ func (c *Conn) clientLoop() {
 	}
 	r := bufio.NewReaderSize(src, readBufferSize)
 	// Writes to the server go through a buffer so that a streamed command
-	// is not sent in tiny pieces; it is flushed after every command.
+	// is not sent in tiny pieces, and a pipeline in few writes: it is
+	// flushed once the commands already received are written, and before
+	// waiting.
 	w := bufio.NewWriterSize(c.server, readBufferSize)
 	for {
+		if w.Buffered() > 0 && (r.Buffered() == 0 || c.mustWait()) {
+			if err := w.Flush(); err != nil {
+				return
+			}
+		}
+		// Backpressure: no new command while the client does not read
+		// the replies it has, nor past MaxInFlight awaited ones.
+		if !c.waitRoom() {
+			return
+		}
 		if _, err := r.Peek(1); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -455,7 +486,7 @@ func (c *Conn) clientLoop() {
 			}
 			return
 		}
-		cmd, err := resp.ReadCommandHead(r, CommandBudget)
+		cmd, err := resp.ReadCommandHeadMax(r, CommandBudget, cfg.MaxArgs)
 		if err != nil {
 			var ne net.Error
 			switch {
@@ -463,7 +494,11 @@ func (c *Conn) clientLoop() {
 				c.refused("idle")
 			case errors.Is(err, resp.ErrProtocol):
 				// As Redis does: say why, then close.
-				c.Reply([]byte("-ERR Protocol error: " + strings.TrimPrefix(err.Error(), resp.ErrProtocol.Error()+": ") + "\r\n"))
+				why := strings.TrimPrefix(err.Error(), resp.ErrProtocol.Error()+": ")
+				if errors.Is(err, resp.ErrMultibulkLength) {
+					why = "invalid multibulk length" // Redis's words; the numbers go to Refused
+				}
+				c.Reply([]byte("-ERR Protocol error: " + why + "\r\n"))
 				c.refused(err.Error())
 				c.drainThenClose()
 			}
@@ -472,7 +507,7 @@ func (c *Conn) clientLoop() {
 		args := cmd.Args
 		if len(args) == 0 && !cmd.Partial() { // Redis ignores empty commands: no reply
 			if !c.blackholed() {
-				if _, err := c.server.Write(cmd.Raw); err != nil {
+				if _, err := w.Write(cmd.Raw); err != nil {
 					return
 				}
 			}
@@ -488,9 +523,6 @@ func (c *Conn) clientLoop() {
 			continue
 		}
 		if !cmd.Partial() && cfg.Handle != nil && cfg.Handle(c, args) {
-			if !c.waitLocalRoom() {
-				return
-			}
 			continue
 		}
 		c.mu.Lock()
@@ -505,9 +537,6 @@ func (c *Conn) clientLoop() {
 			if err := cmd.CopyRest(r, w); err != nil {
 				return
 			}
-		}
-		if err := w.Flush(); err != nil {
-			return
 		}
 	}
 }
@@ -535,14 +564,37 @@ func (c *Conn) drainThenClose() {
 	t.Stop()
 }
 
-// waitLocalRoom holds the client's commands, after one the proxy answered
-// itself, while more than MaxQueued bytes wait for a client that does not
-// read them: local replies must not pile up either. It
-// reports false when the connection closed.
-func (c *Conn) waitLocalRoom() bool {
+// backedUpLocked reports whether the client's next command must wait:
+// more than MaxQueued bytes (server frames, local replies) wait for a
+// client that does not read them, or MaxInFlight commands await the
+// server's replies; in the latter case, the wait lasts until half of
+// them have been answered, so that the server gets the next commands in
+// a batch rather than one per reply. c.mu must be held.
+func (c *Conn) backedUpLocked() bool {
+	if c.awaiting >= MaxInFlight {
+		c.windowFull = true
+	} else if c.awaiting <= MaxInFlight/2 {
+		c.windowFull = false
+	}
+	return c.localBytes+c.outBytes > MaxQueued || c.windowFull
+}
+
+// mustWait reports whether waitRoom would wait.
+func (c *Conn) mustWait() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for !c.closed && !c.eof && c.localBytes+c.outBytes > MaxQueued {
+	return !c.closed && !c.eof && c.backedUpLocked()
+}
+
+// waitRoom holds the client's next command while the connection is
+// backed up, so that neither the proxy nor the server piles up replies
+// for a client that does not read them (the client's commands then wait
+// in its socket, as they would on a server that stopped reading). It
+// reports false when the connection closed.
+func (c *Conn) waitRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !c.closed && !c.eof && c.backedUpLocked() {
 		c.cond.Wait()
 	}
 	return !c.closed
@@ -555,6 +607,7 @@ func (c *Conn) pushServerLocked(args []string) {
 	if len(args) > 0 { // none when the first argument was streamed
 		name = args[0]
 	}
+	c.awaiting++
 	if c.keepCmds || strings.EqualFold(name, "HELLO") || strings.EqualFold(name, "RESET") {
 		kept := make([]string, 0, 2)
 		for _, a := range args[:min(2, len(args))] {
@@ -642,6 +695,7 @@ func (c *Conn) serverLoop() {
 		if typ != '>' && len(c.pending) > 0 && c.pending[0].n > 0 {
 			isReply = true
 			head = c.pending[0]
+			c.awaiting--
 			if c.pending[0].n > 1 {
 				c.pending[0].n--
 			} else {
