@@ -120,22 +120,12 @@ const closeSlack = 200 * time.Millisecond
 // the call is then ended by go-redis's Close.
 func TestCloseIsBoundedByItsContext(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	f, err := factory.New(load(t, "profiles:\n  a:\n    addr: %s\n    drain_timeout: 1m\n", srv.Addr()), factory.Options{})
-	require.NoError(t, err)
-	h, err := f.Client("a")
-	require.NoError(t, err)
-	blocked := make(chan error, 1)
-	go func() { blocked <- h.BLPop(context.Background(), 0, "close:never").Err() }()
-	admin := srv.Client(t)
-	redistest.Eventually(t, 10*time.Second, "BLPOP blocked", func() bool {
-		list, _ := admin.ClientList(context.Background()).Result()
-		return strings.Contains(list, "cmd=blpop")
-	})
+	f, blocked := factoryWithBlockedCall(t, srv)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = f.Close(ctx)
+	err := f.Close(ctx)
 	took := time.Since(start)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
@@ -319,17 +309,7 @@ func TestCloseByDeadlineUnderLoad(t *testing.T) {
 func TestConcurrentClosesEachByItsDeadline(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	f, err := factory.New(load(t, "profiles:\n  a:\n    addr: %s\n    drain_timeout: 1m\n", srv.Addr()), factory.Options{})
-	require.NoError(t, err)
-	h, err := f.Client("a")
-	require.NoError(t, err)
-	blocked := make(chan error, 1)
-	go func() { blocked <- h.BLPop(context.Background(), 0, "close:never").Err() }()
-	admin := srv.Client(t)
-	redistest.Eventually(t, 10*time.Second, "BLPOP blocked", func() bool {
-		list, _ := admin.ClientList(context.Background()).Result()
-		return strings.Contains(list, "cmd=blpop")
-	})
+	f, blocked := factoryWithBlockedCall(t, srv)
 
 	// The first call is started alone, so it is the one that closes.
 	const first = 400 * time.Millisecond
@@ -377,4 +357,24 @@ func TestConcurrentClosesEachByItsDeadline(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the BLPOP still runs after Close")
 	}
+}
+
+// factoryWithBlockedCall returns a factory with one profile (drain timeout
+// 1m) whose handle runs a call that never finishes on its own — a BLPOP
+// with no timeout, seen blocked on the server — and the channel its error
+// arrives on once something ends it.
+func factoryWithBlockedCall(t *testing.T, srv *redistest.Server) (*factory.Factory, <-chan error) {
+	t.Helper()
+	f, err := factory.New(load(t, "profiles:\n  a:\n    addr: %s\n    drain_timeout: 1m\n", srv.Addr()), factory.Options{})
+	require.NoError(t, err)
+	h, err := f.Client("a")
+	require.NoError(t, err)
+	blocked := make(chan error, 1)
+	go func() { blocked <- h.BLPop(context.Background(), 0, "close:never").Err() }()
+	admin := srv.Client(t)
+	redistest.Eventually(t, 10*time.Second, "BLPOP blocked", func() bool {
+		list, _ := admin.ClientList(context.Background()).Result()
+		return strings.Contains(list, "cmd=blpop")
+	})
+	return f, blocked
 }

@@ -392,7 +392,7 @@ func hostileWatch(t *testing.T, bin, redisAddr string, cases []hostileCase) {
 	cmd.Stdout, cmd.Stderr = pw, pw
 	require.NoError(t, cmd.Start())
 	lines := make(chan string, 1024)
-	var all syncBuffer
+	var all redistest.SyncBuffer
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)

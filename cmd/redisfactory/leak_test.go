@@ -288,7 +288,7 @@ func TestSecretLeak(t *testing.T) {
 
 	// A factory serving the valid profiles: its slog log, its events and
 	// the errors its clients return.
-	var logBuf syncBuffer
+	var logBuf redistest.SyncBuffer
 	rt := runtime.New(runtime.Options{Logger: slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	var evMu sync.Mutex
 	var evText strings.Builder

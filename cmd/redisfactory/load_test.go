@@ -201,7 +201,7 @@ func TestLoadWatchAppliesReloadsDuringTheRun(t *testing.T) {
 	loadSignals = func(context.Context) (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
 	t.Cleanup(func() { loadSignals = saved })
 	done := make(chan result, 1)
-	var errb syncBuffer
+	var errb redistest.SyncBuffer
 	go func() {
 		var out bytes.Buffer
 		code := run([]string{"load", "--watch", "--profile", "app", "--duration", "60s", "--concurrency", "4", "--ratio", "50:50", "--format", "json", cfg}, &out, &errb, nil)

@@ -40,7 +40,7 @@ func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 	saved := watchSignals
 	watchSignals = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
 	t.Cleanup(func() { watchSignals = saved })
-	var out, errb syncBuffer
+	var out, errb redistest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"watch", "--debounce", "30ms", "--stats", "0", "--metrics-addr", watchAddr, path}, &out, &errb, nil)
@@ -76,7 +76,7 @@ func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 
 	// A workload on the cached profile, scraped while it runs: its cache
 	// hit ratio, as a dashboard computes it.
-	var lout, lerr syncBuffer
+	var lout, lerr redistest.SyncBuffer
 	loadDone := make(chan int, 1)
 	go func() {
 		loadDone <- run([]string{"load", "--profile", "cached", "--duration", "6s", "--keys", "20", "--ratio", "95:5",

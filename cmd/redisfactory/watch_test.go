@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 
 	"github.com/redisfactory/redisfactory/internal/redistest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestWatchPrintsReloadsAndRejections(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
@@ -46,7 +26,7 @@ func TestWatchPrintsReloadsAndRejections(t *testing.T) {
 	watchSignals = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
 	t.Cleanup(func() { watchSignals = saved })
 
-	var out, errb syncBuffer
+	var out, errb redistest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"watch", "--debounce", "30ms", "--probe", "50ms", path}, &out, &errb, nil)
@@ -102,7 +82,7 @@ func TestWatchPrintsCacheStatsOnlyWhenChanged(t *testing.T) {
 	saved := watchSignals
 	watchSignals = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
 	t.Cleanup(func() { watchSignals = saved })
-	var out, errb syncBuffer
+	var out, errb redistest.SyncBuffer
 	done := make(chan int, 1)
 	start := time.Now()
 	go func() {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,24 +17,6 @@ import (
 
 	"github.com/redisfactory/redisfactory/internal/redistest"
 )
-
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // readmeYAML returns the README's redis.yaml (the ```yaml block after
 // "`redis.yaml`:") with its server address replaced by addr.
@@ -107,7 +88,7 @@ func TestREADMEGoRuns(t *testing.T) {
 		require.NoError(t, admin.Del(ctx, "session:42").Err())
 		cmd := exec.Command(filepath.Join(bin, "blockb"))
 		cmd.Dir, cmd.Env = work, env
-		var stdout, stderr syncBuffer
+		var stdout, stderr redistest.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		require.NoError(t, cmd.Start())
 		exited := make(chan error, 1)
