@@ -52,7 +52,7 @@ func init() {
 		{"schema", "", "print the JSON Schema of the configuration file format", runSchema},
 		{"check", "[--env-prefix P] [--format text|json] [--timeout D] [--once] PATH... [PROFILE...]", "connect to each profile's server under its policy and report version, RESP and round trip", runCheck},
 		{"watch", "[--env-prefix P] [--debounce D] [--probe D] [--stats D] [--sighup=false] [--metrics-addr HOST:PORT] [--exit-after D] PATH...", "build every profile, apply each change of the files (or SIGHUP) and print one line per event", runWatch},
-		{"rehearse", "--upstream ADDR [--listen ADDR] [--peer-listen ADDR --peer-upstream ADDR] [--max-conns N] [--idle-timeout D] [--no-auto-cut]", "run a maintenance proxy and send the MOVING/MIGRATING/FAILING_OVER notifications typed on stdin to the clients", runRehearse},
+		{"rehearse", "--upstream ADDR [--listen ADDR] [--peer-listen ADDR --peer-upstream ADDR] [--max-conns N] [--max-args N] [--idle-timeout D] [--no-auto-cut]", "run a maintenance proxy and send the MOVING/MIGRATING/FAILING_OVER notifications typed on stdin to the clients", runRehearse},
 		{"load", "[--env-prefix P] --profile NAME [--duration D] [--concurrency N] [--ratio R:W] [--keys K] [--verify] [--watch] [--metrics-addr HOST:PORT] [--format text|json] PATH...", "drive a GET/SET workload through a profile's client and report failures, retries and latency", runLoad},
 	}
 }
