@@ -91,20 +91,27 @@ func TestCacheInvalidationByAnotherClient(t *testing.T) {
 			require.NoError(t, other.Set(ctx, key, "v1", 0).Err())
 			cached(t, c, key, "v1")
 
-			// Another client's write: how long until our cache drops it.
+			// Another client's write: how long until reads through our
+			// cache return it. (Not "until the invalidation count grows":
+			// when two of our connections had read the key, the server
+			// sends one invalidation per connection, and the second one of
+			// the previous write can land after the next write was sent,
+			// before that write's own invalidation — 4 in 300 runs.)
 			var worst time.Duration
 			for i := range 20 {
 				want := "v" + strconv.Itoa(i+2)
 				inv := stats(t, c).Invalidations
 				start := time.Now()
 				require.NoError(t, other.Set(ctx, key, want, 0).Err())
-				redistest.Eventually(t, time.Second, "invalidation", func() bool { return stats(t, c).Invalidations > inv })
+				redistest.Eventually(t, time.Second, "the other client's write read through the cache", func() bool {
+					v, _ := get(t, c, key)
+					return v == want
+				})
 				worst = max(worst, time.Since(start))
-				v, _ := get(t, c, key)
-				require.Equal(t, want, v)
+				require.Greater(t, stats(t, c).Invalidations, inv, "the server's invalidation dropped the old value")
 				cached(t, c, key, want)
 			}
-			t.Logf("RESP%d: invalidation applied at most %s after the other client's SET was sent", proto, worst)
+			t.Logf("RESP%d: another client's write read through the cache at most %s after its SET was sent", proto, worst)
 			require.Less(t, worst, 50*time.Millisecond)
 		})
 	}
