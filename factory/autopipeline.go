@@ -6,27 +6,47 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redisfactory/redisfactory/internal/mux"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
-// startAutoPipeline builds the auto-pipeliner of a profile with
-// pipeline.auto: a second go-redis client with the profile's options (its
-// own connections, the same dialer, health checks, extensions and events)
-// whose auto-pipeliner batches the commands of concurrent callers.
+// startAutoPipeline builds the engine of a profile with pipeline.auto: a
+// second go-redis client of the profile (same options, dialer wrappers,
+// hooks and extensions) that the handle sends the commands it can batch
+// to.
 //
-// It is a client of its own because a batch must be retried differently
-// from a pipeline the user built: the commands of a batch come from
-// independent callers, so the retry policy judges each one alone
-// (retry.Policy.BatchHook) — a failed batch retries its GETs and never its
-// INCR — while a user's Pipelined keeps its all-or-nothing rule on the
-// profile's main client. go-redis's own retries stay off on both.
-func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer func(redis.UniversalClient)) error {
-	// Its connections are tracked, so that a Close whose context ends
-	// can cut them (see closeWithin).
+// A standalone profile gets the factory's own engine (internal/mux): the
+// second client's connections are virtual, shared over a few sockets that
+// are written and read at the same time, so the commands of concurrent
+// callers go out together while go-redis still runs every command on its
+// own, with its caller's context and deadline, the hooks, and the retry
+// policy (retry.Policy.Hook: a lost INCR is never sent twice, a command
+// that never left the queue may go again). A maintenance notice on a
+// socket reaches every virtual connection on it, so smart client handoffs
+// retire and relax them as they would pooled connections.
+//
+// Sentinel profiles get go-redis's auto-pipeliner instead: go-redis dials
+// the sentinels with the same dialer and subscribes on those connections,
+// which a shared socket cannot carry. Its batches come from independent
+// callers, so the retry policy judges each command of a failed batch alone
+// (retry.Policy.BatchHook).
+func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer, batchOuter func(redis.UniversalClient)) error {
+	// The sockets are tracked, so that a Close whose context ends can cut
+	// them (see closeWithin).
 	c.batchConns = &connSet{conns: map[net.Conn]net.Conn{}}
+	if p.Mode == schema.Standalone {
+		c.mux = mux.New(muxConfig(p.Pipeline, c.batchConns.dialer(cm.sockets), cm.write))
+		cm.dialer = cm.virtual(c.mux.DialContext)
+		bc := redis.NewClient(virtualOptions(standaloneOptions(p, cm)))
+		outer(bc)
+		bc.AddHook(c.policy.Hook())
+		c.batch, c.batched = bc, bc
+		return nil
+	}
 	cm.dialer = c.batchConns.dialer(cm.dialer)
 	var bc *redis.Client
 	switch p.Mode {
@@ -37,15 +57,43 @@ func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer func(redi
 	default:
 		return errors.New("auto-pipelining needs a standalone or sentinel profile")
 	}
-	outer(bc)
+	batchOuter(bc)
 	bc.AddHook(c.policy.BatchHook())
 	ap, err := bc.AutoPipelineWithOptions(autoPipelineOptions(p.Pipeline))
 	if err != nil {
 		_ = bc.Close()
 		return err
 	}
-	c.batch, c.ap = bc, ap
+	c.batch, c.ap, c.batched = bc, ap, ap
 	return nil
+}
+
+// virtualPoolSize is how many virtual connections the factory's engine
+// lets go-redis open: one per caller waiting for a reply. They cost a
+// go-redis connection's buffers each, and nothing on the server.
+const virtualPoolSize = 1024
+
+// virtualOptions adapts the profile's options to virtual connections: the
+// pool bounds how many callers wait at once, not how many sockets are
+// open (pipeline.concurrent_batches), and a virtual connection needs no
+// warm-up.
+func virtualOptions(o *redis.Options) *redis.Options {
+	o.PoolSize = max(o.PoolSize, virtualPoolSize)
+	o.MaxActiveConns = 0
+	o.MinIdleConns = 0
+	return o
+}
+
+// muxConfig maps the pipeline block onto the factory's engine.
+func muxConfig(pl schema.Pipeline, dial dialFunc, write time.Duration) mux.Config {
+	return mux.Config{
+		Dial:          dial,
+		Sockets:       max(1, pl.ConcurrentBatches),
+		MaxBatch:      pl.MaxBatch,
+		MaxBatchBytes: int(pl.MaxBatchBytes),
+		FlushDelay:    pl.FlushDelay,
+		WriteTimeout:  write,
+	}
 }
 
 // autoPipelineOptions maps the pipeline block onto go-redis's options for
@@ -63,18 +111,47 @@ func autoPipelineOptions(pl schema.Pipeline) *redis.AutoPipelineOptions {
 	}
 }
 
-// AutoPipeliner returns the profile's auto-pipeliner, or nil when the
-// profile does not set pipeline.auto. The profile's Handle already sends
-// the commands it can through it.
+// AutoPipeliner returns go-redis's auto-pipeliner of a sentinel profile
+// or a profile with sch active that sets pipeline.auto, and nil otherwise
+// (a standalone profile uses the factory's engine, see Batched). The
+// profile's Handle already sends the commands it can through it.
 func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return c.ap }
 
-// closeAutoPipeline closes the auto-pipeliner, which sends the commands it
-// has accepted and waits for their replies, then its client.
-func (c *Client) closeAutoPipeline() error {
-	if c.ap == nil {
-		return nil
+// PipelineStats are the counters of the factory's pipelining engine.
+type PipelineStats struct {
+	Sockets  int    // sockets open
+	Writes   uint64 // batches written
+	Commands uint64 // commands written; Commands/Writes is the mean batch
+}
+
+// PipelineStats returns the counters of the factory's pipelining engine;
+// ok is false when the profile does not use it (no pipeline.auto, or a
+// sentinel profile, which uses go-redis's auto-pipeliner).
+func (c *Client) PipelineStats() (s PipelineStats, ok bool) {
+	if c.mux == nil {
+		return PipelineStats{}, false
 	}
-	return errors.Join(c.ap.Close(), c.batch.Close())
+	ms := c.mux.Stats()
+	return PipelineStats{Sockets: ms.Sockets, Writes: ms.Writes, Commands: ms.Commands}, true
+}
+
+// Batched returns where the profile's Handle sends the commands it can
+// batch with pipeline.auto (the factory's engine's client, or go-redis's
+// auto-pipeliner), or nil without pipeline.auto.
+func (c *Client) Batched() redis.UniversalClient { return c.batched }
+
+// closeAutoPipeline closes the engine of pipeline.auto: go-redis's
+// auto-pipeliner sends the commands it has accepted and waits for their
+// replies; the factory's engine fails the commands still waiting (the
+// generation has drained first).
+func (c *Client) closeAutoPipeline() error {
+	switch {
+	case c.ap != nil:
+		return errors.Join(c.ap.Close(), c.batch.Close())
+	case c.mux != nil:
+		return errors.Join(c.batch.Close(), c.mux.Close())
+	}
+	return nil
 }
 
 // connSet tracks the open connections of the auto-pipeliner's client.

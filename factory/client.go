@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redisfactory/redisfactory/errclass"
+	"github.com/redisfactory/redisfactory/internal/mux"
 	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/retry"
 	"github.com/redisfactory/redisfactory/runtime"
@@ -45,11 +46,15 @@ type Client struct {
 	probeMu   sync.Mutex
 	stopProbe func()
 	exts      []*extension
-	// With pipeline.auto: the auto-pipeliner the handle sends batchable
-	// commands through, and the client it batches on (see autopipeline.go).
-	ap         *redis.AutoPipeliner
+	// With pipeline.auto (see autopipeline.go): where the handle sends
+	// batchable commands (batched), the client behind it (batch), and its
+	// sockets (batchConns). The factory's engine (mux) or, with sentinel
+	// or sch, go-redis's auto-pipeliner (ap).
+	batched    redis.UniversalClient
 	batch      *redis.Client
-	batchConns *connSet    // the batch client's connections
+	mux        *mux.Dialer
+	ap         *redis.AutoPipeliner
+	batchConns *connSet    // the batch client's sockets
 	closing    atomic.Bool // Close has begun: no more health-check PINGs
 	closeOnce  sync.Once
 	closeErr   error
@@ -124,8 +129,15 @@ func (c *Client) build(opts BuildOptions) error {
 	if c.exts, err = extensions(name, p, rt); err != nil {
 		return fmt.Errorf("redisfactory: profile %s: %w", name, err)
 	}
+	sockets := socketDialer(p.Timeouts.Connect, tlsCfg)
 	cm := common{
-		dialer:    wrapDialer(c.exts, dialer(p.Timeouts.Connect, tlsCfg, p.HealthCheckInterval, read, hooks)),
+		dialer: wrapDialer(c.exts, withHealth(sockets, p.HealthCheckInterval, read, hooks)),
+		// The factory's pipelining engine wraps its virtual connections
+		// as the pool's are wrapped: health check, then extensions.
+		virtual: func(d dialFunc) dialFunc {
+			return wrapDialer(c.exts, withHealth(d, p.HealthCheckInterval, read, hooks))
+		},
+		sockets:   sockets,
 		tls:       tlsCfg,
 		read:      read,
 		write:     write,
@@ -167,7 +179,7 @@ func (c *Client) build(opts BuildOptions) error {
 		c.UniversalClient = sc
 	}
 	if p.Pipeline.Auto {
-		if err := c.startAutoPipeline(p, cm, batchOuter); err != nil {
+		if err := c.startAutoPipeline(p, cm, outer, batchOuter); err != nil {
 			_ = c.UniversalClient.Close()
 			_ = closeExtensions(c.exts)
 			return fmt.Errorf("redisfactory: profile %s: pipeline: %w", name, err)

@@ -35,7 +35,13 @@ type healthHooks struct {
 // with keep-alive, TLS when configured (done here, because go-redis only
 // applies TLSConfig in its own default dialer), and the health check
 // wrapper when interval > 0.
-func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingTimeout time.Duration, hooks healthHooks) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingTimeout time.Duration, hooks healthHooks) dialFunc {
+	return withHealth(socketDialer(connectTimeout, tlsConfig), interval, pingTimeout, hooks)
+}
+
+// socketDialer returns a dialer of sockets: TCP (or a unix socket) with
+// keep-alive, and TLS when configured.
+func socketDialer(connectTimeout time.Duration, tlsConfig *tls.Config) dialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		start := time.Now()
 		d := &net.Dialer{Timeout: connectTimeout, KeepAliveConfig: keepAlive}
@@ -67,8 +73,20 @@ func dialer(connectTimeout time.Duration, tlsConfig *tls.Config, interval, pingT
 			}
 			conn = tc
 		}
-		if interval <= 0 {
-			return conn, nil
+		return conn, nil
+	}
+}
+
+// withHealth wraps the connections of next in the health check when
+// interval > 0.
+func withHealth(next dialFunc, interval, pingTimeout time.Duration, hooks healthHooks) dialFunc {
+	if interval <= 0 {
+		return next
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
 		hc := &healthConn{Conn: conn, interval: interval, timeout: pingTimeout, hooks: hooks}
 		// Plain TCP: go-redis's own pre-use check (a peek at the socket)

@@ -56,14 +56,16 @@ type Handle struct {
 // generation is one client of a profile, with its calls in flight.
 type generation struct {
 	client redis.UniversalClient
-	// batched receives the commands that can be auto-pipelined and reads
-	// those the cache may answer (see batchable): the auto-pipeliner with
-	// pipeline.auto, else client. Cache reads stay on client so that a miss
-	// fills the cache through its hook.
+	// batched receives the commands that can be auto-pipelined (see
+	// batchable): with pipeline.auto, the factory's engine's client or
+	// go-redis's auto-pipeliner; else client. reads receives the reads
+	// the cache may answer: with go-redis's auto-pipeliner they stay on
+	// client, so that a miss fills the cache through its hook.
+	auto    bool // pipeline.auto
 	batched redis.UniversalClient
 	reads   redis.UniversalClient
-	ap      *redis.AutoPipeliner
-	batch   *redis.Client // the client ap batches on, for AddHook
+	ap      *redis.AutoPipeliner // go-redis's auto-pipeliner, when it is the engine
+	batch   *redis.Client        // the client behind batched, for AddHook
 	// cache answers GET hits before a command object is built (getHit).
 	cache    *cache.Cache
 	owner    *Client // nil for the removed-profile placeholder
@@ -73,12 +75,14 @@ type generation struct {
 // newGeneration returns the generation of a built client.
 func newGeneration(c *Client) *generation {
 	g := &generation{client: c.UniversalClient, batched: c.UniversalClient, reads: c.UniversalClient, owner: c}
-	if c.ap != nil {
-		g.ap, g.batch, g.batched = c.ap, c.batch, c.ap
+	if c.batched != nil {
+		g.auto, g.ap, g.batch, g.batched = true, c.ap, c.batch, c.batched
 	}
 	g.cache = c.Cache()
-	if g.cache == nil {
+	if g.cache == nil || c.mux != nil {
 		// Without a cache nothing is answered locally: reads batch too.
+		// The factory's engine runs the cache's hook on its own client,
+		// so its reads fill the cache there.
 		g.reads = g.batched
 	}
 	return g
@@ -90,14 +94,15 @@ func newGeneration(c *Client) *generation {
 // (a deadline is not honoured once it is queued), so such commands take
 // the pool, where their deadline bounds them exactly as with bare go-redis.
 func (g *generation) batchable(ctx context.Context) redis.UniversalClient {
-	if g.ap == nil {
-		return g.client // small enough to inline: the default profile pays a nil check
+	if !g.auto {
+		return g.client // small enough to inline: the default profile pays one test
 	}
 	return g.toPipeliner(ctx)
 }
 
 func (g *generation) toPipeliner(ctx context.Context) redis.UniversalClient {
-	if ctx == nil || ctx.Done() == nil {
+	if g.ap == nil || ctx == nil || ctx.Done() == nil {
+		// The factory's engine runs each command on its caller's context.
 		return g.batched
 	}
 	if _, ok := ctx.Deadline(); ok || ctx.Err() != nil {

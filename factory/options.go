@@ -74,6 +74,8 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 // profile alone.
 type common struct {
 	dialer      func(ctx context.Context, network, addr string) (net.Conn, error)
+	sockets     dialFunc                // the sockets under dialer, unwrapped
+	virtual     func(dialFunc) dialFunc // wraps virtual connections as dialer wraps sockets
 	tls         *tls.Config
 	read, write time.Duration
 	onConnect   func(ctx context.Context, cn *redis.Conn) error

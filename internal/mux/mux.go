@@ -1,0 +1,555 @@
+// Package mux shares a few sockets among many connections, full duplex:
+// it is the engine under pipeline.auto.
+//
+// go-redis talks to one connection per command, writes the command, and
+// waits for its reply. A [Dialer] hands go-redis virtual connections
+// instead. What they write is queued on a shared socket, whose writer
+// goroutine sends everything queued in one write while the previous write's
+// replies are still arriving; its reader goroutine splits the replies (RESP
+// frames, in order) and hands each to the virtual connection whose command
+// it answers. Concurrent callers thus share round trips and system calls,
+// as in rueidis, while go-redis still encodes every command, parses every
+// reply and runs every hook: results are exactly go-redis's.
+//
+// A virtual connection is one go-redis connection: whatever go-redis does
+// on it (its handshake, a health check's PING, the cache's CLIENT TRACKING)
+// goes to the shared socket as requests and replies like any other. So
+// only commands that leave no state on the socket may go through it: the
+// factory sends blocking commands, transactions, Pub/Sub and Conn to its
+// ordinary pool.
+//
+// Failures stay as narrow as go-redis's own:
+//   - a command whose bytes never reached the socket fails with an error
+//     whose NotSent method reports true, so the retry policy may send it
+//     again, even an INCR;
+//   - a read deadline that passes fails that command only and retires the
+//     socket: no new connection is given to it, the replies of the others
+//     still arrive, and it is closed when its last connection is;
+//   - a broken socket fails the commands waiting on it, as it would fail
+//     the connections of a pool.
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redisfactory/redisfactory/internal/resp"
+)
+
+// Config says how a Dialer dials and batches.
+type Config struct {
+	// Dial opens a socket. Required.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Sockets is how many sockets each address gets; virtual connections
+	// are spread over them. 0 means 1.
+	Sockets int
+	// MaxBatch and MaxBatchBytes end the wait of FlushDelay early: a batch
+	// that holds this many commands or bytes is written at once. 0 means
+	// no bound.
+	MaxBatch      int
+	MaxBatchBytes int
+	// FlushDelay is how long the writer waits for more commands before a
+	// write. 0 writes as soon as the socket is free.
+	FlushDelay time.Duration
+	// WriteTimeout bounds each write to a socket; a write that times out
+	// breaks the socket. 0 means none.
+	WriteTimeout time.Duration
+}
+
+// ErrClosed is returned by a Dialer after Close, and wrapped by the errors
+// of the commands Close cut short.
+var ErrClosed = errors.New("mux: closed")
+
+// Dialer makes virtual connections over shared sockets.
+type Dialer struct {
+	cfg Config
+
+	mu      sync.Mutex
+	sockets map[string][]*socket // network+addr → live, not retired
+	all     map[*socket]struct{}
+	next    int
+	closed  bool
+	wg      sync.WaitGroup
+
+	writes, commands atomic.Uint64
+}
+
+// Stats are a Dialer's counters.
+type Stats struct {
+	Sockets  int    // open now
+	Writes   uint64 // batches written
+	Commands uint64 // commands written; Commands/Writes is the mean batch
+}
+
+// Stats returns the counters.
+func (d *Dialer) Stats() Stats {
+	return Stats{Sockets: d.Sockets(), Writes: d.writes.Load(), Commands: d.commands.Load()}
+}
+
+// New returns a Dialer.
+func New(cfg Config) *Dialer {
+	if cfg.Sockets <= 0 {
+		cfg.Sockets = 1
+	}
+	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, all: map[*socket]struct{}{}}
+}
+
+// DialContext returns a virtual connection to addr over one of its shared
+// sockets, opening the socket when it has fewer than Config.Sockets.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	key := network + "\x00" + addr
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
+		d.next++
+		s := live[d.next%len(live)]
+		v := s.attach()
+		d.mu.Unlock()
+		if v != nil {
+			return v, nil
+		}
+		// The socket broke since it was listed; dial another.
+		d.mu.Lock()
+	}
+	d.mu.Unlock()
+
+	conn, err := d.cfg.Dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s := newSocket(d, key, conn)
+	v := s.attach()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		_ = conn.Close()
+		return nil, ErrClosed
+	}
+	d.sockets[key] = append(d.sockets[key], s)
+	d.all[s] = struct{}{}
+	d.wg.Add(2)
+	d.mu.Unlock()
+	go s.writeLoop()
+	go s.readLoop()
+	return v, nil
+}
+
+// unlist takes s off the list of sockets new connections may use.
+func (d *Dialer) unlist(s *socket) {
+	d.mu.Lock()
+	live := d.sockets[s.key]
+	for i, x := range live {
+		if x == s {
+			live = append(live[:i:i], live[i+1:]...)
+			break
+		}
+	}
+	if len(live) == 0 {
+		delete(d.sockets, s.key)
+	} else {
+		d.sockets[s.key] = live
+	}
+	d.mu.Unlock()
+}
+
+// forget drops a closed socket.
+func (d *Dialer) forget(s *socket) {
+	d.mu.Lock()
+	delete(d.all, s)
+	d.mu.Unlock()
+}
+
+// Sockets returns how many sockets are open.
+func (d *Dialer) Sockets() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.all)
+}
+
+// Close closes every socket: the commands waiting on them fail at once
+// with an error wrapping ErrClosed, and later dials fail. It waits for the
+// sockets' goroutines, which end as soon as their sockets are closed.
+func (d *Dialer) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	all := make([]*socket, 0, len(d.all))
+	for s := range d.all {
+		all = append(all, s)
+	}
+	d.sockets = map[string][]*socket{}
+	d.mu.Unlock()
+	for _, s := range all {
+		s.fail(ErrClosed)
+	}
+	d.wg.Wait()
+	return nil
+}
+
+// socket is one shared connection to the server.
+type socket struct {
+	d    *Dialer
+	key  string
+	conn net.Conn
+
+	mu      sync.Mutex
+	out     []byte // queued bytes, not yet taken by the writer
+	spare   []byte // the last batch's buffer, for the next one
+	queued  int    // commands in out
+	writing bool   // the writer has been woken or is writing
+	waiting ring   // one connection per command whose reply has not arrived, in order
+	taken   int    // how many of waiting the writer has taken (written or being written)
+	err     error  // set once the socket is broken
+	retired bool   // no new connections
+	vconns  map[*vconn]struct{}
+
+	wake chan struct{} // the writer has work
+	done chan struct{} // closed when the socket breaks
+}
+
+func newSocket(d *Dialer, key string, conn net.Conn) *socket {
+	return &socket{d: d, key: key, conn: conn, vconns: map[*vconn]struct{}{},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// attach returns a new virtual connection on s, or nil when s is broken.
+func (s *socket) attach() *vconn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.retired {
+		return nil
+	}
+	v := &vconn{s: s, ready: make(chan struct{}, 1)}
+	s.vconns[v] = struct{}{}
+	return v
+}
+
+// detach is called when a virtual connection closes. A socket without
+// connections is closed: go-redis keeps idle connections in its pool, so
+// this happens when the pool lets them go (idle time, a retired socket's
+// last user, Close).
+func (s *socket) detach(v *vconn) {
+	s.mu.Lock()
+	delete(s.vconns, v)
+	last := len(s.vconns) == 0
+	s.mu.Unlock()
+	if last {
+		s.fail(errUnused)
+	}
+}
+
+var errUnused = errors.New("mux: socket closed with its last connection")
+
+// retire stops giving s to new connections.
+func (s *socket) retire() {
+	s.mu.Lock()
+	if s.retired || s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.retired = true
+	s.mu.Unlock()
+	s.d.unlist(s)
+}
+
+// enqueue queues the complete commands in b (n of them) for v and wakes
+// the writer. (A caller writing the batch itself, to save the writer's
+// wake-up, measured no faster: the write system call dominates.)
+func (s *socket) enqueue(v *vconn, b []byte, n int) error {
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return &notSentError{err}
+	}
+	s.out = append(s.out, b...)
+	s.queued += n
+	for range n {
+		s.waiting.push(v)
+	}
+	idle := !s.writing
+	s.writing = true
+	s.mu.Unlock()
+	if idle {
+		s.wakeWriter() // else the writer sees it when its write is done
+	}
+	return nil
+}
+
+func (s *socket) wakeWriter() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeLocked takes the queued batch for a write.
+func (s *socket) takeLocked() []byte {
+	buf := s.out
+	s.out, s.spare = s.spare[:0], nil
+	s.taken += s.queued
+	s.d.writes.Add(1)
+	s.d.commands.Add(uint64(s.queued))
+	s.queued = 0
+	return buf
+}
+
+// fail breaks the socket: it is closed, and every command waiting on it
+// fails with err (one never taken by the writer as not sent).
+func (s *socket) fail(err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.err = err
+	waiting, taken := s.waiting.drain(), s.taken
+	s.out, s.queued, s.taken = nil, 0, 0
+	s.mu.Unlock()
+	close(s.done)
+	_ = s.conn.Close()
+	s.d.unlist(s)
+	s.d.forget(s)
+	for i, v := range waiting {
+		if i >= taken {
+			v.fail(&notSentError{err})
+		} else {
+			v.fail(err)
+		}
+	}
+}
+
+// writeLoop writes what is queued, everything at once, as long as the
+// socket lives.
+func (s *socket) writeLoop() {
+	defer s.d.wg.Done()
+	var delay *time.Timer
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		if s.d.cfg.FlushDelay > 0 {
+			s.waitForMore(&delay)
+		}
+		for {
+			s.mu.Lock()
+			if s.err != nil {
+				s.mu.Unlock()
+				return
+			}
+			if s.queued == 0 {
+				s.writing = false
+				s.mu.Unlock()
+				break
+			}
+			buf := s.takeLocked()
+			s.mu.Unlock()
+			if t := s.d.cfg.WriteTimeout; t > 0 {
+				_ = s.conn.SetWriteDeadline(time.Now().Add(t))
+			}
+			if _, err := s.conn.Write(buf); err != nil {
+				s.fail(fmt.Errorf("mux: write: %w", err))
+				return
+			}
+			if cap(buf) <= 1<<20 { // do not keep a large batch's buffer
+				s.mu.Lock()
+				s.spare = buf[:0]
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// fullLocked reports whether the queued batch has reached a bound.
+func (s *socket) fullLocked() bool {
+	c := s.d.cfg
+	return (c.MaxBatch > 0 && s.queued >= c.MaxBatch) || (c.MaxBatchBytes > 0 && len(s.out) >= c.MaxBatchBytes)
+}
+
+// waitForMore waits up to FlushDelay for the batch to fill.
+func (s *socket) waitForMore(t **time.Timer) {
+	full := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.fullLocked()
+	}
+	if full() {
+		return
+	}
+	if *t == nil {
+		*t = time.NewTimer(s.d.cfg.FlushDelay)
+	} else {
+		(*t).Reset(s.d.cfg.FlushDelay)
+	}
+	for {
+		select {
+		case <-(*t).C:
+			return
+		case <-s.done:
+			(*t).Stop()
+			return
+		case <-s.wake:
+			if full() {
+				(*t).Stop()
+				return
+			}
+		}
+	}
+}
+
+// readLoop splits the server's replies and hands each to the connection
+// whose command it answers.
+func (s *socket) readLoop() {
+	defer s.d.wg.Done()
+	buf := make([]byte, 0, 64<<10)
+	var sc resp.Scanner
+	start := 0 // the first byte not yet handed out
+	for {
+		if len(buf) == cap(buf) {
+			// Make room: drop what was handed out, or grow for a frame
+			// larger than the buffer.
+			if start > 0 {
+				n := copy(buf, buf[start:])
+				buf, start = buf[:n], 0
+			} else {
+				buf = append(buf, 0)[:len(buf)]
+			}
+		}
+		n, err := s.conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			s.fail(fmt.Errorf("mux: read: %w", err))
+			return
+		}
+		from := start // a run of frames for one connection starts here
+		for start < len(buf) {
+			n, typ, err := sc.Scan(buf[start:])
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			if n == 0 {
+				break
+			}
+			start += n
+			switch typ {
+			case '>':
+				// A push is about the socket (a maintenance notice): every
+				// connection on it gets a copy, read before its next
+				// reply, as on a connection of its own.
+				s.broadcast(buf[from:start])
+				from = start
+				continue
+			case '|':
+				continue // an attribute goes with the reply that follows
+			}
+			v := s.pop()
+			if v == nil {
+				s.fail(fmt.Errorf("%w: a reply no command asked for", resp.ErrProtocol))
+				return
+			}
+			v.deliver(buf[from:start])
+			from = start
+		}
+		if from < start {
+			// An attribute with no reply after it yet: keep it for it.
+			start = from
+		}
+		if start == len(buf) {
+			buf, start = buf[:0], 0
+			if cap(buf) > 1<<20 {
+				buf = make([]byte, 0, 64<<10)
+			}
+		}
+	}
+}
+
+// broadcast hands a push frame to every connection of the socket.
+func (s *socket) broadcast(frame []byte) {
+	s.mu.Lock()
+	vs := make([]*vconn, 0, len(s.vconns))
+	for v := range s.vconns {
+		vs = append(vs, v)
+	}
+	s.mu.Unlock()
+	for _, v := range vs {
+		v.deliverPush(frame)
+	}
+}
+
+// pop takes the connection the next reply belongs to.
+func (s *socket) pop() *vconn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken == 0 {
+		return nil
+	}
+	s.taken--
+	return s.waiting.pop()
+}
+
+// ring is a FIFO of connections that reuses its storage.
+type ring struct {
+	q       []*vconn
+	head, n int
+}
+
+func (r *ring) push(v *vconn) {
+	if r.n == len(r.q) {
+		q := make([]*vconn, max(16, 2*len(r.q)))
+		for i := range r.n {
+			q[i] = r.q[(r.head+i)%len(r.q)]
+		}
+		r.q, r.head = q, 0
+	}
+	r.q[(r.head+r.n)%len(r.q)] = v
+	r.n++
+}
+
+func (r *ring) pop() *vconn {
+	if r.n == 0 {
+		return nil
+	}
+	v := r.q[r.head]
+	r.q[r.head] = nil
+	r.head = (r.head + 1) % len(r.q)
+	r.n--
+	return v
+}
+
+// drain empties r and returns what it held, in order.
+func (r *ring) drain() []*vconn {
+	out := make([]*vconn, 0, r.n)
+	for r.n > 0 {
+		out = append(out, r.pop())
+	}
+	return out
+}
+
+// notSentError is the error of a command that never reached the socket.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "mux: not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// NotSent reports that the command was not written: the retry policy may
+// send it again whatever it is.
+func (e *notSentError) NotSent() bool { return true }
+
+// timeoutError is a read deadline that passed.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "mux: i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Unwrap() error   { return os.ErrDeadlineExceeded }
