@@ -265,9 +265,9 @@ type SCH struct {
 // profile's handle share round trips through go-redis's auto-pipeliner
 // (Client.AutoPipeline), each caller still waiting for its own reply.
 type Pipeline struct {
-	Auto              bool          `koanf:"auto" json:"auto,omitempty" jsonschema:"description=Send the commands that can be batched through go-redis's auto-pipeliner; concurrent callers then share round trips."`
-	MaxBatch          int           `koanf:"max_batch" json:"max_batch,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Commands after which a batch is sent without waiting for more (a soft bound); 0 means 300."`
-	MaxBatchBytes     ByteSize      `koanf:"max_batch_bytes" json:"max_batch_bytes,omitempty" validate:"gte=0" jsonschema:"description=Argument bytes after which a batch is sent without waiting for more, e.g. 128KiB; 0 means 128KiB."`
-	ConcurrentBatches int           `koanf:"concurrent_batches" json:"concurrent_batches,omitempty" validate:"gte=0,lte=64" jsonschema:"minimum=0,maximum=64,description=Batches in flight at once; 1 keeps one ordered stream; more use more connections and give no order between concurrent callers."`
+	Auto              bool          `koanf:"auto" json:"auto,omitempty" jsonschema:"description=Send the commands that can be batched through a pipelining engine; concurrent callers then share round trips and system calls (standalone: the factory's full-duplex engine; sentinel: go-redis's auto-pipeliner)."`
+	MaxBatch          int           `koanf:"max_batch" json:"max_batch,omitempty" validate:"gte=0,lte=100000" jsonschema:"minimum=0,maximum=100000,description=Commands after which a batch is sent without waiting for more (a soft bound; with flush_delay 0 the factory's engine never waits); 0 means 300 on go-redis's auto-pipeliner and no bound on the factory's engine."`
+	MaxBatchBytes     ByteSize      `koanf:"max_batch_bytes" json:"max_batch_bytes,omitempty" validate:"gte=0" jsonschema:"description=Bytes after which a batch is sent without waiting for more, e.g. 128KiB; 0 means 128KiB on go-redis's auto-pipeliner and no bound on the factory's engine."`
+	ConcurrentBatches int           `koanf:"concurrent_batches" json:"concurrent_batches,omitempty" validate:"gte=0,lte=64" jsonschema:"minimum=0,maximum=64,description=Sockets the batches share (factory's engine), or batches in flight at once (go-redis's auto-pipeliner); 0 or 1 keeps one ordered stream; more give no order between concurrent callers."`
 	FlushDelay        time.Duration `koanf:"flush_delay" json:"flush_delay,omitempty" validate:"gte=0,lte=10ms" jsonschema:"description=How long a batch may wait for more commands before it is sent (at most 10ms); 0 sends at once."`
 }
