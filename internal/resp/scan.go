@@ -73,11 +73,21 @@ func (s *Scanner) Scan(b []byte) (n int, typ byte, err error) {
 			if err != nil {
 				return 0, 0, err
 			}
-			if l > maxElements {
+			// A map's or an attribute's elements are its keys and values,
+			// as ReadFrame counts them against the limit (l has at most 18
+			// digits: doubling it cannot overflow).
+			elems := l
+			if t == '%' || t == '|' {
+				elems *= 2
+			}
+			if elems > maxElements {
 				return 0, 0, fmt.Errorf("%w: aggregate too large", ErrProtocol)
 			}
 			s.pos = end
 			switch {
+			case l < 0 && t == '|' && !first:
+				// Even a null attribute is not an element: the element it
+				// annotates still comes, as ReadFrame reads it.
 			case l < 0:
 				s.left-- // RESP2 null array
 			case t == '%':
@@ -107,9 +117,10 @@ func (s *Scanner) Scan(b []byte) (n int, typ byte, err error) {
 // and false when the line is not complete yet.
 func lineEnd(b []byte, i int) (int, bool, error) {
 	limit := min(len(b), i+maxLineLen)
-	for j := i + 1; j < limit; j++ {
+	// From i itself: a line that is a bare LF is not ended by CRLF either.
+	for j := i; j < limit; j++ {
 		if b[j] == '\n' {
-			if b[j-1] != '\r' {
+			if j == i || b[j-1] != '\r' {
 				return 0, false, fmt.Errorf("%w: line not ended by CRLF", ErrProtocol)
 			}
 			return j + 1, true, nil
