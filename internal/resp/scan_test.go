@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -324,6 +325,26 @@ func TestScanLineLimit(t *testing.T) {
 	require.Zero(t, n)
 }
 
+// A line arriving a few bytes at a time is searched for its LF once, not
+// again from its start at every Scan: a server dribbling a 1 MiB error
+// line must not cost the reader minutes of CPU. (Searching again costs
+// tens of seconds here, the bound leaves a wide margin to a slow machine.)
+func TestScanLongLineInSmallChunksIsLinear(t *testing.T) {
+	line := []byte("-" + strings.Repeat("e", 256<<10) + "\r\n")
+	var s Scanner
+	start := time.Now()
+	for i := 1; i < len(line); i++ {
+		n, _, err := s.Scan(line[:i])
+		require.NoError(t, err)
+		require.Zero(t, n)
+	}
+	n, typ, err := s.Scan(line)
+	require.NoError(t, err)
+	assert.Equal(t, len(line), n)
+	assert.Equal(t, "-", string(typ))
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
 // The Scanner walks frames without recursing, so it needs no limit on
 // nesting: it accepts frames nested deeper than the 64 levels ReadFrame
 // allows. That is the one rule the two do not share, on purpose.
@@ -406,7 +427,10 @@ func TestScanReuse(t *testing.T) {
 //     without its LF, which ReadFrame only sees once it has one more byte);
 //   - scanning in chunks gives what scanning whole gives.
 //
-// Run it with: go test ./internal/resp/ -run '^$' -fuzz FuzzScanFrame -fuzztime 60s
+// Run it with (the default minimization budget, 60 s per new input, keeps
+// the workers minimizing rather than fuzzing):
+//
+//	go test ./internal/resp/ -run '^$' -fuzz FuzzScanFrame -fuzztime 60s -fuzzminimizetime 3s
 func FuzzScanFrame(f *testing.F) {
 	for _, tc := range scanFrames {
 		f.Add([]byte(tc.raw), uint16(3))
