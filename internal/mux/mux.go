@@ -546,6 +546,15 @@ func (e *notSentError) Unwrap() error { return e.err }
 // send it again whatever it is.
 func (e *notSentError) NotSent() bool { return true }
 
+// asNotSent returns err as the error of a command that was not sent.
+func asNotSent(err error) error {
+	var ns *notSentError
+	if errors.As(err, &ns) {
+		return err
+	}
+	return &notSentError{err}
+}
+
 // timeoutError is a read deadline that passed.
 type timeoutError struct{}
 

@@ -496,6 +496,9 @@ func TestServerKillsSocket(t *testing.T) {
 	assert.False(t, notSent(err), "%v", err)
 	var ne net.Error
 	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "%v", err)
+	// A later write on the broken connection is not sent.
+	_, err = c.Write(resp.Command("PING"))
+	assert.True(t, notSent(err), "%v", err)
 	noSockets(t, d)
 
 	rdb := newClient(t, d, srv.Addr(), 4)
@@ -542,6 +545,7 @@ func TestClose(t *testing.T) {
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	_, err = cs[0].Write(resp.Command("PING"))
 	assert.ErrorIs(t, err, mux.ErrClosed)
+	assert.True(t, notSent(err))
 	assert.NoError(t, d.Close(), "a second Close")
 }
 
@@ -574,6 +578,7 @@ func TestHostileReplies(t *testing.T) {
 			require.ErrorIs(t, err, resp.ErrProtocol)
 			_, err = c.Write(resp.Command("PING"))
 			assert.ErrorIs(t, err, resp.ErrProtocol)
+			assert.True(t, notSent(err))
 			noSockets(t, d)
 		})
 	}

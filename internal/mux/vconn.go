@@ -181,7 +181,9 @@ func (v *vconn) Write(b []byte) (int, error) {
 	err := v.err
 	v.mu.Unlock()
 	if err != nil {
-		return 0, err
+		// Nothing of b is queued, whatever broke v (its socket, a timeout,
+		// Close): the retry policy may send these commands again.
+		return 0, asNotSent(err)
 	}
 	data := b
 	if len(v.partial) > 0 {
