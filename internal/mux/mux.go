@@ -314,10 +314,9 @@ func (s *socket) fail(err error) {
 	waiting, taken := s.waiting.drain(), s.taken
 	s.out, s.queued, s.taken = nil, 0, 0
 	s.mu.Unlock()
-	close(s.done)
-	_ = s.conn.Close()
-	s.d.unlist(s)
-	s.d.forget(s)
+	// Each waiting connection gets its error before done wakes them all: a
+	// reader woken by done first would take the socket's error, and a
+	// command never sent would look sent.
 	for i, v := range waiting {
 		if i >= taken {
 			v.fail(&notSentError{err})
@@ -325,6 +324,10 @@ func (s *socket) fail(err error) {
 			v.fail(err)
 		}
 	}
+	close(s.done)
+	_ = s.conn.Close()
+	s.d.unlist(s)
+	s.d.forget(s)
 }
 
 // writeLoop writes what is queued, everything at once, as long as the

@@ -506,6 +506,77 @@ func TestServerKillsSocket(t *testing.T) {
 	assert.Equal(t, 1, d.Stats().Sockets)
 }
 
+// pipeDialer dials in-memory sockets (net.Pipe: a write waits until the
+// other end reads it) and hands their server ends to the test.
+func pipeDialer(servers chan<- net.Conn) func(context.Context, string, string) (net.Conn, error) {
+	return func(context.Context, string, string) (net.Conn, error) {
+		client, server := net.Pipe()
+		servers <- server
+		return client, nil
+	}
+}
+
+// A command the writer took fails with the socket's error; the commands
+// still queued behind it when the socket breaks fail as not sent, so that
+// the retry policy may send them again whatever they are. Their
+// connections are already waiting for replies when it breaks: the error
+// each gets must not depend on whether it saw the socket break first.
+func TestQueuedCommandsFailAsNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   mux.Config
+		brk   func(server net.Conn)
+		check func(t *testing.T, err error)
+	}{
+		{"server closes", mux.Config{}, func(server net.Conn) { _ = server.Close() }, nil},
+		{"write times out", mux.Config{WriteTimeout: 50 * time.Millisecond}, func(net.Conn) {},
+			func(t *testing.T, err error) { assert.ErrorIs(t, err, os.ErrDeadlineExceeded) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := make(chan net.Conn, 1)
+			tc.cfg.Dial = pipeDialer(servers)
+			d := newDialer(t, tc.cfg)
+			sent := dial(t, d, "pipe")
+			server := <-servers
+			defer server.Close()
+
+			sent.send(t, "INCR", "n")
+			// The writer took it and waits in Write: nobody reads the pipe.
+			redistest.Eventually(t, wait, "the first write", func() bool { return d.Stats().Writes == 1 })
+			const queued = 256
+			errs := make(chan error, queued)
+			var reading sync.WaitGroup
+			for range queued {
+				c := dial(t, d, "pipe")
+				c.send(t, "INCR", "n")
+				reading.Add(1)
+				go func() {
+					reading.Done()
+					_, err := c.frame(time.Now().Add(wait))
+					errs <- err
+				}()
+			}
+			reading.Wait()
+			time.Sleep(10 * time.Millisecond) // let the readers reach their wait
+			tc.brk(server)
+
+			_, err := sent.frame(time.Now().Add(wait))
+			require.Error(t, err)
+			assert.False(t, notSent(err), "%v", err)
+			if tc.check != nil {
+				tc.check(t, err)
+			}
+			for range queued {
+				err := <-errs
+				require.Error(t, err)
+				assert.True(t, notSent(err), "%v", err)
+			}
+			assert.Equal(t, uint64(1), d.Stats().Commands, "one command taken by the writer")
+			noSockets(t, d)
+		})
+	}
+}
+
 // Close fails the reads waiting for replies at once with ErrClosed, stops
 // the sockets' goroutines before it returns, and later dials fail.
 func TestClose(t *testing.T) {
