@@ -134,6 +134,17 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		_ = conn.Close()
 		return nil, ErrClosed
 	}
+	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
+		// Dials started at the same time (a pool warming up) filled the
+		// address's sockets meanwhile: join one of them, so that there are
+		// never more than Config.Sockets, and drop this one unused.
+		d.next++
+		if w := live[d.next%len(live)].attach(); w != nil {
+			d.mu.Unlock()
+			_ = conn.Close()
+			return w, nil
+		}
+	}
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
 	d.wg.Add(2)

@@ -231,10 +231,16 @@ func TestConcurrentCommandsShareOneSocket(t *testing.T) {
 	assert.Equal(t, workers*rounds, total, "every INCR counted exactly once")
 
 	st := d.Stats()
+	assert.Equal(t, 1, st.Sockets)
 	assert.GreaterOrEqual(t, st.Commands, uint64(4*workers*rounds))
 	// Batching: callers waiting at the same time share writes.
 	assert.Greater(t, st.Commands, st.Writes, "mean batch %.2f", float64(st.Commands)/float64(st.Writes))
 	t.Logf("%d commands in %d writes (%.1f per write)", st.Commands, st.Writes, float64(st.Commands)/float64(st.Writes))
+	// The server saw that one socket (and the test's own admin connection
+	// at most).
+	clients, err := rdb.ClientList(ctx).Result()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, strings.Count(clients, "\n"), 2, clients)
 }
 
 // A pipeline of one connection is one Write of many commands: their
@@ -729,4 +735,41 @@ func TestSocketsPerAddress(t *testing.T) {
 	redistest.Eventually(t, wait, "three connections", func() bool { return srv.accepted() == 3 })
 	dial(t, d, other.Addr())
 	assert.Equal(t, 4, d.Stats().Sockets)
+}
+
+// Connections dialed at once, before any socket is open (a pool warming
+// up), share Config.Sockets sockets: no more.
+func TestConcurrentDialsKeepToSockets(t *testing.T) {
+	for _, sockets := range []int{1, 3} {
+		t.Run(fmt.Sprint(sockets), func(t *testing.T) {
+			srv := startFake(t, answer(echo))
+			d := newDialer(t, mux.Config{Sockets: sockets})
+			start := make(chan struct{})
+			conns := make(chan net.Conn, 64)
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Go(func() {
+					<-start
+					c, err := d.DialContext(context.Background(), "tcp", srv.Addr())
+					if assert.NoError(t, err) {
+						conns <- c
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(conns)
+			assert.Equal(t, sockets, d.Stats().Sockets)
+			i := 0
+			for c := range conns {
+				cc := &conn{Conn: c, r: bufio.NewReader(c)}
+				cc.send(t, "ECHO", fmt.Sprint(i))
+				assert.Equal(t, bulk(fmt.Sprint(i)), cc.next(t))
+				require.NoError(t, c.Close())
+				i++
+			}
+			assert.Equal(t, 64, i)
+			assert.Equal(t, 0, d.Stats().Sockets, "closed with their last connections")
+		})
+	}
 }
