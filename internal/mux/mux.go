@@ -427,14 +427,18 @@ func (s *socket) readLoop() {
 	defer s.d.wg.Done()
 	buf := make([]byte, 0, 64<<10)
 	var sc resp.Scanner
-	start := 0 // the first byte not yet handed out
+	// from is the first byte not yet handed out, start the first not yet
+	// scanned: they differ while an attribute waits for the reply after
+	// it. sc's place in an incomplete frame is relative to start, which
+	// therefore never moves back.
+	from, start := 0, 0
 	for {
 		if len(buf) == cap(buf) {
 			// Make room: drop what was handed out, or grow for a frame
 			// larger than the buffer.
-			if start > 0 {
-				n := copy(buf, buf[start:])
-				buf, start = buf[:n], 0
+			if from > 0 {
+				n := copy(buf, buf[from:])
+				buf, start, from = buf[:n], start-from, 0
 			} else {
 				buf = append(buf, 0)[:len(buf)]
 			}
@@ -445,7 +449,6 @@ func (s *socket) readLoop() {
 			s.fail(fmt.Errorf("mux: read: %w", err))
 			return
 		}
-		from := start // a run of frames for one connection starts here
 		for start < len(buf) {
 			n, typ, err := sc.Scan(buf[start:])
 			if err != nil {
@@ -475,12 +478,11 @@ func (s *socket) readLoop() {
 			v.deliver(buf[from:start])
 			from = start
 		}
-		if from < start {
-			// An attribute with no reply after it yet: keep it for it.
-			start = from
-		}
-		if start == len(buf) {
-			buf, start = buf[:0], 0
+		// All handed out: reuse the buffer from its start. (Otherwise
+		// what is from from on, an incomplete frame or an attribute
+		// waiting for its reply, stays.)
+		if from == len(buf) {
+			buf, from, start = buf[:0], 0, 0
 			if cap(buf) > 1<<20 {
 				buf = make([]byte, 0, 64<<10)
 			}

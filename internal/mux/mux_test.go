@@ -773,3 +773,38 @@ func TestConcurrentDialsKeepToSockets(t *testing.T) {
 		})
 	}
 }
+
+// An attribute goes with the reply after it, however the two arrive: here
+// the attribute and the start of an array in one read, the rest of the
+// array in the next.
+func TestAttributeBeforeReplyInPieces(t *testing.T) {
+	const attr, head, tail = "|1\r\n+ttl\r\n:3600\r\n", "*3\r\n:1\r\n$3\r\nab", "c\r\n:2\r\n"
+	srv := startFake(t, func(s *fakeServer, c net.Conn) {
+		r := bufio.NewReader(c)
+		for {
+			if _, _, err := resp.ReadCommand(r); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, attr+head); err != nil {
+				return
+			}
+			// Give the reader time to take the first piece alone (if it
+			// does not, the test proves less, but still passes rightly).
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-s.done:
+				return
+			}
+			if _, err := io.WriteString(c, tail); err != nil {
+				return
+			}
+		}
+	})
+	d := newDialer(t, mux.Config{})
+	c := dial(t, d, srv.Addr())
+	for range 3 {
+		c.send(t, "GET", "k")
+		assert.Equal(t, attr, c.next(t))
+		assert.Equal(t, head+tail, c.next(t))
+	}
+}
