@@ -288,8 +288,12 @@ func (s *socket) enqueue(v *vconn, b []byte, n int) error {
 	}
 	idle := !s.writing
 	s.writing = true
+	// A writer waiting out FlushDelay must hear of a batch that has
+	// reached MaxBatch or MaxBatchBytes: only the first command of a
+	// batch wakes it otherwise.
+	full := s.d.cfg.FlushDelay > 0 && s.fullLocked()
 	s.mu.Unlock()
-	if idle {
+	if idle || full {
 		s.wakeWriter() // else the writer sees it when its write is done
 	}
 	return nil

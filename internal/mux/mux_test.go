@@ -808,3 +808,34 @@ func TestAttributeBeforeReplyInPieces(t *testing.T) {
 		assert.Equal(t, head+tail, c.next(t))
 	}
 }
+
+// MaxBatch and MaxBatchBytes end FlushDelay's wait as soon as the batch
+// reaches them, whichever command makes it reach them.
+func TestBatchBoundsEndFlushDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  mux.Config
+	}{
+		{"MaxBatch", mux.Config{FlushDelay: time.Hour, MaxBatch: 3}},
+		{"MaxBatchBytes", mux.Config{FlushDelay: time.Hour, MaxBatchBytes: 3 * len(resp.Command("ECHO", "0"))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startFake(t, answer(echo))
+			d := newDialer(t, tc.cfg)
+			var cs []*conn
+			for i := range 3 {
+				c := dial(t, d, srv.Addr())
+				c.send(t, "ECHO", fmt.Sprint(i))
+				cs = append(cs, c)
+				if i == 0 {
+					// The writer starts its FlushDelay wait with one command.
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			for i, c := range cs {
+				assert.Equal(t, bulk(fmt.Sprint(i)), c.next(t))
+			}
+			assert.Equal(t, mux.Stats{Sockets: 1, Writes: 1, Commands: 3}, d.Stats())
+		})
+	}
+}
