@@ -251,6 +251,11 @@ func (s *socket) detach(v *vconn) {
 	s.mu.Lock()
 	delete(s.vconns, v)
 	last := len(s.vconns) == 0
+	if last {
+		// Before unlocking: a dial attaching between here and fail would
+		// get a socket about to close.
+		s.retired = true
+	}
 	s.mu.Unlock()
 	if last {
 		s.fail(errUnused)

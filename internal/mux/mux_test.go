@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -837,5 +838,39 @@ func TestBatchBoundsEndFlushDelay(t *testing.T) {
 			}
 			assert.Equal(t, mux.Stats{Sockets: 1, Writes: 1, Commands: 3}, d.Stats())
 		})
+	}
+}
+
+// spin is where jitter loops count, so that the compiler keeps them.
+var spin atomic.Int64
+
+// A connection dialed while the last one of its socket closes gets a
+// working socket, never the one being closed.
+func TestDialWhileLastConnectionCloses(t *testing.T) {
+	srv := startFake(t, answer(echo))
+	d := newDialer(t, mux.Config{})
+	ctx := context.Background()
+	for i := range 500 {
+		first, err := d.DialContext(ctx, "tcp", srv.Addr())
+		require.NoError(t, err)
+		closing, closed := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(closed)
+			close(closing)
+			_ = first.Close()
+		}()
+		// Dial at a random moment of the Close, so that some dials land
+		// between the last connection leaving and the socket failing.
+		<-closing
+		for range rand.IntN(4000) {
+			spin.Add(1)
+		}
+		c := dial(t, d, srv.Addr())
+		c.send(t, "ECHO", fmt.Sprint(i))
+		f, err := c.frame(time.Now().Add(wait))
+		require.NoError(t, err, "round %d", i)
+		require.Equal(t, bulk(fmt.Sprint(i)), f)
+		<-closed
+		require.NoError(t, c.Close())
 	}
 }
