@@ -874,3 +874,21 @@ func TestDialWhileLastConnectionCloses(t *testing.T) {
 		require.NoError(t, c.Close())
 	}
 }
+
+// A connection does not keep the buffer of a large command once the
+// command is queued: go-redis keeps idle connections for long.
+func TestLargeCommandBufferNotKept(t *testing.T) {
+	srv := startFake(t, answer(echo))
+	d := newDialer(t, mux.Config{})
+	c := dial(t, d, srv.Addr())
+	cmd := resp.Command("SET", "big", strings.Repeat("v", 8<<20))
+	half := len(cmd) / 2
+	for _, piece := range [][]byte{cmd[:half], cmd[half:]} {
+		_, err := c.Write(piece)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, "+OK\r\n", c.next(t))
+	assert.LessOrEqual(t, mux.PartialCap(c.Conn), 1<<20)
+	c.send(t, "ECHO", "small")
+	assert.Equal(t, bulk("small"), c.next(t))
+}

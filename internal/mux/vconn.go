@@ -214,6 +214,8 @@ func (v *vconn) Write(b []byte) (int, error) {
 	}
 	rest := data[end:]
 	switch {
+	case len(rest) == 0 && cap(v.partial) > 1<<20:
+		v.partial = nil // do not keep a large command's buffer
 	case len(rest) == 0:
 		v.partial = v.partial[:0]
 	case len(v.partial) > 0:
