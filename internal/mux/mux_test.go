@@ -892,3 +892,32 @@ func TestLargeCommandBufferNotKept(t *testing.T) {
 	c.send(t, "ECHO", "small")
 	assert.Equal(t, bulk("small"), c.next(t))
 }
+
+// Close unblocks a Read waiting on the connection, as net.Conn's Close
+// must (go-redis's pool closes connections in use when the client
+// closes), while the socket lives on for the others.
+func TestCloseUnblocksRead(t *testing.T) {
+	h := newHold()
+	srv := startFake(t, answer(h.reply))
+	d := newDialer(t, mux.Config{})
+	c := dial(t, d, srv.Addr())
+	other := dial(t, d, srv.Addr())
+	c.send(t, "HOLD")
+	<-h.held
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.frame(time.Time{}) // no deadline
+		errs <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let the read start waiting
+	require.NoError(t, c.Close())
+	select {
+	case err := <-errs:
+		assert.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(wait):
+		t.Fatal("Read still blocked after Close")
+	}
+	close(h.release)
+	other.send(t, "ECHO", "alive")
+	assert.Equal(t, bulk("alive"), other.next(t))
+}

@@ -239,6 +239,11 @@ func (v *vconn) Close() error {
 	}
 	v.in, v.off = nil, 0
 	v.mu.Unlock()
+	// Unblock a Read waiting for a reply, which deliver now drops.
+	select {
+	case v.ready <- struct{}{}:
+	default:
+	}
 	v.s.detach(v)
 	return nil
 }
