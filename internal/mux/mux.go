@@ -134,6 +134,17 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		_ = conn.Close()
 		return nil, ErrClosed
 	}
+	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
+		// Dials started at the same time (a pool warming up) filled the
+		// address's sockets meanwhile: join one of them, so that there are
+		// never more than Config.Sockets, and drop this one unused.
+		d.next++
+		if w := live[d.next%len(live)].attach(); w != nil {
+			d.mu.Unlock()
+			_ = conn.Close()
+			return w, nil
+		}
+	}
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
 	d.wg.Add(2)
@@ -240,6 +251,11 @@ func (s *socket) detach(v *vconn) {
 	s.mu.Lock()
 	delete(s.vconns, v)
 	last := len(s.vconns) == 0
+	if last {
+		// Before unlocking: a dial attaching between here and fail would
+		// get a socket about to close.
+		s.retired = true
+	}
 	s.mu.Unlock()
 	if last {
 		s.fail(errUnused)
@@ -277,8 +293,12 @@ func (s *socket) enqueue(v *vconn, b []byte, n int) error {
 	}
 	idle := !s.writing
 	s.writing = true
+	// A writer waiting out FlushDelay must hear of a batch that has
+	// reached MaxBatch or MaxBatchBytes: only the first command of a
+	// batch wakes it otherwise.
+	full := s.d.cfg.FlushDelay > 0 && s.fullLocked()
 	s.mu.Unlock()
-	if idle {
+	if idle || full {
 		s.wakeWriter() // else the writer sees it when its write is done
 	}
 	return nil
@@ -314,10 +334,9 @@ func (s *socket) fail(err error) {
 	waiting, taken := s.waiting.drain(), s.taken
 	s.out, s.queued, s.taken = nil, 0, 0
 	s.mu.Unlock()
-	close(s.done)
-	_ = s.conn.Close()
-	s.d.unlist(s)
-	s.d.forget(s)
+	// Each waiting connection gets its error before done wakes them all: a
+	// reader woken by done first would take the socket's error, and a
+	// command never sent would look sent.
 	for i, v := range waiting {
 		if i >= taken {
 			v.fail(&notSentError{err})
@@ -325,6 +344,10 @@ func (s *socket) fail(err error) {
 			v.fail(err)
 		}
 	}
+	close(s.done)
+	_ = s.conn.Close()
+	s.d.unlist(s)
+	s.d.forget(s)
 }
 
 // writeLoop writes what is queued, everything at once, as long as the
@@ -413,14 +436,18 @@ func (s *socket) readLoop() {
 	defer s.d.wg.Done()
 	buf := make([]byte, 0, 64<<10)
 	var sc resp.Scanner
-	start := 0 // the first byte not yet handed out
+	// from is the first byte not yet handed out, start the first not yet
+	// scanned: they differ while an attribute waits for the reply after
+	// it. sc's place in an incomplete frame is relative to start, which
+	// therefore never moves back.
+	from, start := 0, 0
 	for {
 		if len(buf) == cap(buf) {
 			// Make room: drop what was handed out, or grow for a frame
 			// larger than the buffer.
-			if start > 0 {
-				n := copy(buf, buf[start:])
-				buf, start = buf[:n], 0
+			if from > 0 {
+				n := copy(buf, buf[from:])
+				buf, start, from = buf[:n], start-from, 0
 			} else {
 				buf = append(buf, 0)[:len(buf)]
 			}
@@ -431,7 +458,6 @@ func (s *socket) readLoop() {
 			s.fail(fmt.Errorf("mux: read: %w", err))
 			return
 		}
-		from := start // a run of frames for one connection starts here
 		for start < len(buf) {
 			n, typ, err := sc.Scan(buf[start:])
 			if err != nil {
@@ -461,12 +487,11 @@ func (s *socket) readLoop() {
 			v.deliver(buf[from:start])
 			from = start
 		}
-		if from < start {
-			// An attribute with no reply after it yet: keep it for it.
-			start = from
-		}
-		if start == len(buf) {
-			buf, start = buf[:0], 0
+		// All handed out: reuse the buffer from its start. (Otherwise
+		// what is from from on, an incomplete frame or an attribute
+		// waiting for its reply, stays.)
+		if from == len(buf) {
+			buf, from, start = buf[:0], 0, 0
 			if cap(buf) > 1<<20 {
 				buf = make([]byte, 0, 64<<10)
 			}
@@ -545,6 +570,15 @@ func (e *notSentError) Unwrap() error { return e.err }
 // NotSent reports that the command was not written: the retry policy may
 // send it again whatever it is.
 func (e *notSentError) NotSent() bool { return true }
+
+// asNotSent returns err as the error of a command that was not sent.
+func asNotSent(err error) error {
+	var ns *notSentError
+	if errors.As(err, &ns) {
+		return err
+	}
+	return &notSentError{err}
+}
 
 // timeoutError is a read deadline that passed.
 type timeoutError struct{}

@@ -181,7 +181,9 @@ func (v *vconn) Write(b []byte) (int, error) {
 	err := v.err
 	v.mu.Unlock()
 	if err != nil {
-		return 0, err
+		// Nothing of b is queued, whatever broke v (its socket, a timeout,
+		// Close): the retry policy may send these commands again.
+		return 0, asNotSent(err)
 	}
 	data := b
 	if len(v.partial) > 0 {
@@ -212,6 +214,8 @@ func (v *vconn) Write(b []byte) (int, error) {
 	}
 	rest := data[end:]
 	switch {
+	case len(rest) == 0 && cap(v.partial) > 1<<20:
+		v.partial = nil // do not keep a large command's buffer
 	case len(rest) == 0:
 		v.partial = v.partial[:0]
 	case len(v.partial) > 0:
@@ -235,6 +239,11 @@ func (v *vconn) Close() error {
 	}
 	v.in, v.off = nil, 0
 	v.mu.Unlock()
+	// Unblock a Read waiting for a reply, which deliver now drops.
+	select {
+	case v.ready <- struct{}{}:
+	default:
+	}
 	v.s.detach(v)
 	return nil
 }

@@ -27,6 +27,9 @@ const (
 	maxPrealloc = 1024
 )
 
+// crlf ends every line of a frame and every bulk string's body.
+var crlf = []byte("\r\n")
+
 // ErrProtocol is wrapped by errors about malformed input.
 var ErrProtocol = errors.New("RESP protocol error")
 
@@ -62,14 +65,11 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-// lineInt parses the integer of a header line such as "*3\r\n".
+// lineInt parses the length of a frame's header line such as "*3\r\n",
+// which ends in CRLF, as the Scanner does (see scanInt): the two must agree
+// on every frame.
 func lineInt(line []byte) (int, error) {
-	s := strings.TrimRight(string(line[1:]), "\r\n")
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("%w: bad length %q", ErrProtocol, s)
-	}
-	return n, nil
+	return scanInt(line[1 : len(line)-2])
 }
 
 // headerInt parses a command's header line ("*3\r\n", "$5\r\n") as
@@ -275,7 +275,9 @@ func (c *Head) CopyRest(r *bufio.Reader, w io.Writer) error {
 // to buf. It returns the frame's type byte. Attribute frames ('|') are
 // returned on their own at the top level (the caller attaches them to the
 // following frame); inside aggregates they are read together with the
-// element they annotate.
+// element they annotate. Every line must end in CRLF, every bulk string be
+// followed by CRLF, and lengths be an optional '-' and at most 18 digits:
+// [Scanner] splits frames by the same rules.
 func ReadFrame(r *bufio.Reader, buf []byte) ([]byte, byte, error) {
 	typ, err := streamFrame(r, func(piece []byte) error {
 		buf = append(buf, piece...)
@@ -307,6 +309,9 @@ func streamFrame(r *bufio.Reader, emit func([]byte) error, depth int) (byte, err
 		}
 		return 0, err
 	}
+	if !bytes.HasSuffix(line, crlf) {
+		return 0, fmt.Errorf("%w: line not ended by CRLF", ErrProtocol)
+	}
 	if err := emit(line); err != nil {
 		return 0, err
 	}
@@ -325,15 +330,23 @@ func streamFrame(r *bufio.Reader, emit func([]byte) error, depth int) (byte, err
 		if n > maxBulkLen {
 			return 0, fmt.Errorf("%w: bulk too large", ErrProtocol)
 		}
-		for left := n + 2; left > 0; {
-			piece, err := readBody(r, nil, min(left, chunkSize))
+		for off := 0; off < n+2; {
+			piece, err := readBody(r, nil, min(n+2-off, chunkSize))
 			if err != nil {
 				return 0, err
+			}
+			// The body's last two bytes, maybe split between two pieces,
+			// must be its CRLF: anything else means the length was wrong
+			// and what follows would be read out of step.
+			for i := max(n, off); i < off+len(piece); i++ {
+				if piece[i-off] != crlf[i-n] {
+					return 0, fmt.Errorf("%w: bulk string not followed by CRLF", ErrProtocol)
+				}
 			}
 			if err := emit(piece); err != nil {
 				return 0, err
 			}
-			left -= len(piece)
+			off += len(piece)
 		}
 		return typ, nil
 	case '*', '~', '>', '%', '|':

@@ -1,6 +1,9 @@
 package resp
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // Scanner finds where RESP frames end in a byte slice without copying or
 // decoding them: the auto-pipelining socket splits the server's replies
@@ -20,6 +23,7 @@ type Scanner struct {
 	pos  int // where the scan of the current frame resumes
 	left int // elements still to come in the current frame
 	typ  byte
+	seen int // bytes of the line at pos known to hold no LF
 }
 
 // Scan reports the length of the frame at the start of b and its type
@@ -35,10 +39,16 @@ func (s *Scanner) Scan(b []byte) (n int, typ byte, err error) {
 			return 0, 0, nil
 		}
 		t := b[s.pos]
-		end, ok, err := lineEnd(b, s.pos)
-		if err != nil || !ok {
+		end, ok, err := lineEnd(b, s.pos, s.seen)
+		if err != nil {
 			return 0, 0, err
 		}
+		if !ok {
+			// Next time, look for the LF only in what has been appended.
+			s.seen = len(b) - s.pos
+			return 0, 0, nil
+		}
+		s.seen = 0
 		first := s.typ == 0
 		if first {
 			s.typ = t
@@ -73,11 +83,21 @@ func (s *Scanner) Scan(b []byte) (n int, typ byte, err error) {
 			if err != nil {
 				return 0, 0, err
 			}
-			if l > maxElements {
+			// A map's or an attribute's elements are its keys and values,
+			// as ReadFrame counts them against the limit (l has at most 18
+			// digits: doubling it cannot overflow).
+			elems := l
+			if t == '%' || t == '|' {
+				elems *= 2
+			}
+			if elems > maxElements {
 				return 0, 0, fmt.Errorf("%w: aggregate too large", ErrProtocol)
 			}
 			s.pos = end
 			switch {
+			case l < 0 && t == '|' && !first:
+				// Even a null attribute is not an element: the element it
+				// annotates still comes, as ReadFrame reads it.
 			case l < 0:
 				s.left-- // RESP2 null array
 			case t == '%':
@@ -104,16 +124,19 @@ func (s *Scanner) Scan(b []byte) (n int, typ byte, err error) {
 }
 
 // lineEnd returns the index just past the CRLF of the line starting at i,
-// and false when the line is not complete yet.
-func lineEnd(b []byte, i int) (int, bool, error) {
+// and false when the line is not complete yet. Its first seen bytes are
+// known to hold no LF.
+func lineEnd(b []byte, i, seen int) (int, bool, error) {
 	limit := min(len(b), i+maxLineLen)
-	for j := i + 1; j < limit; j++ {
-		if b[j] == '\n' {
-			if b[j-1] != '\r' {
-				return 0, false, fmt.Errorf("%w: line not ended by CRLF", ErrProtocol)
-			}
-			return j + 1, true, nil
+	// From i itself: a line that is a bare LF is not ended by CRLF either.
+	// (min: a caller passing fewer bytes than last time gets no panic.)
+	from := min(i+seen, limit)
+	if k := bytes.IndexByte(b[from:limit], '\n'); k >= 0 {
+		j := from + k
+		if j == i || b[j-1] != '\r' {
+			return 0, false, fmt.Errorf("%w: line not ended by CRLF", ErrProtocol)
 		}
+		return j + 1, true, nil
 	}
 	if limit-i >= maxLineLen {
 		return 0, false, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, maxLineLen)
