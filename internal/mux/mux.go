@@ -72,6 +72,8 @@ type Dialer struct {
 
 	mu      sync.Mutex
 	sockets map[string][]*socket // network+addr → live, not retired
+	dialing map[string]int       // network+addr → sockets being dialed
+	dialed  map[string]*dialEnd  // network+addr → the end of the next dial, for those waiting on it
 	all     map[*socket]struct{}
 	next    int
 	closed  bool
@@ -97,43 +99,91 @@ func New(cfg Config) *Dialer {
 	if cfg.Sockets <= 0 {
 		cfg.Sockets = 1
 	}
-	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, all: map[*socket]struct{}{}}
+	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, dialing: map[string]int{}, dialed: map[string]*dialEnd{},
+		all: map[*socket]struct{}{}}
+}
+
+// dialEnd is closed when a dial of an address ends; err is that dial's
+// error.
+type dialEnd struct {
+	done chan struct{}
+	err  error
 }
 
 // DialContext returns a virtual connection to addr over one of its shared
 // sockets, opening the socket when it has fewer than Config.Sockets.
+//
+// Dials under way count as sockets: when go-redis dials many connections
+// at once (concurrent callers on a cold pool), the first Config.Sockets
+// open sockets and the others wait for them, rather than each opening a
+// socket of its own. A waiter whose dial fails with no socket left to use
+// gets that dial's error, as if it had dialed itself.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	key := network + "\x00" + addr
 	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
-		d.next++
-		s := live[d.next%len(live)]
-		v := s.attach()
-		d.mu.Unlock()
-		if v != nil {
-			return v, nil
+	for {
+		if d.closed {
+			d.mu.Unlock()
+			return nil, ErrClosed
 		}
-		// The socket broke since it was listed; dial another.
+		live := d.sockets[key]
+		if len(live)+d.dialing[key] < d.cfg.Sockets {
+			break // open one more
+		}
+		if len(live) > 0 {
+			d.next++
+			s := live[d.next%len(live)]
+			if v := s.attach(); v != nil {
+				d.mu.Unlock()
+				return v, nil
+			}
+			// The socket broke or was retired since it was listed.
+			d.unlistLocked(s)
+			continue
+		}
+		// Every socket the address may have is being dialed: wait for a
+		// dial to end.
+		end := d.dialed[key]
+		if end == nil {
+			end = &dialEnd{done: make(chan struct{})}
+			d.dialed[key] = end
+		}
+		d.mu.Unlock()
+		select {
+		case <-end.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		d.mu.Lock()
+		if end.err != nil && len(d.sockets[key]) == 0 && d.dialing[key] == 0 {
+			d.mu.Unlock()
+			return nil, end.err
+		}
 	}
+	d.dialing[key]++
 	d.mu.Unlock()
 
 	conn, err := d.cfg.Dial(ctx, network, addr)
+	d.mu.Lock()
+	if d.dialing[key]--; d.dialing[key] == 0 {
+		delete(d.dialing, key)
+	}
+	if end := d.dialed[key]; end != nil {
+		end.err = err
+		close(end.done)
+		delete(d.dialed, key)
+	}
 	if err != nil {
+		d.mu.Unlock()
 		return nil, err
 	}
-	s := newSocket(d, key, conn)
-	v := s.attach()
-	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		_ = conn.Close()
 		return nil, ErrClosed
 	}
+	s := newSocket(d, key, conn)
+	v := s.attach()
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
 	d.wg.Add(2)
@@ -146,6 +196,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // unlist takes s off the list of sockets new connections may use.
 func (d *Dialer) unlist(s *socket) {
 	d.mu.Lock()
+	d.unlistLocked(s)
+	d.mu.Unlock()
+}
+
+func (d *Dialer) unlistLocked(s *socket) {
 	live := d.sockets[s.key]
 	for i, x := range live {
 		if x == s {
@@ -158,7 +213,6 @@ func (d *Dialer) unlist(s *socket) {
 	} else {
 		d.sockets[s.key] = live
 	}
-	d.mu.Unlock()
 }
 
 // forget drops a closed socket.
