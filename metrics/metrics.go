@@ -10,7 +10,8 @@
 //     and handoffs, counted as they happen;
 //   - the clients of the factories given to [Metrics.Observe], read when
 //     the SDK collects: go-redis's pool statistics, the client-side cache's
-//     statistics and the factory's health checks.
+//     statistics, the factory's pipelining engine's statistics
+//     (pipeline.auto) and the factory's health checks.
 //
 // Instrument names start with "redisfactory."; a Prometheus exporter turns
 // them into redisfactory_… metrics (dots become underscores, counters get
@@ -163,7 +164,7 @@ type Source interface {
 var _ Source = (*factory.Factory)(nil)
 
 // Observe makes the statistics of src's clients observable (pool, cache,
-// health checks), per profile, until the returned function is called (it
+// pipelining engine, health checks), per profile, until the returned function is called (it
 // is idempotent) or the Metrics is closed.
 func (m *Metrics) Observe(f Source) (remove func()) {
 	m.mu.Lock()
@@ -264,6 +265,9 @@ type observables struct {
 	cacheHits, cacheMisses, cacheEvictions metric.Int64ObservableCounter
 	cacheInvalidations, cacheFlushes       metric.Int64ObservableCounter
 	cacheEntries, cacheBytes               metric.Int64ObservableGauge
+
+	pipelineSockets                  metric.Int64ObservableGauge
+	pipelineWrites, pipelineCommands metric.Int64ObservableCounter
 }
 
 func (o *observables) create(meter metric.Meter) error {
@@ -309,6 +313,9 @@ func (o *observables) create(meter metric.Meter) error {
 	o.cacheFlushes = counter("redisfactory.cache.flushes", "", "Whole-cache flushes (lost invalidation channel, FLUSHDB/FLUSHALL), by profile.")
 	o.cacheEntries = gauge("redisfactory.cache.entries", "", "Entries in the client-side cache, by profile.")
 	o.cacheBytes = gauge("redisfactory.cache.size", "By", "Memory held by the client-side cache, by profile.")
+	o.pipelineSockets = gauge("redisfactory.pipeline.sockets", "", "Sockets open of the factory's pipelining engine (pipeline.auto), by profile.")
+	o.pipelineWrites = counter("redisfactory.pipeline.writes", "", "Batches the factory's pipelining engine wrote, by profile.")
+	o.pipelineCommands = counter("redisfactory.pipeline.commands", "", "Commands the factory's pipelining engine wrote, by profile; commands / writes is the mean batch size.")
 	return errors.Join(errs...)
 }
 
@@ -318,6 +325,7 @@ func (o *observables) all() []metric.Observable {
 		o.healthChecks, o.healthFailures,
 		o.poolHits, o.poolMisses, o.poolTimeouts, o.poolTotal, o.poolIdle,
 		o.cacheHits, o.cacheMisses, o.cacheEvictions, o.cacheInvalidations, o.cacheFlushes, o.cacheEntries, o.cacheBytes,
+		o.pipelineSockets, o.pipelineWrites, o.pipelineCommands,
 	}
 }
 
@@ -367,6 +375,11 @@ func (m *Metrics) observe(o metric.Observer, obs *observables) {
 				o.ObserveInt64(obs.cacheFlushes, toInt64(cs.Flushes), attrs)
 				o.ObserveInt64(obs.cacheEntries, cs.Entries, attrs)
 				o.ObserveInt64(obs.cacheBytes, cs.Bytes, attrs)
+			}
+			if ps, ok := c.PipelineStats(); ok {
+				o.ObserveInt64(obs.pipelineSockets, int64(ps.Sockets), attrs)
+				o.ObserveInt64(obs.pipelineWrites, toInt64(ps.Writes), attrs)
+				o.ObserveInt64(obs.pipelineCommands, toInt64(ps.Commands), attrs)
 			}
 		}
 	}

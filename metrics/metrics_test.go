@@ -242,3 +242,56 @@ func TestNewNeedsARuntime(t *testing.T) {
 	_, err := metrics.New(nil, metrics.Options{})
 	assert.Error(t, err)
 }
+
+// A profile with pipeline.auto (standalone: the factory's own engine)
+// exposes its engine's sockets, batches and commands once a concurrent
+// workload has gone through its handle; a profile without it exposes none
+// of them.
+func TestPipelineMetrics(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	e := newEnv(t, fmt.Sprintf("profiles:\n  auto:\n    addr: %[1]s\n    pipeline: {auto: true}\n  app:\n    addr: %[1]s\n", srv.Addr()))
+	ctx := context.Background()
+	for _, name := range []string{"auto", "app"} {
+		c, err := e.f.Client(name)
+		require.NoError(t, err)
+		const callers, rounds = 32, 25
+		errs := make(chan error, callers)
+		for i := range callers {
+			go func() {
+				key := fmt.Sprintf("k%d", i)
+				for range rounds {
+					if err := c.Set(ctx, key, "v", 0).Err(); err != nil {
+						errs <- err
+						return
+					}
+					if err := c.Get(ctx, key).Err(); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range callers {
+			require.NoError(t, <-errs, name)
+		}
+		if name != "auto" {
+			continue
+		}
+		sockets, ok := e.value(t, "redisfactory.pipeline.sockets", profile("auto"))
+		require.True(t, ok, "the pipeline.auto profile exposes its sockets")
+		assert.Equal(t, 1.0, sockets, "one socket by default (pipeline.concurrent_batches: 1)")
+		writes, ok := e.value(t, "redisfactory.pipeline.writes", profile("auto"))
+		require.True(t, ok)
+		commands, ok := e.value(t, "redisfactory.pipeline.commands", profile("auto"))
+		require.True(t, ok)
+		assert.Positive(t, writes)
+		assert.GreaterOrEqual(t, commands, writes, "a batch holds at least one command")
+		assert.GreaterOrEqual(t, commands, float64(callers*rounds*2), "every SET and GET of the workload went through the engine")
+		t.Logf("pipeline: %v commands in %v writes, mean batch %.1f", commands, writes, commands/writes)
+	}
+	for _, n := range []string{"redisfactory.pipeline.sockets", "redisfactory.pipeline.writes", "redisfactory.pipeline.commands"} {
+		_, ok := e.value(t, n, profile("app"))
+		assert.False(t, ok, "a profile without pipeline.auto has no %s", n)
+	}
+}

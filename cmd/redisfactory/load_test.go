@@ -252,3 +252,40 @@ func TestLoadVerifyWithClientSideCache(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r)
 	assert.Regexp(t, `(?m)^cache\s+hits \d+, misses \d+ \(hit ratio`, r.stdout)
 }
+
+// TestLoadReportsThePipeliningEngine: a profile with pipeline.auto runs the
+// workload through the factory's engine, and the report shows it (one
+// socket by default, batches of concurrent workers' commands); a profile
+// without it reports no pipeline.
+func TestLoadReportsThePipeliningEngine(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := write(t, t.TempDir(), "redis.yaml", fmt.Sprintf("profiles:\n  auto:\n    addr: %[1]s\n    pipeline: {auto: true}\n  app:\n    addr: %[1]s\n", srv.Addr()))
+	for _, watch := range []bool{false, true} {
+		args := []string{"load", "--profile", "auto", "--duration", "500ms", "--concurrency", "16", "--keys", "50", "--format", "json", cfg}
+		if watch {
+			args = append(args, "--watch")
+		}
+		r := runCLI(t, nil, args...)
+		require.Equal(t, exitOK, r.code, r)
+		var rep loadJSON
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
+		require.NotNil(t, rep.Pipeline, "--watch %v: a pipeline.auto profile reports its engine\n%s", watch, r.stdout)
+		p := rep.Pipeline
+		assert.Equal(t, 1, p.Sockets, "--watch %v: one socket by default", watch)
+		assert.Positive(t, p.Writes, "--watch %v", watch)
+		assert.GreaterOrEqual(t, p.Commands, rep.Ops, "--watch %v: every operation of the workload went through the engine", watch)
+		assert.InDelta(t, float64(p.Commands)/float64(p.Writes), p.MeanBatch, 1e-9)
+		assert.GreaterOrEqual(t, p.MeanBatch, 1.0)
+	}
+
+	r := runCLI(t, nil, "load", "--profile", "auto", "--duration", "200ms", "--concurrency", "4", cfg)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Regexp(t, `(?m)^pipeline\s+sockets 1, writes [1-9]\d*, commands [1-9]\d* \(mean batch \d+\.\d\d\)$`, r.stdout)
+
+	r = runCLI(t, nil, "load", "--profile", "app", "--duration", "200ms", "--format", "json", cfg)
+	require.Equal(t, exitOK, r.code, r)
+	assert.NotContains(t, r.stdout, `"pipeline"`, "a profile without pipeline.auto reports no pipeline")
+	r = runCLI(t, nil, "load", "--profile", "app", "--duration", "200ms", cfg)
+	require.Equal(t, exitOK, r.code, r)
+	assert.NotRegexp(t, `(?m)^pipeline`, r.stdout)
+}

@@ -18,9 +18,9 @@ import (
 	"github.com/redisfactory/redisfactory/cache"
 	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/internal/loadgen"
-	"github.com/redisfactory/redisfactory/metrics"
 	"github.com/redisfactory/redisfactory/profiles"
 	"github.com/redisfactory/redisfactory/runtime"
+	"github.com/redisfactory/redisfactory/schema"
 )
 
 // loadSignals returns the context a load run stops on: SIGINT or SIGTERM.
@@ -54,7 +54,28 @@ type loadJSON struct {
 	Reloads *reloadCounts `json:"reloads,omitempty"`
 	// Cache is set when the profile has client-side caching on.
 	Cache *cache.Stats `json:"cache,omitempty"`
+	// Pipeline is set when the profile runs the factory's pipelining
+	// engine (pipeline.auto on a standalone profile).
+	Pipeline *pipelineReport `json:"pipeline,omitempty"`
 	loadgen.Report
+}
+
+// pipelineReport is what load reports of the factory's pipelining engine
+// (factory.PipelineStats): the sockets open at the end of the run, the
+// batches and commands written during it, and their mean batch.
+type pipelineReport struct {
+	Sockets   int     `json:"sockets"`
+	Writes    uint64  `json:"writes"`
+	Commands  uint64  `json:"commands"`
+	MeanBatch float64 `json:"mean_batch"`
+}
+
+func newPipelineReport(s factory.PipelineStats) *pipelineReport {
+	r := &pipelineReport{Sockets: s.Sockets, Writes: s.Writes, Commands: s.Commands}
+	if s.Writes > 0 { // no batch written: no mean (0)
+		r.MeanBatch = float64(s.Commands) / float64(s.Writes)
+	}
+	return r
 }
 
 // reloadCounts is what load --watch reports of the reloads during the run.
@@ -130,12 +151,14 @@ func runLoad(c *cli, args []string) int {
 	ctx, stop := loadSignals(context.Background())
 	defer stop()
 
+	// The workload runs through the profile's handle, as an application's
+	// calls do: pipeline.auto and the cache's hit path are taken there,
+	// not by the bare go-redis client under it.
 	var client redis.UniversalClient
 	var f *factory.Factory
-	var built *factory.Client
 	if s.watch {
-		// The whole configuration, kept current; the workload runs through
-		// the profile's handle, so reloads reach it without a restart.
+		// The whole configuration, kept current: reloads reach the handle
+		// without a restart.
 		cancelEvents := rt.Events().SubscribeFunc(func(e runtime.Event) {
 			fmt.Fprintf(c.stderr, "%s\n", red.clean(e.String()))
 		}, runtime.WithKinds(runtime.ReloadApplied, runtime.ReloadRejected, runtime.ReloadFailed))
@@ -150,9 +173,11 @@ func runLoad(c *cli, args []string) int {
 			}
 		}
 	} else {
-		if built, err = factory.Build(s.profile, p, rt, factory.BuildOptions{}); err == nil {
-			defer built.Close()
-			client = built
+		// Only this profile is built.
+		one := &schema.Config{Profiles: map[string]*schema.Profile{s.profile: p}}
+		if f, err = factory.New(one, factory.Options{Runtime: rt}); err == nil {
+			defer f.Close(context.Background()) //nolint:errcheck // reported by the runtime
+			client, err = f.Client(s.profile)
 		}
 	}
 	if err != nil {
@@ -160,11 +185,7 @@ func runLoad(c *cli, args []string) int {
 		return exitFailed
 	}
 	if *metricsAddr != "" {
-		var src metrics.Source = f
-		if f == nil {
-			src = oneClient{name: s.profile, c: built}
-		}
-		ms, err := serveMetrics(*metricsAddr, rt, src)
+		ms, err := serveMetrics(*metricsAddr, rt, f)
 		if err != nil {
 			fmt.Fprintf(c.stderr, "%s load: %v\n", programName, err)
 			return exitFailed
@@ -198,15 +219,18 @@ func runLoad(c *cli, args []string) int {
 		rep.Errors[class] = red.clean(msg)
 	}
 	var reloads *reloadCounts
-	if f != nil {
+	if s.watch {
 		st := f.ReloadStats()
 		reloads = &reloadCounts{Applied: st.Applied, Rejected: st.Rejected, Failed: st.Failed}
-		built, _ = f.Lookup(s.profile)
 	}
 	var cacheStats *cache.Stats
-	if built != nil {
+	var pipeline *pipelineReport
+	if built, err := f.Lookup(s.profile); err == nil {
 		if cs, ok := built.CacheStats(); ok {
 			cacheStats = &cs
+		}
+		if ps, ok := built.PipelineStats(); ok {
+			pipeline = newPipelineReport(ps)
 		}
 	}
 
@@ -214,7 +238,7 @@ func runLoad(c *cli, args []string) int {
 		b, err := json.MarshalIndent(loadJSON{
 			Profile: s.profile, Duration: s.duration.String(), Concurrency: s.concurrency,
 			Ratio: fmt.Sprintf("%d:%d", s.reads, s.writes), Keys: s.keys,
-			OpsPerSecond: rep.Rate(), Reloads: reloads, Cache: cacheStats, Report: rep,
+			OpsPerSecond: rep.Rate(), Reloads: reloads, Cache: cacheStats, Pipeline: pipeline, Report: rep,
 		}, "", "  ")
 		if err != nil {
 			fmt.Fprintf(c.stderr, "%s load: %v\n", programName, err)
@@ -222,7 +246,7 @@ func runLoad(c *cli, args []string) int {
 		}
 		fmt.Fprintf(c.stdout, "%s\n", b)
 	} else {
-		printLoadReport(c.stdout, s, rep, reloads, cacheStats)
+		printLoadReport(c.stdout, s, rep, reloads, cacheStats, pipeline)
 	}
 	if rep.Failures > 0 {
 		fmt.Fprintf(c.stderr, "load failed: %d of %s failed\n", rep.Failures, plural(int(rep.Ops), "operation", "operations"))
@@ -231,7 +255,7 @@ func runLoad(c *cli, args []string) int {
 	return exitOK
 }
 
-func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadCounts, cs *cache.Stats) {
+func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadCounts, cs *cache.Stats, pl *pipelineReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	how := "duration elapsed"
 	if r.Interrupted {
@@ -255,6 +279,9 @@ func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadC
 	if cs != nil {
 		fmt.Fprintf(tw, "cache\thits %d, misses %d (hit ratio %.2f), invalidations %d, evictions %d, flushes %d\n",
 			cs.Hits, cs.Misses, cs.HitRatio(), cs.Invalidations, cs.Evictions, cs.Flushes)
+	}
+	if pl != nil {
+		fmt.Fprintf(tw, "pipeline\tsockets %d, writes %d, commands %d (mean batch %.2f)\n", pl.Sockets, pl.Writes, pl.Commands, pl.MeanBatch)
 	}
 	fmt.Fprintf(tw, "retries\tattempted %d, exhausted %d, throttled %d\n", r.Retries.Attempted, r.Retries.Exhausted, r.Retries.Throttled)
 	l := r.Latency

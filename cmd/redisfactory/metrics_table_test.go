@@ -134,6 +134,9 @@ func TestREADMEMetricsTableIsWhatIsServed(t *testing.T) {
   cached:
     addr: %[1]s
     cache: {enabled: true}
+  auto:
+    addr: %[1]s
+    pipeline: {auto: true}
   down:
     addr: 127.0.0.1:%[2]d
     timeouts: {connect: 200ms}
@@ -183,6 +186,11 @@ func TestREADMEMetricsTableIsWhatIsServed(t *testing.T) {
 	require.NoError(t, app.Set(ctx, "k", "v", 0).Err())
 	time.Sleep(5 * time.Millisecond)
 	require.NoError(t, app.Get(ctx, "k").Err())
+	// The pipelining engine: a command through the handle of a profile
+	// with pipeline.auto.
+	auto, err := f.Client("auto")
+	require.NoError(t, err)
+	require.NoError(t, auto.Get(ctx, "k").Err())
 	// The cache: reads until one hits.
 	cached, err := f.Client("cached")
 	require.NoError(t, err)

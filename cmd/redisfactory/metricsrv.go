@@ -13,7 +13,6 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
-	"github.com/redisfactory/redisfactory/factory"
 	"github.com/redisfactory/redisfactory/metrics"
 	"github.com/redisfactory/redisfactory/runtime"
 )
@@ -71,14 +70,3 @@ func (s *metricsServer) close() error {
 	}
 	return errors.Join(err, s.m.Close(), s.mp.Shutdown(ctx))
 }
-
-// oneClient is the metrics source of load without --watch: one profile's
-// client, built on its own.
-type oneClient struct {
-	name string
-	c    *factory.Client
-}
-
-func (o oneClient) Profiles() []string { return []string{o.name} }
-
-func (o oneClient) Lookup(string) (*factory.Client, error) { return o.c, nil }

@@ -17,14 +17,16 @@ import (
 )
 
 // TestPrometheusScrapesWatchAndLoad: a real Prometheus server scrapes
-// `redisfactory watch --metrics-addr` and `redisfactory load
-// --metrics-addr`; the metrics are read back with PromQL over its HTTP
-// API, as an operator's dashboard or alert would.
+// `redisfactory watch --metrics-addr` and two `redisfactory load
+// --metrics-addr` runs (a cached profile, a pipeline.auto one); the metrics
+// are read back with PromQL over its HTTP API, as an operator's dashboard
+// or alert would.
 func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 	promtest.Require(t)
 	srv := redistest.Start(t, redistest.Options{})
 	dir := t.TempDir()
-	doc := "profiles:\n  app:\n    addr: %[1]s\n    client_name: %[2]s\n  cached:\n    addr: %[1]s\n    cache: {enabled: true, max_entries: 1000}\n"
+	doc := "profiles:\n  app:\n    addr: %[1]s\n    client_name: %[2]s\n  cached:\n    addr: %[1]s\n    cache: {enabled: true, max_entries: 1000}\n" +
+		"  auto:\n    addr: %[1]s\n    pipeline: {auto: true}\n"
 	path := write(t, dir, "redis.yaml", fmt.Sprintf(doc, srv.Addr(), "v1"))
 	save := func(content string) {
 		tmp := filepath.Join(dir, ".redis.yaml.tmp")
@@ -33,7 +35,8 @@ func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 	}
 	watchAddr := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
 	loadAddr := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
-	prom := promtest.Start(t, promtest.Options{Targets: []string{watchAddr, loadAddr}, ScrapeInterval: 200 * time.Millisecond})
+	autoAddr := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	prom := promtest.Start(t, promtest.Options{Targets: []string{watchAddr, loadAddr, autoAddr}, ScrapeInterval: 200 * time.Millisecond})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -75,25 +78,43 @@ func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 	assert.InDelta(t, float64(time.Now().Unix()), lastOK, 60)
 
 	// A workload on the cached profile, scraped while it runs: its cache
-	// hit ratio, as a dashboard computes it.
-	var lout, lerr redistest.SyncBuffer
-	loadDone := make(chan int, 1)
+	// hit ratio, as a dashboard computes it. Beside it, one on the
+	// pipeline.auto profile: its engine's sockets and mean batch.
+	var lout, lerr, aout, aerr redistest.SyncBuffer
+	loadDone, autoDone := make(chan int, 1), make(chan int, 1)
 	go func() {
 		loadDone <- run([]string{"load", "--profile", "cached", "--duration", "6s", "--keys", "20", "--ratio", "95:5",
 			"--concurrency", "4", "--metrics-addr", loadAddr, path}, &lout, &lerr, nil)
+	}()
+	go func() {
+		autoDone <- run([]string{"load", "--profile", "auto", "--duration", "6s", "--keys", "20",
+			"--concurrency", "16", "--metrics-addr", autoAddr, path}, &aout, &aerr, nil)
 	}()
 	l := fmt.Sprintf(`{instance=%q,profile="cached"}`, loadAddr)
 	ratio := prom.Eventually(t, "redisfactory_cache_hits_total"+l+" / (redisfactory_cache_hits_total"+l+" + redisfactory_cache_misses_total"+l+")",
 		wait, func(v float64) bool { return v > 0.5 })
 	assert.LessOrEqual(t, ratio, 1.0)
 	t.Logf("cache hit ratio under load, from Prometheus: %.3f", ratio)
-	select {
-	case code := <-loadDone:
-		assert.Equal(t, 0, code, "load stdout:\n%s\nstderr:\n%s", lout.String(), lerr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatal("load did not stop")
+	a := fmt.Sprintf(`{instance=%q,profile="auto"}`, autoAddr)
+	prom.Eventually(t, "redisfactory_pipeline_sockets"+a, wait, equals(1))
+	batch := prom.Eventually(t, "redisfactory_pipeline_commands_total"+a+" / redisfactory_pipeline_writes_total"+a,
+		wait, func(v float64) bool { return v >= 1 })
+	t.Logf("pipeline.auto mean batch under load, from Prometheus: %.2f", batch)
+	assert.Zero(t, prom.Check(t, fmt.Sprintf(`{__name__=~"redisfactory_pipeline_.+",instance=%q}`, loadAddr)),
+		"a profile without pipeline.auto has no pipeline series")
+	for _, l := range []struct {
+		done     chan int
+		out, err *redistest.SyncBuffer
+		addr     string
+	}{{loadDone, &lout, &lerr, loadAddr}, {autoDone, &aout, &aerr, autoAddr}} {
+		select {
+		case code := <-l.done:
+			assert.Equal(t, 0, code, "load stdout:\n%s\nstderr:\n%s", l.out.String(), l.err.String())
+		case <-time.After(60 * time.Second):
+			t.Fatal("load did not stop")
+		}
+		assert.Contains(t, l.err.String(), "load: metrics at http://"+l.addr+"/metrics")
 	}
-	assert.Contains(t, lerr.String(), "load: metrics at http://"+loadAddr+"/metrics")
 
 	// Prometheus accepts every query of the example Grafana dashboard.
 	for _, expr := range dashboardExprs(t) {
