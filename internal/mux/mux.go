@@ -72,6 +72,7 @@ type Dialer struct {
 
 	mu      sync.Mutex
 	sockets map[string][]*socket // network+addr → live, not retired
+	dialing map[string][]*dial   // network+addr → sockets being dialed
 	all     map[*socket]struct{}
 	next    int
 	closed  bool
@@ -97,50 +98,100 @@ func New(cfg Config) *Dialer {
 	if cfg.Sockets <= 0 {
 		cfg.Sockets = 1
 	}
-	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, all: map[*socket]struct{}{}}
+	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, dialing: map[string][]*dial{}, all: map[*socket]struct{}{}}
 }
 
 // DialContext returns a virtual connection to addr over one of its shared
-// sockets, opening the socket when it has fewer than Config.Sockets.
+// sockets, opening the socket when it has fewer than Config.Sockets, open
+// or being dialed. go-redis dials a pool's connections concurrently: a
+// dial that finds every socket of addr still being dialed waits for one
+// (or for ctx), and shares its error when it fails.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	key := network + "\x00" + addr
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
-		d.next++
-		s := live[d.next%len(live)]
-		v := s.attach()
-		d.mu.Unlock()
-		if v != nil {
-			return v, nil
-		}
-		// The socket broke since it was listed; dial another.
+	for {
 		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return nil, ErrClosed
+		}
+		live, pending := d.sockets[key], d.dialing[key]
+		if len(live)+len(pending) < d.cfg.Sockets {
+			break // d.mu held: this caller dials
+		}
+		if len(live) > 0 {
+			d.next++
+			s := live[d.next%len(live)]
+			d.mu.Unlock()
+			if v := s.attach(); v != nil {
+				return v, nil
+			}
+			// The socket broke or was retired since it was listed.
+			d.unlist(s)
+			continue
+		}
+		p := pending[0]
+		d.mu.Unlock()
+		select {
+		case <-p.done:
+			if p.err != nil && !p.ctxEnded {
+				return nil, p.err
+			}
+			// A socket is open, or the dial ended with its caller's
+			// context, not ours: look again.
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	p := &dial{done: make(chan struct{})}
+	d.dialing[key] = append(d.dialing[key], p)
 	d.mu.Unlock()
 
 	conn, err := d.cfg.Dial(ctx, network, addr)
+	d.mu.Lock()
+	d.dialed(key, p)
+	if err == nil && d.closed {
+		_ = conn.Close()
+		err = ErrClosed
+	}
 	if err != nil {
+		p.err, p.ctxEnded = err, ctx.Err() != nil
+		d.mu.Unlock()
+		close(p.done)
 		return nil, err
 	}
 	s := newSocket(d, key, conn)
 	v := s.attach()
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		_ = conn.Close()
-		return nil, ErrClosed
-	}
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
 	d.wg.Add(2)
 	d.mu.Unlock()
+	close(p.done)
 	go s.writeLoop()
 	go s.readLoop()
 	return v, nil
+}
+
+// dial is a socket being dialed; done is closed when the dial ends.
+type dial struct {
+	done     chan struct{}
+	err      error // the dial's error, set before done is closed
+	ctxEnded bool  // the dialing caller's context had ended
+}
+
+// dialed takes p off the dials under way of key. d.mu must be held.
+func (d *Dialer) dialed(key string, p *dial) {
+	list := d.dialing[key]
+	for i, x := range list {
+		if x == p {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(d.dialing, key)
+	} else {
+		d.dialing[key] = list
+	}
 }
 
 // unlist takes s off the list of sockets new connections may use.
