@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,4 +168,50 @@ func TestWaitingDialsShareTheOutcome(t *testing.T) {
 		assert.Less(t, time.Since(start), time.Second)
 		assert.Equal(t, int64(1), dials.Load(), "the waiter waited for the dial under way")
 	})
+}
+
+// TestRetiredSocketFailsThePoolCheck: a read deadline that passes retires
+// the socket; its other virtual connections then fail go-redis's check of
+// an idle connection (SyscallConn), so that the pool drops them rather
+// than send a command to a socket that may be stuck; new connections go
+// to a new socket, and the retired one closes with its last connection.
+// A healthy virtual connection passes the check with nothing to peek at.
+func TestRetiredSocketFailsThePoolCheck(t *testing.T) {
+	l := listen(t) // never answers
+	var dials atomic.Int64
+	d := New(Config{Dial: slowDial(0, &dials)})
+	defer d.Close()
+	addr := l.ln.Addr().String()
+	v1, err := d.DialContext(context.Background(), "tcp", addr)
+	require.NoError(t, err)
+	v2, err := d.DialContext(context.Background(), "tcp", addr)
+	require.NoError(t, err)
+	require.Equal(t, 1, d.Stats().Sockets)
+
+	raw, err := v2.(syscall.Conn).SyscallConn()
+	require.NoError(t, err, "a healthy connection passes the check")
+	called := false
+	require.NoError(t, raw.Read(func(uintptr) bool { called = true; return true }))
+	require.False(t, called, "nothing to peek at")
+
+	_, err = v1.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, v1.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+	_, err = v1.Read(make([]byte, 16))
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	require.True(t, ne.Timeout())
+
+	_, err = v2.(syscall.Conn).SyscallConn()
+	require.ErrorIs(t, err, errRetired, "the idle connection of the retired socket fails the check")
+	v3, err := d.DialContext(context.Background(), "tcp", addr)
+	require.NoError(t, err)
+	require.Equal(t, 2, d.Stats().Sockets, "a new socket")
+	_, err = v3.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+
+	require.NoError(t, v1.Close())
+	require.NoError(t, v2.Close())
+	require.Equal(t, 1, d.Stats().Sockets, "the retired socket closed with its last connection")
+	require.NoError(t, v3.Close())
 }
