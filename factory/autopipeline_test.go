@@ -21,20 +21,28 @@ import (
 	"github.com/redisfactory/redisfactory/runtime"
 )
 
-// batchHook records the size of every pipeline its client sends.
-type batchHook struct {
-	batches atomic.Int64
-	largest atomic.Int64
+// cmdHook counts the INCRs that run through the hooks of the client it is
+// added to, and the pipelines that carry one of the workload's commands
+// (go-redis's connection handshake is a pipeline of its own).
+type cmdHook struct {
+	incrs     atomic.Int64
+	pipelines atomic.Int64
 }
 
-func (b *batchHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (b *batchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (b *batchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (b *cmdHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (b *cmdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "incr" {
+			b.incrs.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (b *cmdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		b.batches.Add(1)
-		for n := int64(len(cmds)); ; {
-			cur := b.largest.Load()
-			if n <= cur || b.largest.CompareAndSwap(cur, n) {
+		for _, c := range cmds {
+			if n := c.Name(); n == "set" || n == "get" || n == "incr" {
+				b.pipelines.Add(1)
 				break
 			}
 		}
@@ -42,19 +50,53 @@ func (b *batchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	}
 }
 
+// engine returns the profile's client and checks that it runs the
+// factory's pipelining engine (a standalone profile with pipeline.auto),
+// not go-redis's auto-pipeliner.
+func engine(t *testing.T, f *factory.Factory, name string) *factory.Client {
+	t.Helper()
+	c, err := f.Lookup(name)
+	require.NoError(t, err)
+	require.Nil(t, c.AutoPipeliner(), "a standalone profile does not use go-redis's auto-pipeliner")
+	_, ok := c.PipelineStats()
+	require.True(t, ok, "the profile uses the factory's engine")
+	require.IsType(t, &redis.Client{}, c.Batched())
+	return c
+}
+
+// warmEngine has the engine's client hold n virtual connections at once,
+// each through its handshake, and return them to its pool. A new virtual
+// connection's handshake (HELLO, CLIENT SETINFO, …) goes through the
+// shared socket like any command, its replies queued behind the replies
+// already coming: a test that holds replies back (the proxy's Delay holds
+// each reply of a socket behind the previous one) warms the pool first, so
+// that only its own commands wait.
+func warmEngine(t *testing.T, c *factory.Client, n int) {
+	t.Helper()
+	bc := c.Batched().(*redis.Client)
+	conns := make([]*redis.Conn, n)
+	for i := range conns {
+		conns[i] = bc.Conn()
+		require.NoError(t, conns[i].Ping(context.Background()).Err())
+	}
+	for _, cn := range conns {
+		require.NoError(t, cn.Close())
+	}
+	require.GreaterOrEqual(t, int(bc.PoolStats().IdleConns), n)
+}
+
 // TestAutoPipelineBatchesConcurrentCallers: with pipeline.auto, the
-// commands of concurrent callers share pipelines, and every caller gets
-// its own reply.
+// commands of concurrent callers share the engine's writes, every caller
+// gets its own reply, and each command runs the hooks on its own (the
+// engine makes no go-redis pipeline).
 func TestAutoPipelineBatchesConcurrentCallers(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	f := newFactory(t, load(t, "profiles:\n  a:\n    addr: %s\n    pipeline:\n      auto: true\n", srv.Addr()), factory.Options{})
 	h, err := f.Handle("a")
 	require.NoError(t, err)
-	var bh batchHook
-	h.AddHook(&bh)
-	c, err := f.Lookup("a")
-	require.NoError(t, err)
-	require.NotNil(t, c.AutoPipeliner())
+	var hk cmdHook
+	h.AddHook(&hk)
+	c := engine(t, f, "a")
 
 	ctx := context.Background()
 	const workers, rounds = 32, 100
@@ -88,13 +130,20 @@ func TestAutoPipelineBatchesConcurrentCallers(t *testing.T) {
 	n, err := srv.Client(t).Get(ctx, "ap:counter").Int()
 	require.NoError(t, err)
 	assert.Equal(t, workers*rounds, n, "every INCR ran once")
-	assert.Greater(t, bh.largest.Load(), int64(1), "concurrent commands shared a pipeline")
-	t.Logf("%d batches, largest %d commands", bh.batches.Load(), bh.largest.Load())
+	assert.Equal(t, int64(workers*rounds), hk.incrs.Load(), "every INCR ran the handle's hook once")
+	assert.Zero(t, hk.pipelines.Load(), "no command went out as a go-redis pipeline")
+	st, _ := c.PipelineStats()
+	assert.Equal(t, 1, st.Sockets, "concurrent_batches (default 1) sockets carry every caller")
+	assert.GreaterOrEqual(t, st.Commands, uint64(3*workers*rounds), "every command went through the engine")
+	assert.Greater(t, float64(st.Commands)/float64(st.Writes), 1.0, "concurrent commands shared writes")
+	t.Logf("%d commands in %d writes (%.1f per write)", st.Commands, st.Writes, float64(st.Commands)/float64(st.Writes))
 }
 
 // TestAutoPipelineLeavesConnectionBoundWorkToThePool: transactions,
-// blocking commands, pub/sub and commands with a deadline keep working as
-// with bare go-redis, and a blocking command does not hold up batched ones.
+// blocking commands and pub/sub go to the pool and keep working as with
+// bare go-redis, a blocking command does not hold up batched ones, and a
+// command with a deadline (which goes through the engine) is bounded by
+// it.
 func TestAutoPipelineLeavesConnectionBoundWorkToThePool(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	f := newFactory(t, load(t, "profiles:\n  a:\n    addr: %s\n    timeouts:\n      socket: 3s\n    pipeline:\n      auto: true\n", srv.Addr()), factory.Options{})
@@ -145,7 +194,9 @@ func TestAutoPipelineLeavesConnectionBoundWorkToThePool(t *testing.T) {
 
 	// A caller's deadline bounds its command, as with bare go-redis: the
 	// server is paused, and the command returns at its deadline, not at
-	// the socket timeout.
+	// the socket timeout; the engine's next command goes to a new socket.
+	c := engine(t, f, "a")
+	before, _ := c.PipelineStats()
 	srv.Pause()
 	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	start = time.Now()
@@ -155,11 +206,13 @@ func TestAutoPipelineLeavesConnectionBoundWorkToThePool(t *testing.T) {
 	srv.Resume()
 	require.Error(t, err)
 	assert.Less(t, took, 2*time.Second, "the deadline, not the 3s socket timeout, ended the command")
+	after, _ := c.PipelineStats()
+	assert.Greater(t, after.Commands, before.Commands, "the GET went through the engine")
 	require.NoError(t, h.Ping(ctx).Err())
 }
 
-// TestAutoPipelineRetriesOnlyRepeatableCommands: a batch whose connection
-// is cut after the server ran it, before the replies arrive, retries its
+// TestAutoPipelineRetriesOnlyRepeatableCommands: a batch whose socket is
+// cut after the server ran it, before the replies arrive, retries its
 // GETs and not its INCR, which ran exactly once.
 func TestAutoPipelineRetriesOnlyRepeatableCommands(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
@@ -183,6 +236,8 @@ func TestAutoPipelineRetriesOnlyRepeatableCommands(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, h.Set(ctx, "r:k", "v", 0).Err())
+	c := engine(t, f, "a")
+	warmEngine(t, c, 16) // the 8 GET workers and the INCR
 
 	// Replies are held back; 100ms after the INCR has gone to the server,
 	// every connection is cut, with the INCR's reply (and those of the
@@ -314,14 +369,15 @@ func TestAutoPipelineServerKilledUnderLoad(t *testing.T) {
 	t.Logf("%d operations; INCR: %d ok, %d failed, %d applied", ops.Load(), incrOK.Load(), incrFailed.Load(), n)
 }
 
-// TestAutoPipelineReloadAndClose: a reload under load swaps the
-// auto-pipeliner without a failed command, the old one is drained and
-// closed, and closing the factory leaves no goroutine behind.
+// TestAutoPipelineReloadAndClose: a reload under load swaps the engine
+// without a failed command, the new one batching with the new settings,
+// the old one is drained and closed (its sockets too), and closing the
+// factory leaves no goroutine behind.
 func TestAutoPipelineReloadAndClose(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	profile := func(batch int) string {
-		return fmt.Sprintf("profiles:\n  a:\n    addr: %s\n    drain_timeout: 5s\n    pipeline:\n      auto: true\n      max_batch: %d\n", srv.Addr(), batch)
+		return fmt.Sprintf("profiles:\n  a:\n    addr: %s\n    drain_timeout: 5s\n    pipeline:\n      auto: true\n      max_batch: %d\n      concurrent_batches: %d\n", srv.Addr(), batch, batch/50)
 	}
 	rt := runtime.New(runtime.Options{})
 	f, err := factory.New(load(t, "%s", profile(50)), factory.Options{Runtime: rt})
@@ -329,21 +385,24 @@ func TestAutoPipelineReloadAndClose(t *testing.T) {
 	h, err := f.Handle("a")
 	require.NoError(t, err)
 	ctx := context.Background()
-	old, err := f.Lookup("a")
-	require.NoError(t, err)
+	old := engine(t, f, "a")
 
 	w := startWorkload(h, 16, 100)
 	w.waitOps(t, 300)
 	require.NoError(t, f.Apply(ctx, load(t, "%s", profile(100))).Err)
 	w.waitOps(t, 300)
 	assert.Empty(t, w.stop(), "no command failed across the reload")
-	cur, err := f.Lookup("a")
-	require.NoError(t, err)
+	cur := engine(t, f, "a")
 	require.NotSame(t, old, cur)
-	assert.Equal(t, 100, cur.AutoPipeliner().Config().MaxBatchSize)
-	redistest.Eventually(t, 5*time.Second, "the old auto-pipeliner is closed", func() bool {
-		return old.AutoPipeliner().IsClosed()
+	assert.Equal(t, 100, cur.Profile().Pipeline.MaxBatch)
+	st, _ := cur.PipelineStats()
+	assert.Equal(t, 2, st.Sockets, "the new engine runs concurrent_batches sockets")
+	assert.Greater(t, float64(st.Commands)/float64(st.Writes), 1.0, "the new engine batches (%d commands, %d writes)", st.Commands, st.Writes)
+	redistest.Eventually(t, 5*time.Second, "the old engine's sockets are closed", func() bool {
+		st, _ := old.PipelineStats()
+		return st.Sockets == 0
 	})
+	assert.ErrorIs(t, old.Batched().Ping(ctx).Err(), redis.ErrClosed, "the old engine's client is closed")
 	require.NoError(t, h.Set(ctx, "after", "1", 0).Err())
 
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -365,7 +424,10 @@ func TestAutoPipelineSentinelFailoverUnderLoad(t *testing.T) {
 	c := client(t, f, "a")
 	l, err := f.Lookup("a")
 	require.NoError(t, err)
-	require.NotNil(t, l.AutoPipeliner())
+	require.NotNil(t, l.AutoPipeliner(), "a sentinel profile keeps go-redis's auto-pipeliner")
+	_, ok := l.PipelineStats()
+	require.False(t, ok, "a sentinel profile does not use the factory's engine")
+	require.Same(t, l.AutoPipeliner(), l.Batched())
 	ctx := context.Background()
 	before, err := sn.CurrentMasterAddr(ctx)
 	require.NoError(t, err)
@@ -381,4 +443,71 @@ func TestAutoPipelineSentinelFailoverUnderLoad(t *testing.T) {
 	w.waitOps(t, 300)
 	assert.Empty(t, w.stop())
 	require.NoError(t, c.Set(ctx, "after-failover", "1", 0).Err())
+}
+
+// TestAutoPipelineDeadlineBoundsCommand: a command whose context has a
+// deadline goes through the factory's engine and is bounded by that
+// deadline, not by the socket timeout: with the server gone silent (the
+// fault proxy swallows everything), a GET with 50ms left fails within
+// about 50ms, as a timeout. Its socket is retired: once the silence ends,
+// commands go to a new socket, none to the old one (whose swallowed GET
+// will never be answered), and each gets its own reply.
+func TestAutoPipelineDeadlineBoundsCommand(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.NewProxy(t, srv.Addr())
+	f := newFactory(t, load(t, `profiles:
+  a:
+    addr: %s
+    timeouts:
+      socket: 5s
+    pipeline:
+      auto: true
+`, proxy.Addr()), factory.Options{})
+	h, err := f.Handle("a")
+	require.NoError(t, err)
+	c := engine(t, f, "a")
+	ctx := context.Background()
+	require.NoError(t, h.Set(ctx, "dl:k", "v", 0).Err())
+	warmEngine(t, c, 4) // idle virtual connections on the socket
+	before, _ := c.PipelineStats()
+	require.Equal(t, 1, before.Sockets)
+	conns := proxy.TotalConns()
+
+	proxy.Blackhole(true)
+	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	start := time.Now()
+	err = h.Get(dctx, "dl:k").Err()
+	took := time.Since(start)
+	cancel()
+	require.Error(t, err)
+	assert.Equal(t, errclass.Timeout, errclass.Of(err), "%v", err)
+	assert.GreaterOrEqual(t, took, 45*time.Millisecond)
+	assert.Less(t, took, 50*time.Millisecond+closeSlack, "the deadline, not the 5s socket timeout, ended the GET")
+	st, _ := c.PipelineStats()
+	assert.Greater(t, st.Commands, before.Commands, "the GET went through the engine")
+	proxy.Blackhole(false)
+
+	start = time.Now()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for n := range 20 {
+				key, val := fmt.Sprintf("dl:%d", i), fmt.Sprintf("v%d", n)
+				if !assert.NoError(t, h.Set(ctx, key, val, 0).Err()) {
+					return
+				}
+				got, err := h.Get(ctx, key).Result()
+				if !assert.NoError(t, err) || !assert.Equal(t, val, got, "each command gets its own reply") {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Less(t, time.Since(start), 2*time.Second, "no command waited for the old socket")
+	assert.Greater(t, proxy.TotalConns(), conns, "a new socket was opened")
+	redistest.Eventually(t, 5*time.Second, "the old socket is closed with its last virtual connection", func() bool {
+		st, _ := c.PipelineStats()
+		return st.Sockets == 1
+	})
 }

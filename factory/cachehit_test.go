@@ -17,7 +17,8 @@ import (
 // TestHandleGetHit: through the handle, a GET hit is answered with one
 // allocation and the same command bare go-redis returns (name, arguments,
 // value or redis.Nil), with or without pipeline.auto; a write through the
-// handle is seen by the next GET.
+// handle is seen by the next GET. With pipeline.auto, a miss goes through
+// the factory's engine, whose client fills the cache.
 func TestHandleGetHit(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	for _, auto := range []bool{false, true} {
@@ -67,7 +68,12 @@ func TestHandleGetHit(t *testing.T) {
 
 			// A missing key is cached as redis.Nil.
 			missing := key + ":missing"
+			sent, engine := c.PipelineStats()
+			require.Equal(t, auto, engine, "the factory's engine runs pipeline.auto")
 			require.ErrorIs(t, h.Get(ctx, missing).Err(), redis.Nil)
+			if after, _ := c.PipelineStats(); auto {
+				assert.Greater(t, after.Commands, sent.Commands, "the miss went through the engine")
+			}
 			redistest.Eventually(t, 2*time.Second, "the missing key is cached", func() bool {
 				return c.Cache().GetHit(ctx, missing) != nil
 			})

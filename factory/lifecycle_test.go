@@ -214,13 +214,14 @@ var proxyGoroutines = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/redisfactory/redisfactory/internal/respproxy.(*Conn).writeLoop"),
 }
 
-// TestCloseWithAutoPipelineBlackholed: with pipeline.auto, commands in
-// flight and the server gone silent (the fault proxy swallows everything,
-// no FIN, no RST), Close returns by its context's deadline, although the
-// auto-pipeliner's own Close waits for the replies of the batches it sent
-// (up to the socket timeout, 10s here): at the deadline the factory closes
-// the auto-pipeliner's connections, its reads fail at once and its drain
-// ends. No goroutine of the factory or of go-redis is left.
+// TestCloseWithAutoPipelineBlackholed: with pipeline.auto (the factory's
+// engine, for a standalone profile), commands in flight and the server
+// gone silent (the fault proxy swallows everything, no FIN, no RST), Close
+// returns by its context's deadline, although the commands wait for their
+// replies up to the socket timeout (10s here): at the deadline the factory
+// closes the engine's sockets, the commands waiting on them fail at once,
+// and the engine's goroutines end. No goroutine of the factory, the engine
+// or go-redis is left.
 func TestCloseWithAutoPipelineBlackholed(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	proxy := redistest.NewProxy(t, srv.Addr())
@@ -241,7 +242,9 @@ func TestCloseWithAutoPipelineBlackholed(t *testing.T) {
 	require.NoError(t, err)
 	c, err := f.Lookup("a")
 	require.NoError(t, err)
-	require.NotNil(t, c.AutoPipeliner(), "the profile auto-pipelines")
+	require.Nil(t, c.AutoPipeliner(), "a standalone profile does not use go-redis's auto-pipeliner")
+	_, ok := c.PipelineStats()
+	require.True(t, ok, "the profile auto-pipelines through the factory's engine")
 	wait := load8(h, "close:autopipeline")
 	admin := srv.Client(t)
 	redistest.Eventually(t, 10*time.Second, "load running", func() bool {
@@ -262,6 +265,8 @@ func TestCloseWithAutoPipelineBlackholed(t *testing.T) {
 
 	workerErrs, _ := wait()
 	require.Len(t, workerErrs, 8)
+	st, _ := c.PipelineStats()
+	assert.Zero(t, st.Sockets, "the engine's sockets are closed")
 	goleak.VerifyNone(t, ignore...)
 	proxy.Close()
 }

@@ -291,9 +291,11 @@ sch: {mode: %s, relaxed_timeout: 3s}
 	}
 }
 
-// With pipeline.auto the batches run on the auto-pipeliner's own client:
-// its connections read MIGRATING and MIGRATED too, and relax and restore
-// their timeouts like the main client's.
+// With pipeline.auto the batches run on the factory's engine (a client of
+// its own, whose virtual connections share one socket): the notification
+// the server sends on that socket reaches every virtual connection on it,
+// and they relax and restore their timeouts like the main client's
+// connections.
 func TestSCHRelaxedTimeoutsAutoPipeline(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
@@ -307,42 +309,133 @@ pool: {size: %d}
 pipeline: {auto: true}
 sch: {mode: enabled, relaxed_timeout: 3s}
 `, p.Addr(), workers)
-	ap := c.AutoPipeliner()
-	require.NotNil(t, ap)
+	require.Nil(t, c.AutoPipeliner(), "a standalone profile does not use go-redis's auto-pipeliner")
+	ap := c.Batched().(*redis.Client)
 	ctx := context.Background()
 	l := startLoad(h, workers, 0)
 	defer l.stop()
 	l.progress(t, 300)
-	// The load's commands go through the auto-pipeliner: its client has
-	// connections of its own, and they negotiated notifications.
-	require.Greater(t, p.OpenConns(), int(c.PoolStats().TotalConns))
+	// The load's commands go through the engine: its client's virtual
+	// connections share a socket of their own, which negotiated
+	// notifications like the main client's connections.
+	st, ok := c.PipelineStats()
+	require.True(t, ok)
+	require.Equal(t, 1, st.Sockets)
+	require.Equal(t, int(c.PoolStats().TotalConns)+st.Sockets, p.OpenConns())
+	// pingEach has every virtual connection take a PING at once: each
+	// reads what was sent on the socket before its PING's reply (a
+	// virtual connection has no socket of its own for go-redis to peek at
+	// while it is idle, and the pool hands out the connection returned
+	// last, so one caller's PINGs would take the same one again and
+	// again).
+	pingEach := func() {
+		conns := make([]*redis.Conn, ap.PoolStats().TotalConns)
+		for i := range conns {
+			conns[i] = ap.Conn()
+			require.NoError(t, conns[i].Ping(ctx).Err())
+		}
+		for _, cn := range conns {
+			require.NoError(t, cn.Close())
+		}
+	}
 
 	told := p.Migrating()
 	require.Positive(t, told)
+	// The proxy replays MIGRATING to each virtual connection that
+	// negotiates on the socket meanwhile, and the socket hands every
+	// replay to every virtual connection: the engine counts each once.
 	schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications["MIGRATING"] >= uint64(told) },
-		"every connection, the auto-pipeliner's included, read MIGRATING")
+		"the engine's virtual connections read MIGRATING")
 	began := time.Now()
 	require.NoError(t, ap.Do(ctx, "DEBUG", "SLEEP", "0.8").Err(), "800ms batched command under a 300ms socket timeout, relaxed to 3s")
 	require.GreaterOrEqual(t, time.Since(began), 800*time.Millisecond)
 	l.progress(t, 300)
 
-	// The connection the load keeps busy reads MIGRATED at once. One the
-	// slow command left idle reads it with the reply to its next command
-	// (go-redis skips its peek for notifications on a connection returned
-	// to the pool less than 5 s before), so that command still has the
-	// relaxed deadline: PINGs take the idle ones until every connection
-	// has read it, then the slow command must time out, whichever
-	// connection it gets.
+	// The connections the load keeps busy read MIGRATED at once, the idle
+	// ones with their next reply: then the slow command must time out,
+	// whichever connection it gets.
 	told = p.Migrated()
 	schEventually(t, 5*time.Second, func() bool { return c.Handoffs().Notifications["MIGRATED"] > 0 }, "the load's connection read MIGRATED")
 	_, failed, errs := l.stop()
 	require.Zero(t, failed, "no command failed during the maintenance: %q", errs)
-	schEventually(t, 5*time.Second, func() bool {
-		require.NoError(t, ap.Do(ctx, "PING").Err())
-		return c.Handoffs().Notifications["MIGRATED"] >= uint64(told)
-	}, "every connection read MIGRATED")
+	pingEach()
+	require.GreaterOrEqual(t, c.Handoffs().Notifications["MIGRATED"], uint64(told), "every connection read MIGRATED")
 	err := ap.Do(ctx, "DEBUG", "SLEEP", "0.8").Err()
-	require.Equal(t, errclass.Timeout, errclass.Of(err), "after MIGRATED the 300ms timeout is back on the auto-pipeliner's connections: %v", err)
+	require.Equal(t, errclass.Timeout, errclass.Of(err), "after MIGRATED the 300ms timeout is back on the engine's connections: %v", err)
+}
+
+// A virtual connection of the engine that was idle when MIGRATING came
+// reads it only with the reply to its next command, after go-redis has
+// set that command's deadline (it cannot peek at a virtual connection, as
+// it does at an idle socket): the notification relaxes the read under
+// way, so that the command is not cut at the normal timeout while the
+// server is slow.
+func TestSCHRelaxedTimeoutsIdleVirtualConnection(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
+	c, _, _ := schBuildHandle(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 300ms}
+pipeline: {auto: true}
+sch: {mode: enabled, relaxed_timeout: 3s}
+`, p.Addr())
+	ctx := context.Background()
+	bc := c.Batched().(*redis.Client)
+	idle, busy := bc.Conn(), bc.Conn()
+	defer idle.Close()
+	defer busy.Close()
+	require.NoError(t, idle.Ping(ctx).Err())
+	require.NoError(t, busy.Ping(ctx).Err())
+	st, _ := c.PipelineStats()
+	require.Equal(t, 1, st.Sockets, "both virtual connections share the socket")
+
+	require.Positive(t, p.Migrating())
+	before := c.Handoffs().Notifications["MIGRATING"]
+	require.NoError(t, busy.Ping(ctx).Err())
+	require.Equal(t, before+1, c.Handoffs().Notifications["MIGRATING"], "the busy connection read MIGRATING before its PING's reply")
+
+	began := time.Now()
+	require.NoError(t, idle.Do(ctx, "DEBUG", "SLEEP", "0.8").Err(), "the idle connection read MIGRATING with its slow command's reply: relaxed to 3s")
+	require.GreaterOrEqual(t, time.Since(began), 800*time.Millisecond)
+}
+
+// A virtual connection opened during a maintenance while the server is
+// slow (a caller found every virtual connection busy) sends its handshake
+// on the shared socket, where it waits behind the slow command: the
+// engine knows that the socket's endpoint is under maintenance and
+// relaxes the new connection from its dial, so that its handshake and the
+// command that dialed it are not cut at the normal timeout.
+func TestSCHRelaxedTimeoutsNewVirtualConnection(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
+	c, _, _ := schBuildHandle(t, `
+addr: %s
+protocol: 3
+retry: {retries: 0}
+timeouts: {socket: 300ms}
+pipeline: {auto: true}
+sch: {mode: enabled, relaxed_timeout: 3s}
+`, p.Addr())
+	ctx := context.Background()
+	bc := c.Batched().(*redis.Client)
+	busy := bc.Conn()
+	defer busy.Close()
+	require.NoError(t, busy.Ping(ctx).Err())
+
+	require.Positive(t, p.Migrating())
+	require.NoError(t, busy.Ping(ctx).Err()) // reads MIGRATING
+	require.Equal(t, uint64(1), c.Handoffs().Notifications["MIGRATING"])
+	slow := make(chan error, 1)
+	go func() { slow <- busy.Do(ctx, "DEBUG", "SLEEP", "0.8").Err() }()
+	time.Sleep(100 * time.Millisecond) // the server sleeps; not a synchronisation
+	fresh := bc.Conn()
+	defer fresh.Close()
+	began := time.Now()
+	require.NoError(t, fresh.Ping(ctx).Err(), "a new virtual connection's handshake and first command wait for the slow command under the relaxed timeout")
+	require.GreaterOrEqual(t, time.Since(began), 500*time.Millisecond, "the PING waited for the slow command")
+	require.NoError(t, <-slow)
 }
 
 // A cluster profile behind one maintenance proxy per node: a notification

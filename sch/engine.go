@@ -35,7 +35,8 @@ type DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error
 //     that a retired one refuses the next command before writing a byte of
 //     it (the command then runs on a fresh connection, see [Engine.Attach])
 //     and a relaxed one takes the larger of its configured and relaxed
-//     deadlines.
+//     deadlines; a connection dialed to an endpoint under a maintenance
+//     starts relaxed, for relaxed_timeout.
 //
 // Everything the engine does is published on the runtime's bus with the
 // profile's name and counted in [Engine.Stats].
@@ -66,9 +67,14 @@ type Engine struct {
 	// server repeats it to every new connection) leaves the connection
 	// where it is instead of retiring it again and again.
 	unreachable map[string]time.Time
-	timers      map[*time.Timer]struct{}
-	closed      bool
-	onSlots     []func()
+	// maintained holds the endpoints a connection was told are under a
+	// maintenance (MIGRATING and the like), until its end is read or the
+	// time it announced passes: a connection dialed to one of them starts
+	// relaxed (see Dialer).
+	maintained map[string]time.Time
+	timers     map[*time.Timer]struct{}
+	closed     bool
+	onSlots    []func()
 }
 
 // redirect is what a MOVING announced for an address.
@@ -114,7 +120,8 @@ func NewEngine(name string, p *schema.Profile, bus *runtime.Bus) *Engine {
 		relaxed:      relaxed, postHandoff: post,
 		read: read, write: write,
 		handoffLimit: limit, attempts: attempts,
-		redirects: map[string]redirect{}, nullMoves: map[string]redirect{}, unreachable: map[string]time.Time{}, timers: map[*time.Timer]struct{}{},
+		redirects: map[string]redirect{}, nullMoves: map[string]redirect{}, unreachable: map[string]time.Time{}, maintained: map[string]time.Time{},
+		timers: map[*time.Timer]struct{}{},
 	}
 }
 
@@ -248,12 +255,63 @@ func (e *Engine) Dialer(next DialFunc) DialFunc {
 			return nil, err
 		}
 		w := newConn(e, c, addr, target)
+		var until time.Time
+		if e.underMaintenance(target) {
+			// The server tells a connection about a maintenance once it
+			// has negotiated notifications, at the end of its handshake:
+			// until then, the handshake and the command that dialed it
+			// would have the normal timeout while the server is slow (a
+			// virtual connection of the factory's engine even queues them
+			// behind the other connections' commands on a shared socket).
+			until = time.Now().Add(e.relaxed)
+		}
 		if handoff {
 			w.handoff = &r
-			w.relaxUntil(time.Now().Add(e.postHandoff))
+			until = later(until, time.Now().Add(e.postHandoff))
+		} else if !until.IsZero() {
+			w.dialRelaxed.Store(true) // until the maintenance's end, read on w
+		}
+		if !until.IsZero() {
+			w.relaxUntil(until)
 		}
 		return w.exposed(), nil
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// underMaintenance reports whether a connection to endpoint was told of a
+// maintenance that has not ended.
+func (e *Engine) underMaintenance(endpoint string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	until, ok := e.maintained[endpoint]
+	if ok && !time.Now().Before(until) {
+		delete(e.maintained, endpoint)
+		return false
+	}
+	return ok
+}
+
+// maintenance records that a maintenance of endpoint began (for secs
+// seconds, relaxed_timeout when it did not say) or, with on false, ended.
+func (e *Engine) maintenance(endpoint string, on bool, secs int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !on {
+		delete(e.maintained, endpoint)
+		return
+	}
+	d := e.relaxed
+	if secs > 0 {
+		d = time.Duration(secs) * time.Second
+	}
+	e.maintained[endpoint] = later(e.maintained[endpoint], time.Now().Add(d))
 }
 
 // handoffDial dials the announced endpoint, up to max_handoff_retries
@@ -377,17 +435,22 @@ func (e *Engine) handle(typ string, pc any, n []interface{}) {
 	case maintnotifications.NotificationMigrating, maintnotifications.NotificationFailingOver, maintnotifications.NotificationSMigrating:
 		msg = typ + ": maintenance under way; the connection's timeouts are relaxed"
 		if w != nil {
-			w.relax(true)
+			w.beginMaintenance(element[int64](n, 1))
+			// MIGRATING and FAILING_OVER say how long they may last;
+			// SMIGRATING names slots instead.
+			e.maintenance(w.target, true, element[int64](n, 2))
 		}
 	case maintnotifications.NotificationMigrated, maintnotifications.NotificationFailedOver:
 		msg = typ + ": maintenance over; the connection's timeouts are back to normal"
 		if w != nil {
-			w.relax(false)
+			w.endMaintenance()
+			e.maintenance(w.target, false, 0)
 		}
 	case maintnotifications.NotificationSMigrated:
 		msg = typ + ": slots moved; timeouts back to normal and the slot map is reloaded"
 		if w != nil {
-			w.relax(false)
+			w.endMaintenance()
+			e.maintenance(w.target, false, 0)
 		}
 		e.mu.Lock()
 		fns := append([]func(){}, e.onSlots...)

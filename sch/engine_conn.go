@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,7 +24,9 @@ import (
 //   - a relaxed connection (during a maintenance, and for a while after a
 //     handoff) raises the deadlines go-redis sets to at least
 //     relaxed_timeout from now: the larger of the two wins, so a blocking
-//     command keeps its own longer deadline;
+//     command keeps its own longer deadline; a notification that starts a
+//     maintenance while a reply is awaited raises that wait too (see
+//     [conn.raiseRead]);
 //   - during the handshake it watches for the CLIENT MAINT_NOTIFICATIONS
 //     exchange, which ends it.
 //
@@ -39,9 +43,17 @@ type conn struct {
 	retiring     atomic.Bool
 	writing      atomic.Bool  // a write since the last read: a command is being sent
 	relaxed      atomic.Int32 // maintenances under way on this connection
-	relaxedUntil atomic.Int64 // unix nanoseconds: relaxed after a handoff until then
+	relaxedUntil atomic.Int64 // unix nanoseconds: relaxed after a handoff (or a dial during a maintenance) until then
+	dialRelaxed  atomic.Bool  // relaxedUntil is a dial's during a maintenance: the maintenance's end ends it
 	handshake    atomic.Int32 // handshake* state
 	handWrites   int32        // writes seen during the handshake
+
+	// The read deadline go-redis asked for last (unix nanoseconds), when
+	// (0: none armed) and under which configured timeout, for raiseRead.
+	readWant, readSet, readConf atomic.Int64
+
+	maintMu sync.Mutex
+	begins  []int64 // sequence numbers of the maintenances under way (0: none given)
 }
 
 // Handshake states.
@@ -172,12 +184,47 @@ func (c *conn) Close() error {
 
 // SetDeadline applies the relaxed timeout to both directions.
 func (c *conn) SetDeadline(t time.Time) error {
-	return c.Conn.SetDeadline(c.relaxDeadline(t, min(c.e.read, c.e.write)))
+	conf := min(c.e.read, c.e.write)
+	c.noteRead(t, conf)
+	return c.Conn.SetDeadline(c.relaxDeadline(t, conf))
 }
 
 // SetReadDeadline applies the relaxed timeout.
 func (c *conn) SetReadDeadline(t time.Time) error {
+	c.noteRead(t, c.e.read)
 	return c.Conn.SetReadDeadline(c.relaxDeadline(t, c.e.read))
+}
+
+// noteRead records the read deadline go-redis asks for, for raiseRead.
+func (c *conn) noteRead(t time.Time, configured time.Duration) {
+	if t.IsZero() {
+		c.readSet.Store(0)
+		return
+	}
+	c.readWant.Store(t.UnixNano())
+	c.readConf.Store(int64(configured))
+	c.readSet.Store(time.Now().UnixNano())
+}
+
+// raiseRead gives the read under way the deadline it would have had had
+// the connection been relaxed when go-redis set it. go-redis reads a
+// notification before the reply that follows it, after it has set that
+// reply's deadline: a connection that was idle when MIGRATING came reads
+// it with the reply to its next command (always so for a virtual
+// connection of the factory's engine, which go-redis cannot peek at), and
+// without this that command would keep the normal timeout while the
+// server is slow. Only raised, never lowered: a command that began
+// relaxed keeps its deadline when the maintenance ends.
+func (c *conn) raiseRead() {
+	set := c.readSet.Load()
+	if set == 0 {
+		return
+	}
+	want := time.Unix(0, c.readWant.Load())
+	t := c.relaxDeadlineAt(want, time.Duration(c.readConf.Load()), time.Unix(0, set))
+	if t.After(want) && t.After(time.Now()) {
+		_ = c.Conn.SetReadDeadline(t)
+	}
 }
 
 // SetWriteDeadline applies the relaxed timeout.
@@ -198,8 +245,14 @@ func (c *conn) relaxDeadline(t time.Time, configured time.Duration) time.Time {
 	if !relaxed && until == 0 {
 		return t
 	}
-	now := time.Now()
-	if !relaxed && now.UnixNano() >= until {
+	return c.relaxDeadlineAt(t, configured, time.Now())
+}
+
+// relaxDeadlineAt is relaxDeadline for a deadline t set at now.
+func (c *conn) relaxDeadlineAt(t time.Time, configured time.Duration, now time.Time) time.Time {
+	relaxed := c.relaxed.Load() > 0
+	until := c.relaxedUntil.Load()
+	if !relaxed && (until == 0 || now.UnixNano() >= until) {
 		return t
 	}
 	if t.Sub(now) < configured*3/4 {
@@ -211,10 +264,52 @@ func (c *conn) relaxDeadline(t time.Time, configured time.Duration) time.Time {
 	return t
 }
 
+// maxBegins bounds the maintenances a connection remembers (a server that
+// never ends them would otherwise grow the list).
+const maxBegins = 64
+
+// beginMaintenance relaxes the connection for the maintenance that the
+// notification numbered seq announced, unless the connection has counted
+// that notification already. A server tells a connection that negotiates
+// notifications during a maintenance about it (the maintenance proxy
+// replays the notification, with its number); the factory's engine shares
+// a socket among virtual connections, each of which negotiates on it, and
+// hands every notification of the socket to each of them: without this,
+// each virtual connection opened during a maintenance would count it once
+// more for the others, and the one end would leave them relaxed.
+func (c *conn) beginMaintenance(seq int64) {
+	c.maintMu.Lock()
+	if seq != 0 && slices.Contains(c.begins, seq) {
+		c.maintMu.Unlock()
+		return
+	}
+	if len(c.begins) < maxBegins {
+		c.begins = append(c.begins, seq)
+	}
+	c.maintMu.Unlock()
+	c.relax(true)
+}
+
+// endMaintenance ends the oldest maintenance under way on the connection,
+// and the relaxation of a connection dialed during one.
+func (c *conn) endMaintenance() {
+	c.maintMu.Lock()
+	if len(c.begins) > 0 {
+		c.begins = c.begins[1:]
+	}
+	c.maintMu.Unlock()
+	if c.dialRelaxed.Swap(false) {
+		c.relaxedUntil.Store(0)
+	}
+	c.relax(false)
+}
+
 // relax starts (on) or ends a maintenance on the connection.
 func (c *conn) relax(on bool) {
 	if on {
-		c.relaxed.Add(1)
+		if c.relaxed.Add(1) == 1 {
+			c.raiseRead()
+		}
 		return
 	}
 	for {

@@ -1,6 +1,7 @@
 package sch
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -87,4 +88,120 @@ func TestRetiredConnRefusesNextCommand(t *testing.T) {
 	require.True(t, errclass.NotSent(err))
 	_, err = c1.Write([]byte("x"))
 	require.Error(t, err, "the socket is closed")
+}
+
+// deadlineConn records the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	reads []time.Time
+}
+
+func (d *deadlineConn) SetReadDeadline(t time.Time) error {
+	d.reads = append(d.reads, t)
+	return d.Conn.SetReadDeadline(t)
+}
+
+// A notification that relaxes a connection while a reply is awaited
+// raises that reply's deadline to what it would have been had the
+// connection been relaxed when go-redis set it; a caller's closer
+// deadline stays, and the end of a maintenance never lowers a deadline.
+func TestRelaxRaisesTheReadUnderWay(t *testing.T) {
+	e := &Engine{relaxed: time.Second, read: 500 * time.Millisecond, write: 500 * time.Millisecond}
+	c1, c2 := net.Pipe()
+	t.Cleanup(func() { _ = c1.Close(); _ = c2.Close() })
+	rec := &deadlineConn{Conn: c1}
+	w := newConn(e, rec, "a:1", "a:1")
+	const slack = 50 * time.Millisecond
+	last := func() time.Time { return rec.reads[len(rec.reads)-1] }
+
+	set := time.Now()
+	require.NoError(t, w.SetReadDeadline(set.Add(500*time.Millisecond)))
+	require.WithinDuration(t, set.Add(500*time.Millisecond), last(), slack)
+	w.relax(true) // MIGRATING read before the reply
+	require.Len(t, rec.reads, 2)
+	require.WithinDuration(t, set.Add(time.Second), last(), slack, "relaxed from when the deadline was set")
+	w.relax(true) // a second maintenance changes nothing
+	require.Len(t, rec.reads, 2)
+	w.relax(false)
+	w.relax(false) // MIGRATED: the reply under way keeps its relaxed deadline
+	require.Len(t, rec.reads, 2)
+
+	set = time.Now()
+	require.NoError(t, w.SetReadDeadline(set.Add(100*time.Millisecond))) // a caller's context
+	w.relax(true)
+	require.Len(t, rec.reads, 3, "a caller's closer deadline is not raised")
+	w.relax(false)
+
+	require.NoError(t, w.SetReadDeadline(time.Time{})) // BLPOP 0
+	w.relax(true)
+	require.Len(t, rec.reads, 4, "no deadline stays none")
+}
+
+// A maintenance notification a connection reads again (its server replays
+// an active maintenance to a connection that negotiates, and a shared
+// socket negotiates once per virtual connection) is counted once: the
+// maintenance's one end restores the normal timeout. Distinct
+// maintenances still nest.
+func TestReplayedMaintenanceCountsOnce(t *testing.T) {
+	e := &Engine{relaxed: time.Second, read: 500 * time.Millisecond, write: 500 * time.Millisecond}
+	c1, c2 := net.Pipe()
+	t.Cleanup(func() { _ = c1.Close(); _ = c2.Close() })
+	w := newConn(e, c1, "a:1", "a:1")
+
+	w.beginMaintenance(5) // MIGRATING 5
+	w.beginMaintenance(5) // replayed
+	w.beginMaintenance(5)
+	require.Equal(t, int32(1), w.relaxed.Load())
+	w.endMaintenance() // MIGRATED
+	require.Zero(t, w.relaxed.Load(), "the normal timeout is back")
+
+	w.beginMaintenance(7) // MIGRATING 7
+	w.beginMaintenance(8) // FAILING_OVER 8
+	w.beginMaintenance(7) // replayed
+	require.Equal(t, int32(2), w.relaxed.Load())
+	w.endMaintenance()
+	require.Equal(t, int32(1), w.relaxed.Load(), "one maintenance still under way")
+	w.endMaintenance()
+	w.endMaintenance() // an extra end changes nothing
+	require.Zero(t, w.relaxed.Load())
+}
+
+// A connection dialed to an endpoint under a maintenance starts relaxed
+// (it hears of the maintenance only once its handshake is over), until
+// the maintenance's end reaches it; once the maintenance has ended, or its
+// announced time has passed, new connections start normal.
+func TestDialDuringMaintenanceStartsRelaxed(t *testing.T) {
+	e := &Engine{relaxed: time.Second, read: 500 * time.Millisecond, write: 500 * time.Millisecond,
+		redirects: map[string]redirect{}, nullMoves: map[string]redirect{}, unreachable: map[string]time.Time{}, maintained: map[string]time.Time{}}
+	dial := e.Dialer(func(context.Context, string, string) (net.Conn, error) {
+		c1, c2 := net.Pipe()
+		t.Cleanup(func() { _ = c1.Close(); _ = c2.Close() })
+		return c1, nil
+	})
+	open := func() *conn {
+		t.Helper()
+		c, err := dial(context.Background(), "tcp", "a:1")
+		require.NoError(t, err)
+		return connOf(c)
+	}
+	relaxedNow := func(w *conn) bool {
+		now := time.Now()
+		return w.relaxDeadline(now.Add(e.read), e.read).After(now.Add(e.read))
+	}
+
+	require.False(t, relaxedNow(open()), "no maintenance")
+	e.maintenance("a:1", true, 15) // MIGRATING read on another connection
+	w := open()
+	require.True(t, relaxedNow(w), "dialed during the maintenance")
+	w.beginMaintenance(3) // the server's replay after the handshake
+	w.endMaintenance()    // MIGRATED
+	require.False(t, relaxedNow(w), "the maintenance's end ends it")
+	e.maintenance("a:1", false, 0)
+	require.False(t, relaxedNow(open()), "the maintenance is over")
+
+	e.maintenance("a:1", true, 0) // SMIGRATING: no time given, relaxed_timeout
+	e.mu.Lock()
+	e.maintained["a:1"] = time.Now().Add(-time.Millisecond) // its time has passed
+	e.mu.Unlock()
+	require.False(t, relaxedNow(open()), "a maintenance whose announced time passed")
 }

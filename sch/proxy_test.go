@@ -231,8 +231,16 @@ func TestProxyMovingReportCountsArrivals(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, p.Moving(pb.Addr(), 3))
 	require.NoError(t, raw.Close())
-	for range 3 {
-		require.NoError(t, c.Ping(ctx).Err())
+	// Each of the three connections runs a command, to read its MOVING:
+	// they are taken at once (one caller's PINGs would take the
+	// connection returned last again and again, and leave the others to
+	// be cut at the deadline).
+	for i := range conns {
+		conns[i] = c.Conn()
+		require.NoError(t, conns[i].Ping(ctx).Err())
+	}
+	for _, cn := range conns {
+		require.NoError(t, cn.Close())
 	}
 	eventually(t, 3*time.Second, func() bool { r, _ := p.MovingReport(); return r.Closed == 3 && r.Arrived == 3 }, "3 closed, 3 arrived")
 	r, ok := p.MovingReport()

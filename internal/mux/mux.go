@@ -23,8 +23,10 @@
 //     whose NotSent method reports true, so the retry policy may send it
 //     again, even an INCR;
 //   - a read deadline that passes fails that command only and retires the
-//     socket: no new connection is given to it, the replies of the others
-//     still arrive, and it is closed when its last connection is;
+//     socket: no new connection is given to it, the connections go-redis
+//     holds idle on it fail its pool's check (see vconn.SyscallConn), the
+//     replies of the commands under way still arrive, and it is closed when
+//     its last connection is;
 //   - a broken socket fails the commands waiting on it, as it would fail
 //     the connections of a pool.
 package mux

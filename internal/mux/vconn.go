@@ -1,10 +1,12 @@
 package mux
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redisfactory/redisfactory/internal/resp"
@@ -247,6 +249,48 @@ func (v *vconn) Close() error {
 	v.s.detach(v)
 	return nil
 }
+
+// SyscallConn is what go-redis's pool calls to check a connection it
+// takes from its idle list (connCheck). A virtual connection whose socket
+// is retired (a read deadline passed on it: it may be stuck) or broken
+// fails the check: go-redis closes it and takes another one, or dials,
+// which opens a new socket. So once a socket is retired, no new command
+// goes to it, whatever connections of it the pool held, and it closes when
+// the last of them is closed. A healthy one has no socket of its own to
+// peek at: its RawConn reads as "alive, nothing waiting".
+func (v *vconn) SyscallConn() (syscall.RawConn, error) {
+	v.mu.Lock()
+	err := v.err
+	v.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	s := v.s
+	s.mu.Lock()
+	retired, err := s.retired, s.err
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+		return nil, err
+	case retired:
+		return nil, errRetired
+	}
+	return quietRawConn{}, nil
+}
+
+// errRetired fails the pool's check of a connection on a retired socket.
+var errRetired = errors.New("mux: the socket is retired")
+
+// quietRawConn is the socket of a healthy virtual connection: nothing to
+// peek at (go-redis reads a Read that does not call its function as
+// "alive, no data"), nothing to control.
+type quietRawConn struct{}
+
+func (quietRawConn) Control(func(fd uintptr)) error    { return errNoSocket }
+func (quietRawConn) Read(func(fd uintptr) bool) error  { return nil }
+func (quietRawConn) Write(func(fd uintptr) bool) error { return errNoSocket }
+
+var errNoSocket = errors.New("mux: a virtual connection has no socket of its own")
 
 func (v *vconn) LocalAddr() net.Addr  { return v.s.conn.LocalAddr() }
 func (v *vconn) RemoteAddr() net.Addr { return v.s.conn.RemoteAddr() }

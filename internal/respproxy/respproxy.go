@@ -296,7 +296,7 @@ type Conn struct {
 	out        [][]byte   // frames waiting to be written to the client
 	outBytes   int        // their size
 	held       [][]byte   // frames sent while a server frame is half written
-	midFrame   bool       // out ends in the middle of a server frame
+	midFrame   bool       // a server frame is being delivered: out may end in the middle of it
 	pending    []pending  // replies the client waits for, in order
 	awaiting   int        // server replies in pending (the sum of their n)
 	windowFull bool       // awaiting reached MaxInFlight, not yet half
@@ -698,6 +698,11 @@ func (c *Conn) serverLoop() {
 		var head pending
 		isReply := false
 		c.mu.Lock()
+		// From here until the frame is queued whole, frames sent or
+		// replied locally wait behind it: once its command has left
+		// pending, a local reply that was waiting for it (AtTurn, Reply)
+		// no longer does, and would otherwise overtake it.
+		c.midFrame = true
 		if typ != '>' && len(c.pending) > 0 && c.pending[0].n > 0 {
 			isReply = true
 			head = c.pending[0]
@@ -724,11 +729,14 @@ func (c *Conn) serverLoop() {
 			if err != nil {
 				return
 			}
+			c.mu.Lock()
 			if deliver {
-				c.mu.Lock()
-				c.queueLocked(c.p.cfg.Rewrite(head.cmd, frame))
-				c.mu.Unlock()
+				frame = c.p.cfg.Rewrite(head.cmd, frame)
+				c.out = append(c.out, frame)
+				c.outBytes += len(frame)
 			}
+			c.endFrameLocked()
+			c.mu.Unlock()
 		} else if err := c.stream(r, deliver); err != nil {
 			return
 		}
@@ -762,6 +770,14 @@ func (c *Conn) stream(r *bufio.Reader, deliver bool) error {
 		return nil
 	})
 	c.mu.Lock()
+	c.endFrameLocked()
+	c.mu.Unlock()
+	return err
+}
+
+// endFrameLocked ends the delivery of a server frame: the frames held
+// meanwhile follow it. c.mu must be held.
+func (c *Conn) endFrameLocked() {
 	c.midFrame = false
 	for _, f := range c.held {
 		c.out = append(c.out, f)
@@ -769,8 +785,6 @@ func (c *Conn) stream(r *bufio.Reader, deliver bool) error {
 	}
 	c.held = nil
 	c.cond.Broadcast()
-	c.mu.Unlock()
-	return err
 }
 
 // releaseLocals queues the local replies, and runs the turns, that were
