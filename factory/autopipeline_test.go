@@ -314,6 +314,7 @@ func TestAutoPipelineServerKilledUnderLoad(t *testing.T) {
 `, srv.Addr()), factory.Options{})
 	h, err := f.Handle("a")
 	require.NoError(t, err)
+	c := engine(t, f, "a")
 	ctx := context.Background()
 
 	var ops, incrOK, incrFailed atomic.Int64
@@ -366,7 +367,9 @@ func TestAutoPipelineServerKilledUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, n, incrOK.Load(), "every INCR that succeeded was applied")
 	assert.LessOrEqual(t, n, incrOK.Load()+incrFailed.Load(), "no INCR was applied twice")
-	t.Logf("%d operations; INCR: %d ok, %d failed, %d applied", ops.Load(), incrOK.Load(), incrFailed.Load(), n)
+	st, _ := c.PipelineStats()
+	assert.Greater(t, st.Commands, uint64(ops.Load()), "the load went through the engine")
+	t.Logf("%d operations; INCR: %d ok, %d failed, %d applied; engine: %d commands in %d writes", ops.Load(), incrOK.Load(), incrFailed.Load(), n, st.Commands, st.Writes)
 }
 
 // TestAutoPipelineReloadAndClose: a reload under load swaps the engine
