@@ -132,7 +132,7 @@ sch: {mode: %s, relaxed_timeout: 5s, handoff_timeout: 5s}
 			require.Zero(t, pa.OpenConns(), "connections opened after the MOVING go to the new endpoint")
 			require.Positive(t, pb.OpenConns(), "the connections are on the new endpoint")
 			for _, ci := range pb.Clients() {
-				require.True(t, ci.Negotiated, "connection %d on the new endpoint asked for notifications", ci.ID)
+				require.True(t, ci.Negotiated, "connection %d on the new endpoint asked for notifications: %+v", ci.ID, pb.Clients())
 			}
 			if tc.auto {
 				st, _ := c.PipelineStats()

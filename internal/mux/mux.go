@@ -74,6 +74,7 @@ type Dialer struct {
 
 	mu      sync.Mutex
 	sockets map[string][]*socket // network+addr → live, not retired
+	dialing map[string][]*dial   // network+addr → sockets being dialed
 	all     map[*socket]struct{}
 	next    int
 	closed  bool
@@ -99,61 +100,100 @@ func New(cfg Config) *Dialer {
 	if cfg.Sockets <= 0 {
 		cfg.Sockets = 1
 	}
-	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, all: map[*socket]struct{}{}}
+	return &Dialer{cfg: cfg, sockets: map[string][]*socket{}, dialing: map[string][]*dial{}, all: map[*socket]struct{}{}}
 }
 
 // DialContext returns a virtual connection to addr over one of its shared
-// sockets, opening the socket when it has fewer than Config.Sockets.
+// sockets, opening the socket when it has fewer than Config.Sockets, open
+// or being dialed. go-redis dials a pool's connections concurrently: a
+// dial that finds every socket of addr still being dialed waits for one
+// (or for ctx), and shares its error when it fails.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	key := network + "\x00" + addr
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
-		d.next++
-		s := live[d.next%len(live)]
-		v := s.attach()
-		d.mu.Unlock()
-		if v != nil {
-			return v, nil
-		}
-		// The socket broke since it was listed; dial another.
+	for {
 		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return nil, ErrClosed
+		}
+		live, pending := d.sockets[key], d.dialing[key]
+		if len(live)+len(pending) < d.cfg.Sockets {
+			break // d.mu held: this caller dials
+		}
+		if len(live) > 0 {
+			d.next++
+			s := live[d.next%len(live)]
+			d.mu.Unlock()
+			if v := s.attach(); v != nil {
+				return v, nil
+			}
+			// The socket broke or was retired since it was listed.
+			d.unlist(s)
+			continue
+		}
+		p := pending[0]
+		d.mu.Unlock()
+		select {
+		case <-p.done:
+			if p.err != nil && !p.ctxEnded {
+				return nil, p.err
+			}
+			// A socket is open, or the dial ended with its caller's
+			// context, not ours: look again.
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	p := &dial{done: make(chan struct{})}
+	d.dialing[key] = append(d.dialing[key], p)
 	d.mu.Unlock()
 
 	conn, err := d.cfg.Dial(ctx, network, addr)
+	d.mu.Lock()
+	d.dialed(key, p)
+	if err == nil && d.closed {
+		_ = conn.Close()
+		err = ErrClosed
+	}
 	if err != nil {
+		p.err, p.ctxEnded = err, ctx.Err() != nil
+		d.mu.Unlock()
+		close(p.done)
 		return nil, err
 	}
 	s := newSocket(d, key, conn)
 	v := s.attach()
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		_ = conn.Close()
-		return nil, ErrClosed
-	}
-	if live := d.sockets[key]; len(live) >= d.cfg.Sockets {
-		// Dials started at the same time (a pool warming up) filled the
-		// address's sockets meanwhile: join one of them, so that there are
-		// never more than Config.Sockets, and drop this one unused.
-		d.next++
-		if w := live[d.next%len(live)].attach(); w != nil {
-			d.mu.Unlock()
-			_ = conn.Close()
-			return w, nil
-		}
-	}
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
 	d.wg.Add(2)
 	d.mu.Unlock()
+	close(p.done)
 	go s.writeLoop()
 	go s.readLoop()
 	return v, nil
+}
+
+// dial is a socket being dialed; done is closed when the dial ends.
+type dial struct {
+	done     chan struct{}
+	err      error // the dial's error, set before done is closed
+	ctxEnded bool  // the dialing caller's context had ended
+}
+
+// dialed takes p off the dials under way of key. d.mu must be held.
+func (d *Dialer) dialed(key string, p *dial) {
+	list := d.dialing[key]
+	for i, x := range list {
+		if x == p {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(d.dialing, key)
+	} else {
+		d.dialing[key] = list
+	}
 }
 
 // unlist takes s off the list of sockets new connections may use.
@@ -218,6 +258,7 @@ type socket struct {
 	spare   []byte // the last batch's buffer, for the next one
 	queued  int    // commands in out
 	writing bool   // the writer has been woken or is writing
+	holding bool   // the writer holds the batch until the reader's next read
 	waiting ring   // one connection per command whose reply has not arrived, in order
 	taken   int    // how many of waiting the writer has taken (written or being written)
 	err     error  // set once the socket is broken
@@ -377,6 +418,14 @@ func (s *socket) writeLoop() {
 				s.mu.Unlock()
 				break
 			}
+			if s.taken >= holdAt && !s.fullLocked() {
+				// Many replies are due: hold the batch until the reader
+				// has taken the next read's worth (it wakes the writer),
+				// so that it grows by what callers queue meanwhile.
+				s.holding = true
+				s.mu.Unlock()
+				break
+			}
 			buf := s.takeLocked()
 			s.mu.Unlock()
 			if t := s.d.cfg.WriteTimeout; t > 0 {
@@ -489,6 +538,7 @@ func (s *socket) readLoop() {
 			v.deliver(buf[from:start])
 			from = start
 		}
+		s.releaseHeld()
 		// All handed out: reuse the buffer from its start. (Otherwise
 		// what is from from on, an incomplete frame or an attribute
 		// waiting for its reply, stays.)
@@ -511,6 +561,25 @@ func (s *socket) broadcast(frame []byte) {
 	s.mu.Unlock()
 	for _, v := range vs {
 		v.deliverPush(frame)
+	}
+}
+
+// holdAt is how many replies must be due before the writer holds a new
+// batch for the reader's next read (see writeLoop). Below it, with few
+// callers, a command is written at once: holding would add a round trip
+// to each. Above it, with many, holding turns a stream of one-command
+// writes (each caller's next command as its reply wakes it) into batches,
+// and the write system call is most of the cost of a command.
+const holdAt = 16
+
+// releaseHeld wakes the writer after a read, when it holds a batch.
+func (s *socket) releaseHeld() {
+	s.mu.Lock()
+	held := s.holding && s.queued > 0
+	s.holding = false
+	s.mu.Unlock()
+	if held {
+		s.wakeWriter()
 	}
 }
 
