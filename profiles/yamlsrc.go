@@ -74,7 +74,7 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 	if line, msg := recordLines(doc, "", p.lines); msg != "" {
 		return nil, &parseError{line: line, rule: "yaml", msg: msg}
 	}
-	tree, perr := toValue(doc)
+	tree, perr := toValue(withoutExtensions(doc))
 	if perr != nil {
 		return nil, perr
 	}
@@ -86,6 +86,32 @@ func parseYAML(name string, data []byte, b *parseBudget) (p *parsed, perr *parse
 		return nil, &parseError{line: doc.Line, rule: "yaml", msg: "invalid YAML: the top level must be a map of `defaults` and `profiles`"}
 	}
 	return p, nil
+}
+
+// withoutExtensions returns the top-level mapping doc without its x- keys
+// (as a copy: doc is left as it is). They hold YAML anchors, which their
+// aliases reach through the node tree, and nothing reads their values
+// (resolve skips them), so decoding them would be work for nothing: as
+// much as the rest of the file when they hold a large anchor, and the
+// limits allow a million nodes.
+func withoutExtensions(doc *yaml.Node) *yaml.Node {
+	if doc.Kind != yaml.MappingNode {
+		return doc
+	}
+	var kept []*yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k := doc.Content[i]
+		if k.Kind == yaml.ScalarNode && strings.HasPrefix(k.Value, "x-") {
+			continue
+		}
+		kept = append(kept, k, doc.Content[i+1])
+	}
+	if len(kept) == len(doc.Content) {
+		return doc
+	}
+	out := *doc
+	out.Content = kept
+	return &out
 }
 
 // checkText finds the first byte YAML does not accept: invalid UTF-8, or
