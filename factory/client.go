@@ -48,8 +48,8 @@ type Client struct {
 	exts      []*extension
 	// With pipeline.auto (see autopipeline.go): where the handle sends
 	// batchable commands (batched), the client behind it (batch), and its
-	// sockets (batchConns). The factory's engine (mux) or, with sentinel
-	// or sch, go-redis's auto-pipeliner (ap).
+	// sockets (batchConns). The factory's engine (mux) or, for a sentinel
+	// profile, go-redis's auto-pipeliner (ap).
 	batched    redis.UniversalClient
 	batch      *redis.Client
 	mux        *mux.Dialer
@@ -238,8 +238,9 @@ func (c *Client) Close() error {
 			c.stopProbe = nil
 		}
 		c.probeMu.Unlock()
-		// The auto-pipeliner first: its Close sends what it has accepted
-		// and waits for the replies, on connections still open.
+		// The pipelining engine first: go-redis's auto-pipeliner sends
+		// what it has accepted and waits for the replies, on connections
+		// still open; the factory's engine fails what still waits.
 		c.closeErr = errors.Join(c.closeAutoPipeline(), c.UniversalClient.Close(), closeExtensions(c.exts))
 		c.rt.Events().Publish(runtime.Event{Kind: runtime.ClientClosed, Profile: c.name})
 	})
@@ -255,8 +256,9 @@ const cutGrace = 100 * time.Millisecond
 var errCut = errors.New("auto-pipeline connections cut before their replies came")
 
 // closeWithin closes the client as Close does, but does not wait past
-// stop (plus cutGrace) for it. Only the auto-pipeliner's Close can wait on
-// the network (it waits for the replies of the batches it sent): when stop
+// stop (plus cutGrace) for it. Only go-redis's auto-pipeliner (sentinel
+// profiles) can make Close wait on the network (it waits for the replies
+// of the batches it sent; the factory's engine does not wait): when stop
 // comes first, its connections are closed under it, which makes those
 // reads fail and its drain end, so the close finishes at once and leaves
 // no goroutine behind.

@@ -89,10 +89,12 @@ func newGeneration(c *Client) *generation {
 }
 
 // batchable returns where a command that can be auto-pipelined goes under
-// ctx: the auto-pipeliner, unless ctx carries a deadline or is already
-// done. go-redis runs a queued command on the auto-pipeliner's own context
-// (a deadline is not honoured once it is queued), so such commands take
-// the pool, where their deadline bounds them exactly as with bare go-redis.
+// ctx: the pipelining engine. With go-redis's auto-pipeliner (sentinel
+// profiles), a command whose ctx carries a deadline or is already done
+// takes the pool instead: go-redis runs a queued command on the
+// auto-pipeliner's own context (a deadline is not honoured once it is
+// queued), while the pool bounds it exactly as bare go-redis does. The
+// factory's engine runs every command on its caller's context.
 func (g *generation) batchable(ctx context.Context) redis.UniversalClient {
 	if !g.auto {
 		return g.client // small enough to inline: the default profile pays one test
@@ -291,9 +293,10 @@ func (h *Handle) Get(ctx context.Context, key string) *redis.StringCmd {
 			return cmd
 		}
 		if g.ap != nil && g.batchable(ctx) == g.batched {
-			// A miss rides the auto-pipeliner, through the cache's fill
-			// (single flight, invalidation race): the auto-pipeliner's
-			// connections are dialed with tracking on.
+			// With go-redis's auto-pipeliner, a miss rides it through the
+			// cache's fill (single flight, invalidation race): its
+			// connections are dialed with tracking on. (The factory's
+			// engine has the cache's hook on its own client: see reads.)
 			cmd := redis.NewStringCmd(ctx, "get", key)
 			_ = g.cache.Process(ctx, cmd, g.ap.Process)
 			return cmd
