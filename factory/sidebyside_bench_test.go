@@ -34,7 +34,9 @@ import (
 //
 //	go test -run '^$' -bench 'BenchmarkSideBySide' -benchtime 15x -v ./factory/
 //
-// SIDE_ROUND sets the time each client runs per round (default 1s).
+// SIDE_ROUND sets the time each client runs per round (default 1s), and
+// SIDE_CONCS, a comma-separated list, the goroutine counts to run (default
+// each benchmark's own).
 
 // sideRound is the time each client runs in each round.
 func sideRound() time.Duration {
@@ -156,8 +158,24 @@ func (s summary) format(scale float64, unit string) string {
 
 // sideBySide runs rounds of clients at each concurrency and prints the
 // summaries and the per-round ratios to the clients named in refs.
+// sideConcs returns the goroutine counts of SIDE_CONCS that are among
+// concs, or concs.
+func sideConcs(concs []int) []int {
+	var picked []int
+	for _, f := range strings.Split(os.Getenv("SIDE_CONCS"), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && slices.Contains(concs, n) {
+			picked = append(picked, n)
+		}
+	}
+	if len(picked) == 0 {
+		return concs
+	}
+	return picked
+}
+
 func sideBySide(b *testing.B, title string, concs []int, clients []sideClient, refs []string, latencies bool) {
 	d := sideRound()
+	concs = sideConcs(concs)
 	type key struct {
 		conc   int
 		client string
