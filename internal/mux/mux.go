@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -62,6 +63,21 @@ type Config struct {
 	// WriteTimeout bounds each write to a socket; a write that times out
 	// breaks the socket. 0 means none.
 	WriteTimeout time.Duration
+
+	// Prepare, when set, readies each new socket for Do. It gets a virtual
+	// connection on the socket and runs on it the handshake a client runs
+	// on a connection of its own (authentication, protocol, database,
+	// notifications), so that what Do sends afterwards finds the socket in
+	// the state a client's connection would be in. It returns what to close
+	// when the socket is done with (it holds the connection, which keeps
+	// the socket open meanwhile). ctx ends with PrepareTimeout or when the
+	// socket breaks. Without Prepare, Do has no socket.
+	Prepare        func(ctx context.Context, conn net.Conn) (io.Closer, error)
+	PrepareTimeout time.Duration
+	// FreshFor, when set, keeps Do off a socket from which nothing was read
+	// for that long (an idle socket may be dead without anyone knowing;
+	// the caller's ordinary path checks its connections' health).
+	FreshFor time.Duration
 }
 
 // ErrClosed is returned by a Dialer after Close, and wrapped by the errors
@@ -80,7 +96,12 @@ type Dialer struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	writes, commands atomic.Uint64
+	// ready lists the sockets Do may use (see Config.Prepare); rr spreads
+	// Do's commands over them.
+	ready atomic.Pointer[[]*socket]
+	rr    atomic.Uint32
+
+	writes, commands, direct atomic.Uint64
 }
 
 // Stats are a Dialer's counters.
@@ -88,11 +109,12 @@ type Stats struct {
 	Sockets  int    // open now
 	Writes   uint64 // batches written
 	Commands uint64 // commands written; Commands/Writes is the mean batch
+	Direct   uint64 // of Commands, those sent by Do
 }
 
 // Stats returns the counters.
 func (d *Dialer) Stats() Stats {
-	return Stats{Sockets: d.Sockets(), Writes: d.writes.Load(), Commands: d.commands.Load()}
+	return Stats{Sockets: d.Sockets(), Writes: d.writes.Load(), Commands: d.commands.Load(), Direct: d.direct.Load()}
 }
 
 // New returns a Dialer.
@@ -166,6 +188,10 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
 	d.wg.Add(2)
+	if d.cfg.Prepare != nil {
+		d.wg.Add(1)
+		go s.prepare()
+	}
 	d.mu.Unlock()
 	close(p.done)
 	go s.writeLoop()
@@ -240,6 +266,7 @@ func (d *Dialer) Close() error {
 	}
 	d.sockets = map[string][]*socket{}
 	d.mu.Unlock()
+	d.ready.Store(nil)
 	for _, s := range all {
 		s.fail(ErrClosed)
 	}
@@ -259,11 +286,22 @@ type socket struct {
 	queued  int    // commands in out
 	writing bool   // the writer has been woken or is writing
 	holding bool   // the writer holds the batch until the reader's next read
-	waiting ring   // one connection per command whose reply has not arrived, in order
+	waiting ring   // what each command whose reply has not arrived goes to, in order
 	taken   int    // how many of waiting the writer has taken (written or being written)
 	err     error  // set once the socket is broken
 	retired bool   // no new connections
 	vconns  map[*vconn]struct{}
+
+	// Do's side (Config.Prepare): ready while Do may use the socket: it is
+	// prepared, not retired, and has received no push (a maintenance
+	// notice or an invalidation is for the connections on the socket,
+	// which Do's commands bypass). anchor holds the prepared connection;
+	// calls counts Do's commands waiting, which keep the socket open.
+	ready    bool
+	spent    bool // never ready (again): retired, broken, pushed to, or unused
+	anchor   io.Closer
+	calls    int
+	lastRead atomic.Int64 // unix nanoseconds of the last read, for FreshFor
 
 	wake chan struct{} // the writer has work
 	done chan struct{} // closed when the socket breaks
@@ -299,8 +337,14 @@ func (s *socket) detach(v *vconn) {
 		// get a socket about to close.
 		s.retired = true
 	}
+	// Do's commands under way keep the socket open: the reader closes it
+	// after the last of their replies (see pop).
+	unused := last && s.calls == 0
 	s.mu.Unlock()
 	if last {
+		s.unready()
+	}
+	if unused {
 		s.fail(errUnused)
 	}
 }
@@ -317,6 +361,7 @@ func (s *socket) retire() {
 	s.retired = true
 	s.mu.Unlock()
 	s.d.unlist(s)
+	s.unready()
 }
 
 // enqueue queues the complete commands in b (n of them) for v and wakes
@@ -329,11 +374,17 @@ func (s *socket) enqueue(v *vconn, b []byte, n int) error {
 		s.mu.Unlock()
 		return &notSentError{err}
 	}
-	s.out = append(s.out, b...)
-	s.queued += n
 	for range n {
 		s.waiting.push(v)
 	}
+	s.queueLocked(b, n)
+	return nil
+}
+
+// queueLocked queues b (n commands) and wakes the writer; it unlocks s.mu.
+func (s *socket) queueLocked(b []byte, n int) {
+	s.out = append(s.out, b...)
+	s.queued += n
 	idle := !s.writing
 	s.writing = true
 	// A writer waiting out FlushDelay must hear of a batch that has
@@ -344,7 +395,6 @@ func (s *socket) enqueue(v *vconn, b []byte, n int) error {
 	if idle || full {
 		s.wakeWriter() // else the writer sees it when its write is done
 	}
-	return nil
 }
 
 func (s *socket) wakeWriter() {
@@ -375,21 +425,22 @@ func (s *socket) fail(err error) {
 	}
 	s.err = err
 	waiting, taken := s.waiting.drain(), s.taken
-	s.out, s.queued, s.taken = nil, 0, 0
+	s.out, s.queued, s.taken, s.calls = nil, 0, 0, 0
 	s.mu.Unlock()
 	// Each waiting connection gets its error before done wakes them all: a
 	// reader woken by done first would take the socket's error, and a
 	// command never sent would look sent.
-	for i, v := range waiting {
+	for i, r := range waiting {
 		if i >= taken {
-			v.fail(&notSentError{err})
+			r.fail(&notSentError{err})
 		} else {
-			v.fail(err)
+			r.fail(err)
 		}
 	}
 	close(s.done)
 	_ = s.conn.Close()
 	s.d.unlist(s)
+	s.unready()
 	s.d.forget(s)
 }
 
@@ -505,6 +556,9 @@ func (s *socket) readLoop() {
 		}
 		n, err := s.conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if s.d.cfg.FreshFor > 0 {
+			s.lastRead.Store(time.Now().UnixNano())
+		}
 		if err != nil {
 			s.fail(fmt.Errorf("mux: read: %w", err))
 			return
@@ -524,19 +578,24 @@ func (s *socket) readLoop() {
 				// A push is about the socket (a maintenance notice): every
 				// connection on it gets a copy, read before its next
 				// reply, as on a connection of its own.
+				s.unready()
 				s.broadcast(buf[from:start])
 				from = start
 				continue
 			case '|':
 				continue // an attribute goes with the reply that follows
 			}
-			v := s.pop()
-			if v == nil {
+			r, unused := s.pop()
+			if r == nil {
 				s.fail(fmt.Errorf("%w: a reply no command asked for", resp.ErrProtocol))
 				return
 			}
-			v.deliver(buf[from:start])
+			r.deliver(buf[from:start])
 			from = start
+			if unused {
+				s.fail(errUnused)
+				return
+			}
 		}
 		s.releaseHeld()
 		// All handed out: reuse the buffer from its start. (Otherwise
@@ -583,26 +642,40 @@ func (s *socket) releaseHeld() {
 	}
 }
 
-// pop takes the connection the next reply belongs to.
-func (s *socket) pop() *vconn {
+// pop takes what the next reply goes to. unused reports that it was the
+// last of Do's commands on a socket whose connections are all closed: the
+// socket is to be closed once the reply is delivered.
+func (s *socket) pop() (r receiver, unused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.taken == 0 {
-		return nil
+		return nil, false
 	}
 	s.taken--
-	return s.waiting.pop()
+	r = s.waiting.pop()
+	if c, ok := r.(*call); ok && c.state.Load() != callAbandoned {
+		s.calls--
+		unused = s.calls == 0 && len(s.vconns) == 0
+	}
+	return r, unused
 }
 
-// ring is a FIFO of connections that reuses its storage.
+// receiver is what a reply goes to: a virtual connection, or one of Do's
+// commands.
+type receiver interface {
+	deliver(frame []byte)
+	fail(err error)
+}
+
+// ring is a FIFO of receivers that reuses its storage.
 type ring struct {
-	q       []*vconn
+	q       []receiver
 	head, n int
 }
 
-func (r *ring) push(v *vconn) {
+func (r *ring) push(v receiver) {
 	if r.n == len(r.q) {
-		q := make([]*vconn, max(16, 2*len(r.q)))
+		q := make([]receiver, max(16, 2*len(r.q)))
 		for i := range r.n {
 			q[i] = r.q[(r.head+i)%len(r.q)]
 		}
@@ -612,7 +685,7 @@ func (r *ring) push(v *vconn) {
 	r.n++
 }
 
-func (r *ring) pop() *vconn {
+func (r *ring) pop() receiver {
 	if r.n == 0 {
 		return nil
 	}
@@ -624,8 +697,8 @@ func (r *ring) pop() *vconn {
 }
 
 // drain empties r and returns what it held, in order.
-func (r *ring) drain() []*vconn {
-	out := make([]*vconn, 0, r.n)
+func (r *ring) drain() []receiver {
+	out := make([]receiver, 0, r.n)
 	for r.n > 0 {
 		out = append(out, r.pop())
 	}

@@ -1,0 +1,285 @@
+package mux_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redisfactory/redisfactory/internal/mux"
+	"github.com/redisfactory/redisfactory/internal/redistest"
+	"github.com/redisfactory/redisfactory/internal/resp"
+)
+
+// preparer is a Config.Prepare that sends its handshake (none: the
+// connection is kept as is) and counts the sockets it prepared and the
+// anchors closed.
+type preparer struct {
+	handshake []string
+	prepared  atomic.Int64
+	closed    atomic.Int64
+}
+
+func (p *preparer) prepare(ctx context.Context, c net.Conn) (io.Closer, error) {
+	if len(p.handshake) > 0 {
+		if _, err := c.Write(resp.Command(p.handshake...)); err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetReadDeadline(dl)
+		}
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(string(buf[:n]), "+OK") {
+			return nil, fmt.Errorf("handshake: %q", buf[:n])
+		}
+	}
+	p.prepared.Add(1)
+	return closerFunc(func() error { p.closed.Add(1); return c.Close() }), nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// do runs one command through d.Do and returns its reply frame.
+func do(d *mux.Dialer, deadline time.Time, args ...string) (string, error) {
+	var got string
+	err := d.Do(resp.Command(args...), deadline, func(frame []byte) error {
+		got = string(frame)
+		return nil
+	})
+	return got, err
+}
+
+// readyForDo waits until d.Do has a socket.
+func readyForDo(t *testing.T, d *mux.Dialer) {
+	t.Helper()
+	redistest.Eventually(t, wait, "a socket ready for Do", func() bool {
+		_, err := do(d, time.Now().Add(wait), "ECHO", "ready?")
+		return !errors.Is(err, mux.ErrNotReady)
+	})
+}
+
+// Do sends nothing until a socket is prepared: without Prepare, or
+// before any socket, it returns ErrNotReady. Once a dial has opened a
+// socket, Prepare runs once for it and Do's commands go on it.
+func TestDoNeedsAPreparedSocket(t *testing.T) {
+	srv := startFake(t, answer(echo))
+	plain := newDialer(t, mux.Config{})
+	dial(t, plain, srv.Addr())
+	_, err := do(plain, time.Time{}, "ECHO", "x")
+	assert.ErrorIs(t, err, mux.ErrNotReady, "no Prepare: no socket for Do")
+
+	p := &preparer{}
+	d := newDialer(t, mux.Config{Prepare: p.prepare})
+	_, err = do(d, time.Time{}, "ECHO", "x")
+	assert.ErrorIs(t, err, mux.ErrNotReady, "no socket yet")
+	c := dial(t, d, srv.Addr())
+	readyForDo(t, d)
+	got, err := do(d, time.Now().Add(wait), "ECHO", "direct")
+	require.NoError(t, err)
+	assert.Equal(t, bulk("direct"), got)
+	c.send(t, "ECHO", "virtual")
+	assert.Equal(t, bulk("virtual"), c.next(t))
+	assert.Equal(t, int64(1), p.prepared.Load())
+	st := d.Stats()
+	assert.Equal(t, 1, st.Sockets)
+	assert.GreaterOrEqual(t, st.Direct, uint64(2))
+}
+
+// Against a real server: Do's commands run in the state the handshake
+// left the socket in (here database 3), and interleave with a go-redis
+// client's commands on the same socket, each reply reaching its own
+// command.
+func TestDoSharesThePreparedSocketWithGoRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := &preparer{handshake: []string{"SELECT", "3"}}
+	d := newDialer(t, mux.Config{Prepare: p.prepare})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Dialer: d.DialContext, PoolSize: 16, DB: 3})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	require.NoError(t, rdb.Ping(ctx).Err())
+	readyForDo(t, d)
+
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				key, val := fmt.Sprintf("do:%d", g), fmt.Sprintf("v%d", i)
+				got, err := do(d, time.Now().Add(wait), "SET", key, val)
+				if !assert.NoError(t, err) || !assert.Equal(t, "+OK\r\n", got) {
+					return
+				}
+				got, err = do(d, time.Now().Add(wait), "GET", key)
+				if !assert.NoError(t, err) || !assert.Equal(t, bulk(val), got) {
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for i := range 200 {
+				key, val := fmt.Sprintf("gr:%d", g), fmt.Sprintf("w%d", i)
+				if !assert.NoError(t, rdb.Set(ctx, key, val, 0).Err()) {
+					return
+				}
+				got, err := rdb.Get(ctx, key).Result()
+				if !assert.NoError(t, err) || !assert.Equal(t, val, got) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 1, d.Stats().Sockets)
+	assert.GreaterOrEqual(t, d.Stats().Direct, uint64(8*400))
+
+	own := redis.NewClient(&redis.Options{Addr: srv.Addr(), DB: 3})
+	defer own.Close()
+	assert.Equal(t, "v199", own.Get(ctx, "do:0").Val(), "Do's SETs went to database 3")
+	assert.Equal(t, int64(0), redis.NewClient(&redis.Options{Addr: srv.Addr()}).Exists(ctx, "do:0").Val(),
+		"nothing of Do's in database 0")
+}
+
+// A push on a socket (a maintenance notice, an invalidation) is for the
+// connections on it: Do leaves the socket for good, and lets its
+// prepared connection go, while the connections keep working.
+func TestPushEndsDo(t *testing.T) {
+	const push = ">2\r\n$7\r\nmessage\r\n$5\r\nhello\r\n"
+	srv := startFake(t, answer(func(s *fakeServer, args []string) string {
+		if strings.EqualFold(args[0], "PUSHME") {
+			return push + "+PUSHED\r\n"
+		}
+		return echo(s, args)
+	}))
+	p := &preparer{}
+	d := newDialer(t, mux.Config{Prepare: p.prepare})
+	c := dial(t, d, srv.Addr())
+	readyForDo(t, d)
+	c.send(t, "PUSHME")
+	assert.Equal(t, push, c.next(t))
+	assert.Equal(t, "+PUSHED\r\n", c.next(t))
+	_, err := do(d, time.Now().Add(wait), "ECHO", "after")
+	assert.ErrorIs(t, err, mux.ErrNotReady)
+	redistest.Eventually(t, wait, "the prepared connection closed", func() bool { return p.closed.Load() == 1 })
+	c.send(t, "ECHO", "still")
+	assert.Equal(t, bulk("still"), c.next(t))
+	assert.Equal(t, 1, d.Stats().Sockets)
+}
+
+// A deadline that passes fails Do's command as a timeout, at the
+// deadline; the socket is retired (Do and new connections leave it), and
+// since nothing else uses it, it is closed although the reply never
+// came.
+func TestDoDeadline(t *testing.T) {
+	h := newHold()
+	srv := startFake(t, answer(h.reply))
+	defer close(h.release)
+	p := &preparer{}
+	d := newDialer(t, mux.Config{Prepare: p.prepare})
+	c := dial(t, d, srv.Addr())
+	readyForDo(t, d)
+	require.NoError(t, c.Close()) // the prepared connection alone keeps the socket
+
+	start := time.Now()
+	_, err := do(d, start.Add(50*time.Millisecond), "HOLD")
+	took := time.Since(start)
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+	assert.False(t, notSent(err))
+	assert.GreaterOrEqual(t, took, 50*time.Millisecond)
+	assert.Less(t, took, time.Second)
+	noSockets(t, d)
+	assert.Equal(t, int64(1), p.closed.Load())
+	_, err = do(d, time.Now().Add(wait), "ECHO", "x")
+	assert.ErrorIs(t, err, mux.ErrNotReady)
+}
+
+// A command Do queued behind a write that never ends fails as not sent
+// when the socket breaks; the one written fails with the socket's error.
+func TestDoQueuedFailsAsNotSent(t *testing.T) {
+	servers := make(chan net.Conn, 1)
+	p := &preparer{}
+	d := newDialer(t, mux.Config{Dial: pipeDialer(servers), Prepare: p.prepare})
+	dial(t, d, "pipe")
+	server := <-servers
+	defer server.Close()
+	readyForDoNoIO := func() bool { return p.prepared.Load() == 1 }
+	redistest.Eventually(t, wait, "prepared", readyForDoNoIO)
+
+	first := make(chan error, 1)
+	go func() { _, err := do(d, time.Time{}, "INCR", "n"); first <- err }()
+	redistest.Eventually(t, wait, "the first write", func() bool { return d.Stats().Writes == 1 })
+	const queued = 64
+	errs := make(chan error, queued)
+	for range queued {
+		go func() { _, err := do(d, time.Time{}, "INCR", "n"); errs <- err }()
+	}
+	redistest.Eventually(t, wait, "all queued", func() bool { return d.Stats().Direct == queued+1 })
+	_ = server.Close()
+	err := <-first
+	require.Error(t, err)
+	assert.False(t, notSent(err), "%v", err)
+	for range queued {
+		err := <-errs
+		require.Error(t, err)
+		assert.True(t, notSent(err), "%v", err)
+	}
+	noSockets(t, d)
+}
+
+// FreshFor keeps Do off a socket nothing was read from for that long; a
+// reply read on it makes it fresh again.
+func TestDoLeavesAnIdleSocket(t *testing.T) {
+	srv := startFake(t, answer(echo))
+	p := &preparer{}
+	d := newDialer(t, mux.Config{Prepare: p.prepare, FreshFor: 100 * time.Millisecond})
+	c := dial(t, d, srv.Addr())
+	c.send(t, "ECHO", "x")
+	assert.Equal(t, bulk("x"), c.next(t))
+	readyForDo(t, d)
+	time.Sleep(150 * time.Millisecond) // the idle time under test
+	_, err := do(d, time.Now().Add(wait), "ECHO", "stale")
+	assert.ErrorIs(t, err, mux.ErrNotReady)
+	c.send(t, "ECHO", "refresh")
+	assert.Equal(t, bulk("refresh"), c.next(t))
+	got, err := do(d, time.Now().Add(wait), "ECHO", "fresh")
+	require.NoError(t, err)
+	assert.Equal(t, bulk("fresh"), got)
+}
+
+// Close fails Do's commands waiting for replies at once, with ErrClosed.
+func TestCloseFailsDo(t *testing.T) {
+	srv := startFake(t, func(s *fakeServer, c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // never answers
+	p := &preparer{}
+	d := mux.New(mux.Config{Dial: (&net.Dialer{}).DialContext, Prepare: p.prepare})
+	c, err := d.DialContext(context.Background(), "tcp", srv.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	redistest.Eventually(t, wait, "prepared", func() bool { return p.prepared.Load() == 1 })
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { _, err := do(d, time.Time{}, "PING"); errs <- err }()
+	}
+	redistest.Eventually(t, wait, "all sent", func() bool { return d.Stats().Direct == 4 })
+	start := time.Now()
+	require.NoError(t, d.Close())
+	for range 4 {
+		assert.ErrorIs(t, <-errs, mux.ErrClosed)
+	}
+	assert.Less(t, time.Since(start), time.Second)
+}
