@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redisfactory/redisfactory/internal/fastcmd"
 	"github.com/redisfactory/redisfactory/internal/mux"
 	"github.com/redisfactory/redisfactory/schema"
 )
@@ -39,12 +40,24 @@ func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer, batchOut
 	// them (see closeWithin).
 	c.batchConns = &connSet{conns: map[net.Conn]net.Conn{}}
 	if p.Mode == schema.Standalone {
-		c.mux = mux.New(muxConfig(p.Pipeline, c.batchConns.dialer(cm.sockets), cm.write))
+		mc := muxConfig(p.Pipeline, c.batchConns.dialer(cm.sockets), cm.write)
+		if directActive(p) {
+			mc.Prepare = prepareSocket(p, cm)
+			mc.PrepareTimeout = max(p.Timeouts.Connect, 0) + max(cm.read, 0)
+			if mc.PrepareTimeout == 0 {
+				mc.PrepareTimeout = 10 * time.Second
+			}
+			mc.FreshFor = p.HealthCheckInterval
+		}
+		c.mux = mux.New(mc)
 		cm.dialer = cm.virtual(c.mux.DialContext)
 		bc := redis.NewClient(virtualOptions(standaloneOptions(p, cm)))
 		outer(bc)
 		bc.AddHook(c.policy.Hook())
 		c.batch, c.batched = bc, bc
+		if directActive(p) {
+			c.direct = &directHook{mux: c.mux, dec: fastcmd.NewDecoder(), read: bc.Options().ReadTimeout}
+		}
 		return nil
 	}
 	cm.dialer = c.batchConns.dialer(cm.dialer)
@@ -122,6 +135,7 @@ type PipelineStats struct {
 	Sockets  int    // sockets open
 	Writes   uint64 // batches written
 	Commands uint64 // commands written; Commands/Writes is the mean batch
+	Direct   uint64 // of Commands, those the direct path sent (see direct.go)
 }
 
 // PipelineStats returns the counters of the factory's pipelining engine;
@@ -132,7 +146,7 @@ func (c *Client) PipelineStats() (s PipelineStats, ok bool) {
 		return PipelineStats{}, false
 	}
 	ms := c.mux.Stats()
-	return PipelineStats{Sockets: ms.Sockets, Writes: ms.Writes, Commands: ms.Commands}, true
+	return PipelineStats{Sockets: ms.Sockets, Writes: ms.Writes, Commands: ms.Commands, Direct: ms.Direct}, true
 }
 
 // Batched returns where the profile's Handle sends the commands it can
@@ -149,7 +163,11 @@ func (c *Client) closeAutoPipeline() error {
 	case c.ap != nil:
 		return errors.Join(c.ap.Close(), c.batch.Close())
 	case c.mux != nil:
-		return errors.Join(c.batch.Close(), c.mux.Close())
+		err := errors.Join(c.batch.Close(), c.mux.Close())
+		if c.direct != nil {
+			err = errors.Join(err, c.direct.dec.Close())
+		}
+		return err
 	}
 	return nil
 }

@@ -54,10 +54,14 @@ type Client struct {
 	batch      *redis.Client
 	mux        *mux.Dialer
 	ap         *redis.AutoPipeliner
-	batchConns *connSet    // the batch client's sockets
-	closing    atomic.Bool // Close has begun: no more health-check PINGs
-	closeOnce  sync.Once
-	closeErr   error
+	batchConns *connSet // the batch client's sockets
+	// The engine's direct path (direct.go), replaced when a hook is
+	// added after it (addBatchHook, under directMu).
+	direct    *directHook
+	directMu  sync.Mutex
+	closing   atomic.Bool // Close has begun: no more health-check PINGs
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Build builds the client of one validated profile. Most users call New,
@@ -196,6 +200,7 @@ func (c *Client) build(opts BuildOptions) error {
 			return fmt.Errorf("redisfactory: profile %s: %w", name, err)
 		}
 	}
+	c.startDirect() // after every extension's hooks
 	if opts.OnBuild != nil {
 		if err := opts.OnBuild(name, c.UniversalClient); err != nil {
 			_ = c.closeAutoPipeline()

@@ -124,7 +124,10 @@ func (g *generation) readable(ctx context.Context) redis.UniversalClient {
 // addHook adds hk to every go-redis client of g.
 func (g *generation) addHook(hk redis.Hook) {
 	g.client.AddHook(hk)
-	if g.batch != nil {
+	switch {
+	case g.owner != nil && g.owner.batch != nil:
+		g.owner.addBatchHook(hk) // keeps the direct path last
+	case g.batch != nil:
 		g.batch.AddHook(hk)
 	}
 }

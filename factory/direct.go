@@ -1,0 +1,190 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redisfactory/redisfactory/internal/fastcmd"
+	"github.com/redisfactory/redisfactory/internal/mux"
+	"github.com/redisfactory/redisfactory/schema"
+)
+
+// The direct path of the factory's engine (pipeline.auto, standalone, no
+// cache): the last hook of the engine's client sends the simple commands
+// it can (directCommands, with a reply go-redis reads as one value) onto
+// a shared socket itself, and sets the reply on the command, instead of
+// taking a virtual connection from go-redis's pool. Every hook before it
+// runs as for any command (the retry policy, handoff reruns, metrics,
+// tracing, the user's hooks: see stepAside); what it skips is go-redis's
+// per-connection work (pool, buffers, deadlines, push checks), which was
+// most of the CPU a command cost with 8 callers.
+//
+// It keeps go-redis's results exactly: arguments are encoded as go-redis
+// encodes them (else the command takes the ordinary path), and a reply
+// that is not a plain value (an error, a RESP3 type, an attribute) is read
+// by go-redis's own parser (fastcmd.Decoder). It keeps the connection's
+// state: a socket serves it only once a go-redis handshake has run on it
+// (prepareSocket), and never after a push (a maintenance notice is for
+// the connections on the socket: from then on they carry every command).
+// A socket from which nothing was read for health_check_interval is left
+// to the ordinary path, whose connections are health-checked.
+
+// directCommands are the commands the direct path may send: none blocks,
+// none changes the connection's state, and each has a reply go-redis
+// reads as one value (fastcmd.Supported checks the command's type too).
+var directCommands = func() map[string]bool {
+	m := map[string]bool{}
+	for _, name := range []string{
+		"get", "set", "getdel", "getex", "getset", "getrange", "setrange", "append", "strlen",
+		"incr", "incrby", "decr", "decrby", "del", "unlink", "exists", "touch",
+		"expire", "pexpire", "expireat", "pexpireat", "persist",
+		"hget", "hset", "hdel", "hlen", "hincrby", "hexists", "hsetnx", "hstrlen",
+		"lpush", "rpush", "llen", "lindex", "lpop", "rpop",
+		"sadd", "srem", "scard", "sismember",
+		"zadd", "zcard", "zrem", "zscore", "zincrby", "zrank", "zrevrank",
+		"publish", "echo",
+	} {
+		m[name] = true
+	}
+	return m
+}()
+
+// directHook is the last hook of the engine's client.
+type directHook struct {
+	mux  *mux.Dialer
+	dec  *fastcmd.Decoder
+	read time.Duration // go-redis's read timeout (after its defaults); ≤ 0 for none
+	// off is set when a hook is added after this one (stepAside): a hook
+	// after it would not see the commands it sends.
+	off atomic.Bool
+}
+
+// reqBufs recycles the buffers commands are encoded into (the socket
+// copies them into its batch).
+var reqBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func (h *directHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *directHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.off.Load() || !directCommands[cmd.Name()] || !fastcmd.Supported(cmd) {
+			return next(ctx, cmd)
+		}
+		bp := reqBufs.Get().(*[]byte)
+		req, ok := fastcmd.AppendArgs((*bp)[:0], cmd.Args())
+		if !ok {
+			reqBufs.Put(bp)
+			return next(ctx, cmd)
+		}
+		// As go-redis's pool does, a context already done sends nothing.
+		if err := ctx.Err(); err != nil {
+			reqBufs.Put(bp)
+			cmd.SetErr(err)
+			return err
+		}
+		err := h.mux.Do(req, h.deadline(ctx), func(frame []byte) error {
+			return h.dec.SetReply(ctx, cmd, frame)
+		})
+		if cap(req) <= 64<<10 {
+			*bp = req[:0]
+			reqBufs.Put(bp)
+		}
+		if errors.Is(err, mux.ErrNotReady) {
+			return next(ctx, cmd) // nothing was sent
+		}
+		if err != nil && cmd.Err() == nil {
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+// deadline is the read deadline go-redis would set for the command: its
+// read timeout from now, or the context's deadline when sooner.
+func (h *directHook) deadline(ctx context.Context) time.Time {
+	var tm time.Time
+	if h.read < 0 {
+		return tm // go-redis sets no read deadline at all (timeouts.read -2)
+	}
+	if h.read > 0 {
+		tm = time.Now().Add(h.read)
+	}
+	if dl, ok := ctx.Deadline(); ok && (tm.IsZero() || dl.Before(tm)) {
+		return dl
+	}
+	return tm
+}
+
+// directActive reports whether a profile's engine gets the direct path:
+// the factory's engine (standalone) without the cache, whose hook and
+// tracking work per connection.
+func directActive(p *schema.Profile) bool {
+	return p.Pipeline.Auto && p.Mode == schema.Standalone && !p.Cache.Enabled
+}
+
+// startDirect adds the direct path as the engine client's last hook
+// (after every extension has attached its hooks).
+func (c *Client) startDirect() {
+	if c.direct == nil {
+		return
+	}
+	c.batch.AddHook(c.direct)
+}
+
+// addBatchHook adds hk to the engine's client so that it sees every
+// command: the direct path in place steps aside, and a new one goes after
+// hk.
+func (c *Client) addBatchHook(hk redis.Hook) {
+	c.directMu.Lock()
+	defer c.directMu.Unlock()
+	if c.direct == nil {
+		c.batch.AddHook(hk)
+		return
+	}
+	c.direct.off.Store(true)
+	c.batch.AddHook(hk)
+	c.direct = &directHook{mux: c.direct.mux, dec: c.direct.dec, read: c.direct.read}
+	c.batch.AddHook(c.direct)
+}
+
+// errAnchorSpent fails a second dial of a socket's handshake client.
+var errAnchorSpent = errors.New("redisfactory: the handshake connection of a shared socket is closed")
+
+// prepareSocket is the engine's mux.Config.Prepare: it runs go-redis's
+// handshake of the profile (the engine client's options and dialer
+// wrappers: authentication, RESP3, database, client name, notifications,
+// extensions' OnConnect) on conn, a virtual connection of a new socket, by
+// a PING through a one-connection client, which it returns: closing it
+// closes conn.
+func prepareSocket(p *schema.Profile, cm common) func(ctx context.Context, conn net.Conn) (io.Closer, error) {
+	return func(ctx context.Context, conn net.Conn) (io.Closer, error) {
+		var used atomic.Bool
+		acm := cm
+		acm.dialer = cm.virtual(func(context.Context, string, string) (net.Conn, error) {
+			if used.Swap(true) {
+				return nil, errAnchorSpent
+			}
+			return conn, nil
+		})
+		o := virtualOptions(standaloneOptions(p, acm))
+		o.PoolSize, o.MaxIdleConns = 1, 1
+		o.ConnMaxIdleTime, o.ConnMaxLifetime = -1, 0
+		ac := redis.NewClient(o)
+		if err := ac.Ping(ctx).Err(); err != nil {
+			_ = ac.Close()
+			return nil, err
+		}
+		return ac, nil
+	}
+}

@@ -1,0 +1,158 @@
+package factory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/redisfactory/redisfactory/factory"
+	"github.com/redisfactory/redisfactory/internal/redistest"
+)
+
+// nameHook counts the commands of each name it sees.
+type nameHook struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (h *nameHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *nameHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.seen[cmd.Name()]++
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+func (h *nameHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *nameHook) count(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen[name]
+}
+
+// With pipeline.auto on a standalone profile without a cache, the
+// engine's direct path sends GET, SET, INCR… itself: the results are
+// go-redis's (values, redis.Nil, error replies with their types), the
+// commands run in the profile's database (the socket was prepared by
+// go-redis's handshake), and a hook the user adds afterwards still sees
+// every command.
+func TestAutoPipelineDirectPath(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	f := newFactory(t, load(t, `profiles:
+  a:
+    addr: %s
+    db: 2
+    pipeline:
+      auto: true
+`, srv.Addr()), factory.Options{})
+	h, err := f.Handle("a")
+	require.NoError(t, err)
+	c := engine(t, f, "a")
+	ctx := context.Background()
+	bare := redis.NewClient(&redis.Options{Addr: srv.Addr(), DB: 2})
+	defer bare.Close()
+	require.NoError(t, bare.Ping(ctx).Err())
+
+	// The first commands may take the ordinary path while the socket is
+	// prepared; then the direct path takes over.
+	redistest.Eventually(t, 10*time.Second, "the direct path in use", func() bool {
+		require.NoError(t, h.Set(ctx, "direct:warm", "1", 0).Err())
+		st, _ := c.PipelineStats()
+		return st.Direct > 0
+	})
+	hook := &nameHook{seen: map[string]int{}}
+	h.AddHook(hook)
+	before, _ := c.PipelineStats()
+
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				key, val := fmt.Sprintf("direct:%d", g), fmt.Sprintf("v%d", i)
+				if !assert.NoError(t, h.Set(ctx, key, val, 0).Err()) {
+					return
+				}
+				got, err := h.Get(ctx, key).Result()
+				if !assert.NoError(t, err) || !assert.Equal(t, val, got) {
+					return
+				}
+				if !assert.Equal(t, int64(i+1), h.Incr(ctx, fmt.Sprintf("direct:n:%d", g)).Val()) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	after, _ := c.PipelineStats()
+	assert.GreaterOrEqual(t, after.Direct-before.Direct, uint64(8*300), "every command took the direct path")
+	assert.Equal(t, 800, hook.count("get"), "the user's hook saw every GET")
+	assert.Equal(t, 800, hook.count("set"))
+	assert.Equal(t, "v99", bare.Get(ctx, "direct:7").Val(), "the commands ran in database 2")
+
+	// Replies other than a plain value are go-redis's own.
+	require.NoError(t, bare.LPush(ctx, "direct:list", "x").Err())
+	for _, tc := range []struct {
+		name      string
+		ours, its redis.Cmder
+	}{
+		{"missing key", h.Get(ctx, "direct:missing"), bare.Get(ctx, "direct:missing")},
+		{"wrong type", h.Get(ctx, "direct:list"), bare.Get(ctx, "direct:list")},
+		{"not an integer", h.Incr(ctx, "direct:0"), bare.Incr(ctx, "direct:0")},
+		{"SET NX on an existing key", h.SetArgs(ctx, "direct:0", "x", redis.SetArgs{Mode: "NX"}), bare.SetArgs(ctx, "direct:0", "x", redis.SetArgs{Mode: "NX"})},
+		{"SET GET", h.SetArgs(ctx, "direct:1", "v99", redis.SetArgs{Get: true}), bare.SetArgs(ctx, "direct:1", "v99", redis.SetArgs{Get: true})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, fmt.Sprint(tc.its), fmt.Sprint(tc.ours))
+			if tc.its.Err() == nil {
+				assert.NoError(t, tc.ours.Err())
+				return
+			}
+			require.Error(t, tc.ours.Err())
+			assert.Equal(t, tc.its.Err().Error(), tc.ours.Err().Error())
+			assert.IsType(t, tc.its.Err(), tc.ours.Err())
+			assert.Equal(t, errors.Is(tc.its.Err(), redis.Nil), errors.Is(tc.ours.Err(), redis.Nil))
+			var a, b redis.Error
+			assert.Equal(t, errors.As(tc.its.Err(), &a), errors.As(tc.ours.Err(), &b))
+		})
+	}
+}
+
+// The cache's hook and tracking work per connection: a profile with the
+// cache keeps every command on the engine's virtual connections.
+func TestAutoPipelineDirectPathOffWithCache(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	f := newFactory(t, load(t, `profiles:
+  a:
+    addr: %s
+    protocol: 3
+    cache:
+      enabled: true
+      max_entries: 100
+    pipeline:
+      auto: true
+`, srv.Addr()), factory.Options{})
+	h, err := f.Handle("a")
+	require.NoError(t, err)
+	c := engine(t, f, "a")
+	ctx := context.Background()
+	var n atomic.Int64
+	for i := range 50 {
+		require.NoError(t, h.Set(ctx, fmt.Sprint("k", i), "v", 0).Err())
+		require.Equal(t, "v", h.Get(ctx, fmt.Sprint("k", i)).Val())
+		n.Add(2)
+	}
+	st, _ := c.PipelineStats()
+	assert.GreaterOrEqual(t, st.Commands, uint64(n.Load()))
+	assert.Zero(t, st.Direct)
+}
