@@ -267,7 +267,7 @@ type observables struct {
 	cacheEntries, cacheBytes               metric.Int64ObservableGauge
 
 	pipelineSockets                  metric.Int64ObservableGauge
-	pipelineWrites, pipelineCommands metric.Int64ObservableCounter
+	pipelineWrites, pipelineCommands, pipelineDirect metric.Int64ObservableCounter
 }
 
 func (o *observables) create(meter metric.Meter) error {
@@ -316,6 +316,7 @@ func (o *observables) create(meter metric.Meter) error {
 	o.pipelineSockets = gauge("redisfactory.pipeline.sockets", "", "Sockets open of the factory's pipelining engine (pipeline.auto), by profile.")
 	o.pipelineWrites = counter("redisfactory.pipeline.writes", "", "Batches the factory's pipelining engine wrote, by profile.")
 	o.pipelineCommands = counter("redisfactory.pipeline.commands", "", "Commands the factory's pipelining engine wrote, by profile; commands / writes is the mean batch size.")
+	o.pipelineDirect = counter("redisfactory.pipeline.direct", "", "Of the commands the factory's pipelining engine wrote, those its direct path sent (no virtual connection), by profile.")
 	return errors.Join(errs...)
 }
 
@@ -325,7 +326,7 @@ func (o *observables) all() []metric.Observable {
 		o.healthChecks, o.healthFailures,
 		o.poolHits, o.poolMisses, o.poolTimeouts, o.poolTotal, o.poolIdle,
 		o.cacheHits, o.cacheMisses, o.cacheEvictions, o.cacheInvalidations, o.cacheFlushes, o.cacheEntries, o.cacheBytes,
-		o.pipelineSockets, o.pipelineWrites, o.pipelineCommands,
+		o.pipelineSockets, o.pipelineWrites, o.pipelineCommands, o.pipelineDirect,
 	}
 }
 
@@ -380,6 +381,7 @@ func (m *Metrics) observe(o metric.Observer, obs *observables) {
 				o.ObserveInt64(obs.pipelineSockets, int64(ps.Sockets), attrs)
 				o.ObserveInt64(obs.pipelineWrites, toInt64(ps.Writes), attrs)
 				o.ObserveInt64(obs.pipelineCommands, toInt64(ps.Commands), attrs)
+				o.ObserveInt64(obs.pipelineDirect, toInt64(ps.Direct), attrs)
 			}
 		}
 	}

@@ -276,11 +276,12 @@ func TestLoadReportsThePipeliningEngine(t *testing.T) {
 		assert.GreaterOrEqual(t, p.Commands, rep.Ops, "--watch %v: every operation of the workload went through the engine", watch)
 		assert.InDelta(t, float64(p.Commands)/float64(p.Writes), p.MeanBatch, 1e-9)
 		assert.GreaterOrEqual(t, p.MeanBatch, 1.0)
+		assert.LessOrEqual(t, p.Direct, p.Commands, "--watch %v", watch)
 	}
 
 	r := runCLI(t, nil, "load", "--profile", "auto", "--duration", "200ms", "--concurrency", "4", cfg)
 	require.Equal(t, exitOK, r.code, r)
-	assert.Regexp(t, `(?m)^pipeline\s+sockets 1, writes [1-9]\d*, commands [1-9]\d* \(mean batch \d+\.\d\d\)$`, r.stdout)
+	assert.Regexp(t, `(?m)^pipeline\s+sockets 1, writes [1-9]\d*, commands [1-9]\d* \(mean batch \d+\.\d\d\), direct [1-9]\d*$`, r.stdout)
 
 	r = runCLI(t, nil, "load", "--profile", "app", "--duration", "200ms", "--format", "json", cfg)
 	require.Equal(t, exitOK, r.code, r)

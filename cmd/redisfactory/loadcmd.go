@@ -67,11 +67,12 @@ type pipelineReport struct {
 	Sockets   int     `json:"sockets"`
 	Writes    uint64  `json:"writes"`
 	Commands  uint64  `json:"commands"`
+	Direct    uint64  `json:"direct"` // of commands, those of the direct path
 	MeanBatch float64 `json:"mean_batch"`
 }
 
 func newPipelineReport(s factory.PipelineStats) *pipelineReport {
-	r := &pipelineReport{Sockets: s.Sockets, Writes: s.Writes, Commands: s.Commands}
+	r := &pipelineReport{Sockets: s.Sockets, Writes: s.Writes, Commands: s.Commands, Direct: s.Direct}
 	if s.Writes > 0 { // no batch written: no mean (0)
 		r.MeanBatch = float64(s.Commands) / float64(s.Writes)
 	}
@@ -281,7 +282,7 @@ func printLoadReport(w io.Writer, s loadSpec, r loadgen.Report, reloads *reloadC
 			cs.Hits, cs.Misses, cs.HitRatio(), cs.Invalidations, cs.Evictions, cs.Flushes)
 	}
 	if pl != nil {
-		fmt.Fprintf(tw, "pipeline\tsockets %d, writes %d, commands %d (mean batch %.2f)\n", pl.Sockets, pl.Writes, pl.Commands, pl.MeanBatch)
+		fmt.Fprintf(tw, "pipeline\tsockets %d, writes %d, commands %d (mean batch %.2f), direct %d\n", pl.Sockets, pl.Writes, pl.Commands, pl.MeanBatch, pl.Direct)
 	}
 	fmt.Fprintf(tw, "retries\tattempted %d, exhausted %d, throttled %d\n", r.Retries.Attempted, r.Retries.Exhausted, r.Retries.Throttled)
 	l := r.Latency

@@ -100,6 +100,7 @@ func TestPrometheusScrapesWatchAndLoad(t *testing.T) {
 	batch := prom.Eventually(t, "redisfactory_pipeline_commands_total"+a+" / redisfactory_pipeline_writes_total"+a,
 		wait, func(v float64) bool { return v >= 1 })
 	t.Logf("pipeline.auto mean batch under load, from Prometheus: %.2f", batch)
+	prom.Eventually(t, "redisfactory_pipeline_direct_total"+a, wait, func(v float64) bool { return v > 0 })
 	assert.Zero(t, prom.Check(t, fmt.Sprintf(`{__name__=~"redisfactory_pipeline_.+",instance=%q}`, loadAddr)),
 		"a profile without pipeline.auto has no pipeline series")
 	for _, l := range []struct {
