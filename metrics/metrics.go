@@ -266,7 +266,7 @@ type observables struct {
 	cacheInvalidations, cacheFlushes       metric.Int64ObservableCounter
 	cacheEntries, cacheBytes               metric.Int64ObservableGauge
 
-	pipelineSockets                  metric.Int64ObservableGauge
+	pipelineSockets                                  metric.Int64ObservableGauge
 	pipelineWrites, pipelineCommands, pipelineDirect metric.Int64ObservableCounter
 }
 
