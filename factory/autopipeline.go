@@ -42,7 +42,7 @@ func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer, batchOut
 	if p.Mode == schema.Standalone {
 		mc := muxConfig(p.Pipeline, c.batchConns.dialer(cm.sockets), cm.write)
 		if directActive(p) {
-			mc.Prepare = prepareSocket(p, cm)
+			mc.Prepare = c.prepareSocket(p, cm)
 			mc.PrepareTimeout = max(p.Timeouts.Connect, 0) + max(cm.read, 0)
 			if mc.PrepareTimeout == 0 {
 				mc.PrepareTimeout = 10 * time.Second

@@ -16,8 +16,8 @@ import (
 	"github.com/redisfactory/redisfactory/schema"
 )
 
-// The direct path of the factory's engine (pipeline.auto, standalone, no
-// cache): the last hook of the engine's client sends the simple commands
+// The direct path of the factory's engine (pipeline.auto, standalone): the
+// last hook of the engine's client sends the simple commands
 // it can (directCommands, with a reply go-redis reads as one value) onto
 // a shared socket itself, and sets the reply on the command, instead of
 // taking a virtual connection from go-redis's pool. Every hook before it
@@ -34,7 +34,12 @@ import (
 // (prepareSocket), and never after a push (a maintenance notice is for
 // the connections on the socket: from then on they carry every command).
 // A socket from which nothing was read for health_check_interval is left
-// to the ordinary path, whose connections are health-checked.
+// to the ordinary path, whose connections are health-checked. With the
+// cache, a read the cache stores (a miss being fetched) takes the direct
+// path only on a socket whose tracking, turned on by its handshake
+// client, still redirects to the cache's current invalidation connection
+// (cache.TrackingOf); when that connection is replaced, such reads take
+// the ordinary path, whose connections turn tracking on again.
 
 // directCommands are the commands the direct path may send: none blocks,
 // none changes the connection's state, and each has a reply go-redis
@@ -61,6 +66,10 @@ type directHook struct {
 	mux  *mux.Dialer
 	dec  *fastcmd.Decoder
 	read time.Duration // go-redis's read timeout (after its defaults); ≤ 0 for none
+	// stored, with the cache, reports the commands the cache stores; they
+	// go on sockets tracked is true of.
+	stored  func(name string) bool
+	tracked func(prepared io.Closer) bool
 	// off is set when a hook is added after this one (stepAside): a hook
 	// after it would not see the commands it sends.
 	off atomic.Bool
@@ -78,8 +87,13 @@ func (h *directHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 
 func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.off.Load() || !directCommands[cmd.Name()] || !fastcmd.Supported(cmd) {
+		name := cmd.Name()
+		if h.off.Load() || !directCommands[name] || !fastcmd.Supported(cmd) {
 			return next(ctx, cmd)
+		}
+		var accept func(io.Closer) bool
+		if h.stored != nil && h.stored(name) {
+			accept = h.tracked
 		}
 		bp := reqBufs.Get().(*[]byte)
 		req, ok := fastcmd.AppendArgs((*bp)[:0], cmd.Args())
@@ -93,7 +107,7 @@ func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			cmd.SetErr(err)
 			return err
 		}
-		err := h.mux.Do(req, h.deadline(ctx), func(frame []byte) error {
+		err := h.mux.DoIf(req, h.deadline(ctx), accept, func(frame []byte) error {
 			return h.dec.SetReply(ctx, cmd, frame)
 		})
 		if cap(req) <= 64<<10 {
@@ -127,17 +141,19 @@ func (h *directHook) deadline(ctx context.Context) time.Time {
 }
 
 // directActive reports whether a profile's engine gets the direct path:
-// the factory's engine (standalone) without the cache, whose hook and
-// tracking work per connection.
+// it is the factory's engine (standalone).
 func directActive(p *schema.Profile) bool {
-	return p.Pipeline.Auto && p.Mode == schema.Standalone && !p.Cache.Enabled
+	return p.Pipeline.Auto && p.Mode == schema.Standalone
 }
 
 // startDirect adds the direct path as the engine client's last hook
-// (after every extension has attached its hooks).
+// (after every extension has attached its hooks, the cache's included).
 func (c *Client) startDirect() {
 	if c.direct == nil {
 		return
+	}
+	if cc := c.Cache(); cc != nil {
+		c.direct.stored, c.direct.tracked = cc.Allowed, trackedSocket
 	}
 	c.batch.AddHook(c.direct)
 }
@@ -154,20 +170,36 @@ func (c *Client) addBatchHook(hk redis.Hook) {
 	}
 	c.direct.off.Store(true)
 	c.batch.AddHook(hk)
-	c.direct = &directHook{mux: c.direct.mux, dec: c.direct.dec, read: c.direct.read}
+	old := c.direct
+	c.direct = &directHook{mux: old.mux, dec: old.dec, read: old.read, stored: old.stored, tracked: old.tracked}
 	c.batch.AddHook(c.direct)
 }
 
 // errAnchorSpent fails a second dial of a socket's handshake client.
 var errAnchorSpent = errors.New("redisfactory: the handshake connection of a shared socket is closed")
 
+// preparedSocket is what prepareSocket returns for a socket: the client
+// that ran the handshake on it (closing it closes its connection), and,
+// with the cache, whether the tracking it turned on is in force.
+type preparedSocket struct {
+	*redis.Client
+	tracking func() bool // nil: no tracking
+}
+
+// trackedSocket is the directHook.tracked of a profile with the cache.
+func trackedSocket(prepared io.Closer) bool {
+	ps, ok := prepared.(*preparedSocket)
+	return ok && ps.tracking != nil && ps.tracking()
+}
+
 // prepareSocket is the engine's mux.Config.Prepare: it runs go-redis's
 // handshake of the profile (the engine client's options and dialer
 // wrappers: authentication, RESP3, database, client name, notifications,
-// extensions' OnConnect) on conn, a virtual connection of a new socket, by
-// a PING through a one-connection client, which it returns: closing it
-// closes conn.
-func prepareSocket(p *schema.Profile, cm common) func(ctx context.Context, conn net.Conn) (io.Closer, error) {
+// extensions' OnConnect, and the cache's tracking) on conn, a virtual
+// connection of a new socket, by an ECHO through a one-connection client,
+// which it returns in a preparedSocket. c.Cache is looked up then: the
+// first socket is dialed once the client is built.
+func (c *Client) prepareSocket(p *schema.Profile, cm common) func(ctx context.Context, conn net.Conn) (io.Closer, error) {
 	return func(ctx context.Context, conn net.Conn) (io.Closer, error) {
 		var used atomic.Bool
 		acm := cm
@@ -181,10 +213,39 @@ func prepareSocket(p *schema.Profile, cm common) func(ctx context.Context, conn 
 		o.PoolSize, o.MaxIdleConns = 1, 1
 		o.ConnMaxIdleTime, o.ConnMaxLifetime = -1, 0
 		ac := redis.NewClient(o)
-		if err := ac.Ping(ctx).Err(); err != nil {
+		cc := c.Cache()
+		var dialed net.Conn // what go-redis holds, every wrapper on
+		if cc != nil {
+			ac.AddHook(dialCapture{&dialed})
+			ac.AddHook(cc.DialHook())
+		}
+		// ECHO, not PING: the cache counts a PING as part of a handshake,
+		// and turns tracking on before the first command after it.
+		if err := ac.Echo(ctx, "redisfactory").Err(); err != nil {
 			_ = ac.Close()
 			return nil, err
 		}
-		return ac, nil
+		ps := &preparedSocket{Client: ac}
+		if cc != nil {
+			ps.tracking = cc.TrackingOf(dialed)
+		}
+		return ps, nil
 	}
+}
+
+// dialCapture records the connection its dial returns.
+type dialCapture struct{ conn *net.Conn }
+
+func (d dialCapture) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil {
+			*d.conn = conn
+		}
+		return conn, err
+	}
+}
+func (d dialCapture) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (d dialCapture) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

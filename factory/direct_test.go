@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,9 +127,14 @@ func TestAutoPipelineDirectPath(t *testing.T) {
 	}
 }
 
-// The cache's hook and tracking work per connection: a profile with the
-// cache keeps every command on the engine's virtual connections.
-func TestAutoPipelineDirectPathOffWithCache(t *testing.T) {
+// With the cache, a miss takes the direct path on a socket whose
+// tracking, turned on by its handshake client, redirects to the cache's
+// current invalidation connection: the server tracks what it reads, so
+// another client's write invalidates it. Writes take the direct path and
+// drop what the cache holds at once. When the invalidation connection is
+// replaced, misses take the engine's virtual connections (which turn
+// tracking on again), and values stay fresh throughout.
+func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	f := newFactory(t, load(t, `profiles:
   a:
@@ -138,7 +142,7 @@ func TestAutoPipelineDirectPathOffWithCache(t *testing.T) {
     protocol: 3
     cache:
       enabled: true
-      max_entries: 100
+      max_entries: 1000
     pipeline:
       auto: true
 `, srv.Addr()), factory.Options{})
@@ -146,13 +150,54 @@ func TestAutoPipelineDirectPathOffWithCache(t *testing.T) {
 	require.NoError(t, err)
 	c := engine(t, f, "a")
 	ctx := context.Background()
-	var n atomic.Int64
-	for i := range 50 {
-		require.NoError(t, h.Set(ctx, fmt.Sprint("k", i), "v", 0).Err())
-		require.Equal(t, "v", h.Get(ctx, fmt.Sprint("k", i)).Val())
-		n.Add(2)
+	other := srv.Client(t)
+	redistest.Eventually(t, 10*time.Second, "the direct path in use", func() bool {
+		require.NoError(t, h.Set(ctx, "warm", "1", 0).Err())
+		st, _ := c.PipelineStats()
+		return st.Direct > 0
+	})
+
+	// fresh checks, for each key, that a write of ours is read at once,
+	// that reads then come from the cache, and that another client's
+	// write reaches the cache.
+	fresh := func(t *testing.T, round string) {
+		t.Helper()
+		for i := range 20 {
+			key := fmt.Sprint("k", i)
+			val := round + fmt.Sprint(i)
+			require.NoError(t, h.Set(ctx, key, val, 0).Err())
+			require.Equal(t, val, h.Get(ctx, key).Val(), "a write is read at once")
+			// The invalidation our own SET caused may still be on its way
+			// and keep the first miss from being stored: reads are hits
+			// soon, and always right.
+			redistest.Eventually(t, 2*time.Second, "reads of "+key+" are hits", func() bool {
+				hits := c.Cache().Stats().Hits
+				require.Equal(t, val, h.Get(ctx, key).Val())
+				return c.Cache().Stats().Hits > hits
+			})
+			require.NoError(t, other.Set(ctx, key, val+"-other", 0).Err())
+			redistest.Eventually(t, 2*time.Second, "another client's write invalidates "+key, func() bool {
+				return h.Get(ctx, key).Val() == val+"-other"
+			})
+		}
 	}
-	st, _ := c.PipelineStats()
-	assert.GreaterOrEqual(t, st.Commands, uint64(n.Load()))
-	assert.Zero(t, st.Direct)
+	before, _ := c.PipelineStats()
+	fresh(t, "a")
+	mid, _ := c.PipelineStats()
+	// Per key: the SET, the miss after it, and the miss after the other
+	// client's write; the hits send nothing.
+	assert.GreaterOrEqual(t, mid.Direct-before.Direct, uint64(20*3), "SETs and misses took the direct path")
+	assert.Less(t, mid.Direct-before.Direct, uint64(20*6), "hits took no path")
+
+	require.NoError(t, other.Do(ctx, "CLIENT", "KILL", "ID", invalidationID(t, srv)).Err())
+	redistest.Eventually(t, 5*time.Second, "the invalidation connection replaced", func() bool {
+		return c.Cache().Stats().Flushes > 0 && h.Get(ctx, "k0").Err() == nil && func() bool {
+			hits := c.Cache().Stats().Hits
+			_ = h.Get(ctx, "k0")
+			return c.Cache().Stats().Hits > hits
+		}()
+	})
+	fresh(t, "b")
+	after, _ := c.PipelineStats()
+	assert.Equal(t, uint64(20), after.Direct-mid.Direct, "after the replacement only the SETs took the direct path")
 }

@@ -3,6 +3,7 @@ package mux
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,12 +27,21 @@ var ErrNotReady = errors.New("mux: no socket ready")
 // connection's read deadline does. A command that never reached the
 // socket fails with an error whose NotSent method reports true.
 func (d *Dialer) Do(req []byte, deadline time.Time, parse func(frame []byte) error) error {
+	return d.DoIf(req, deadline, nil, parse)
+}
+
+// DoIf is Do on a socket whose preparation (what Config.Prepare returned
+// for it) accept accepts, checked as the command is queued; otherwise it
+// returns ErrNotReady and sends nothing. accept runs under the socket's
+// lock: it must be quick and must not call the Dialer. A nil accept
+// accepts every socket.
+func (d *Dialer) DoIf(req []byte, deadline time.Time, accept func(prepared io.Closer) bool, parse func(frame []byte) error) error {
 	s := d.readySocket()
 	if s == nil {
 		return ErrNotReady
 	}
 	c := callPool.Get().(*call)
-	if err := s.enqueueCall(c, req); err != nil {
+	if err := s.enqueueCall(c, req, accept); err != nil {
 		callPool.Put(c)
 		return err
 	}
@@ -69,15 +79,16 @@ func (d *Dialer) readySocket() *socket {
 }
 
 // enqueueCall queues c's command on s, unless s is no longer ready for Do
-// (ErrNotReady) or broken (not sent).
-func (s *socket) enqueueCall(c *call, req []byte) error {
+// or its preparation is not accepted (ErrNotReady), or s is broken (not
+// sent).
+func (s *socket) enqueueCall(c *call, req []byte, accept func(io.Closer) bool) error {
 	s.mu.Lock()
 	switch {
 	case s.err != nil:
 		err := s.err
 		s.mu.Unlock()
 		return &notSentError{err}
-	case !s.ready:
+	case !s.ready, accept != nil && !accept(s.anchor):
 		s.mu.Unlock()
 		return ErrNotReady
 	}
