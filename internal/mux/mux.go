@@ -427,6 +427,9 @@ func (s *socket) fail(err error) {
 	waiting, taken := s.waiting.drain(), s.taken
 	s.out, s.queued, s.taken, s.calls = nil, 0, 0, 0
 	s.mu.Unlock()
+	// While the socket's goroutines still run: unready starts a goroutine
+	// counted in d.wg, which must not go from zero during Close's Wait.
+	s.unready()
 	// Each waiting connection gets its error before done wakes them all: a
 	// reader woken by done first would take the socket's error, and a
 	// command never sent would look sent.
@@ -440,7 +443,6 @@ func (s *socket) fail(err error) {
 	close(s.done)
 	_ = s.conn.Close()
 	s.d.unlist(s)
-	s.unready()
 	s.d.forget(s)
 }
 
