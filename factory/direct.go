@@ -13,6 +13,7 @@ import (
 
 	"github.com/redisfactory/redisfactory/internal/fastcmd"
 	"github.com/redisfactory/redisfactory/internal/mux"
+	"github.com/redisfactory/redisfactory/sch"
 	"github.com/redisfactory/redisfactory/schema"
 )
 
@@ -39,7 +40,9 @@ import (
 // path only on a socket whose tracking, turned on by its handshake
 // client, still redirects to the cache's current invalidation connection
 // (cache.TrackingOf); when that connection is replaced, such reads take
-// the ordinary path, whose connections turn tracking on again.
+// the ordinary path, whose connections turn tracking on again. During a
+// maintenance window (sch.Engine.Relaxing) every command takes the
+// ordinary path, whose timeouts the handoff engine relaxes.
 
 // directCommands are the commands the direct path may send: none blocks,
 // none changes the connection's state, and each has a reply go-redis
@@ -70,6 +73,10 @@ type directHook struct {
 	// go on sockets tracked is true of.
 	stored  func(name string) bool
 	tracked func(prepared io.Closer) bool
+	// relaxing, with smart client handoffs, reports a maintenance window:
+	// commands then take the engine's connections, whose timeouts the
+	// handoff engine relaxes.
+	relaxing func(now time.Time) bool
 	// off is set when a hook is added after this one (stepAside): a hook
 	// after it would not see the commands it sends.
 	off atomic.Bool
@@ -91,6 +98,10 @@ func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if h.off.Load() || !directCommands[name] || !fastcmd.Supported(cmd) {
 			return next(ctx, cmd)
 		}
+		now := time.Now()
+		if h.relaxing != nil && h.relaxing(now) {
+			return next(ctx, cmd)
+		}
 		var accept func(io.Closer) bool
 		if h.stored != nil && h.stored(name) {
 			accept = h.tracked
@@ -107,7 +118,7 @@ func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			cmd.SetErr(err)
 			return err
 		}
-		err := h.mux.DoIf(req, h.deadline(ctx), accept, func(frame []byte) error {
+		err := h.mux.DoIf(req, h.deadline(ctx, now), accept, func(frame []byte) error {
 			return h.dec.SetReply(ctx, cmd, frame)
 		})
 		if cap(req) <= 64<<10 {
@@ -126,13 +137,13 @@ func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // deadline is the read deadline go-redis would set for the command: its
 // read timeout from now, or the context's deadline when sooner.
-func (h *directHook) deadline(ctx context.Context) time.Time {
+func (h *directHook) deadline(ctx context.Context, now time.Time) time.Time {
 	var tm time.Time
 	if h.read < 0 {
 		return tm // go-redis sets no read deadline at all (timeouts.read -2)
 	}
 	if h.read > 0 {
-		tm = time.Now().Add(h.read)
+		tm = now.Add(h.read)
 	}
 	if dl, ok := ctx.Deadline(); ok && (tm.IsZero() || dl.Before(tm)) {
 		return dl
@@ -155,6 +166,9 @@ func (c *Client) startDirect() {
 	if cc := c.Cache(); cc != nil {
 		c.direct.stored, c.direct.tracked = cc.Allowed, trackedSocket
 	}
+	if eng, ok := engines.Load(c); ok {
+		c.direct.relaxing = eng.(*sch.Engine).Relaxing
+	}
 	c.batch.AddHook(c.direct)
 }
 
@@ -171,7 +185,7 @@ func (c *Client) addBatchHook(hk redis.Hook) {
 	c.direct.off.Store(true)
 	c.batch.AddHook(hk)
 	old := c.direct
-	c.direct = &directHook{mux: old.mux, dec: old.dec, read: old.read, stored: old.stored, tracked: old.tracked}
+	c.direct = &directHook{mux: old.mux, dec: old.dec, read: old.read, stored: old.stored, tracked: old.tracked, relaxing: old.relaxing}
 	c.batch.AddHook(c.direct)
 }
 

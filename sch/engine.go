@@ -54,6 +54,10 @@ type Engine struct {
 	attempts     int
 
 	refused atomic.Bool // auto mode: the server does not know the command
+	// relaxingUntil (unix nanoseconds) is the end of the latest window in
+	// which some connection may be relaxed: an announced maintenance, a
+	// dial during one, a handoff's post_handoff_relaxed_duration.
+	relaxingUntil atomic.Int64
 
 	counts                     [len(notificationTypes)]atomic.Uint64
 	negotiated, retired        atomic.Uint64
@@ -273,6 +277,7 @@ func (e *Engine) Dialer(next DialFunc) DialFunc {
 		}
 		if !until.IsZero() {
 			w.relaxUntil(until)
+			e.noteRelaxing(until)
 		}
 		return w.exposed(), nil
 	}
@@ -311,7 +316,31 @@ func (e *Engine) maintenance(endpoint string, on bool, secs int64) {
 	if secs > 0 {
 		d = time.Duration(secs) * time.Second
 	}
-	e.maintained[endpoint] = later(e.maintained[endpoint], time.Now().Add(d))
+	until := time.Now().Add(d)
+	e.maintained[endpoint] = later(e.maintained[endpoint], until)
+	e.noteRelaxing(until.Add(e.relaxed))
+}
+
+// noteRelaxing extends the window Relaxing reports to until.
+func (e *Engine) noteRelaxing(until time.Time) {
+	u := until.UnixNano()
+	for {
+		cur := e.relaxingUntil.Load()
+		if cur >= u || e.relaxingUntil.CompareAndSwap(cur, u) {
+			return
+		}
+	}
+}
+
+// Relaxing reports whether, at now, some connection of the engine may
+// have relaxed timeouts: a maintenance was announced (until its announced
+// end, or relaxed_timeout, plus relaxed_timeout), or a connection was
+// dialed during one or for a handoff (until its relaxed window ends). A
+// command sent without a connection of the engine's (the factory's
+// direct path) takes a connection instead while it does, so that it gets
+// the relaxed timeout too. One atomic load.
+func (e *Engine) Relaxing(now time.Time) bool {
+	return now.UnixNano() < e.relaxingUntil.Load()
 }
 
 // handoffDial dials the announced endpoint, up to max_handoff_retries

@@ -205,3 +205,29 @@ func TestDialDuringMaintenanceStartsRelaxed(t *testing.T) {
 	e.mu.Unlock()
 	require.False(t, relaxedNow(open()), "a maintenance whose announced time passed")
 }
+
+// Relaxing reports the windows in which a connection may be relaxed: an
+// announced maintenance (its announced time, or relaxed_timeout, and
+// relaxed_timeout more) and a relaxed dial; never shortened by a later,
+// shorter one.
+func TestRelaxing(t *testing.T) {
+	e := &Engine{relaxed: time.Second, maintained: map[string]time.Time{}}
+	now := time.Now()
+	require.False(t, e.Relaxing(now), "nothing announced")
+
+	e.maintenance("a:1", true, 0)
+	require.True(t, e.Relaxing(now))
+	require.True(t, e.Relaxing(now.Add(1900*time.Millisecond)), "relaxed_timeout, and relaxed_timeout more")
+	require.False(t, e.Relaxing(now.Add(2100*time.Millisecond)))
+
+	e.maintenance("b:1", true, 5)
+	require.True(t, e.Relaxing(now.Add(5900*time.Millisecond)), "the announced 5s, and relaxed_timeout more")
+	e.maintenance("a:1", true, 0)
+	require.True(t, e.Relaxing(now.Add(5900*time.Millisecond)), "a shorter window does not shorten it")
+	e.maintenance("b:1", false, 0)
+	require.True(t, e.Relaxing(now.Add(5900*time.Millisecond)), "the end of a maintenance does not cut the window short")
+	require.False(t, e.Relaxing(now.Add(6100*time.Millisecond)))
+
+	e.noteRelaxing(now.Add(time.Minute)) // a handoff's post-handoff window
+	require.True(t, e.Relaxing(now.Add(59*time.Second)))
+}
