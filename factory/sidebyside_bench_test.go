@@ -34,9 +34,9 @@ import (
 //
 //	go test -run '^$' -bench 'BenchmarkSideBySide' -benchtime 15x -v ./factory/
 //
-// SIDE_ROUND sets the time each client runs per round (default 1s), and
-// SIDE_CONCS, a comma-separated list, the goroutine counts to run (default
-// each benchmark's own).
+// SIDE_ROUND sets the time each client runs per round (default 1s);
+// SIDE_CONCS, a comma-separated list, the goroutine counts to run, and
+// SIDE_CLIENTS the clients (by name; default each benchmark's own).
 
 // sideRound is the time each client runs in each round.
 func sideRound() time.Duration {
@@ -173,9 +173,25 @@ func sideConcs(concs []int) []int {
 	return picked
 }
 
+// sideClients returns the clients SIDE_CLIENTS names, or clients.
+func sideClients(clients []sideClient) []sideClient {
+	names := strings.Split(os.Getenv("SIDE_CLIENTS"), ",")
+	var picked []sideClient
+	for _, c := range clients {
+		if slices.Contains(names, c.name) {
+			picked = append(picked, c)
+		}
+	}
+	if len(picked) == 0 {
+		return clients
+	}
+	return picked
+}
+
 func sideBySide(b *testing.B, title string, concs []int, clients []sideClient, refs []string, latencies bool) {
 	d := sideRound()
 	concs = sideConcs(concs)
+	clients = sideClients(clients)
 	type key struct {
 		conc   int
 		client string
@@ -231,6 +247,9 @@ func sideBySide(b *testing.B, title string, concs []int, clients []sideClient, r
 		}
 		for _, ref := range refs {
 			base := results[key{conc, ref}]
+			if len(base) == 0 {
+				continue // not among SIDE_CLIENTS
+			}
 			for _, c := range clients {
 				if c.name == ref {
 					continue
