@@ -16,6 +16,17 @@ import (
 	"github.com/redisfactory/redisfactory/internal/redistest"
 )
 
+// awaitDirectPath waits until the engine's direct path takes commands:
+// the first ones may take the ordinary path while the socket is prepared.
+func awaitDirectPath(t *testing.T, h *factory.Handle, c *factory.Client) {
+	t.Helper()
+	redistest.Eventually(t, 10*time.Second, "the direct path in use", func() bool {
+		require.NoError(t, h.Set(context.Background(), "direct:warm", "1", 0).Err())
+		st, _ := c.PipelineStats()
+		return st.Direct > 0
+	})
+}
+
 // nameHook counts the commands of each name it sees.
 type nameHook struct {
 	mu   sync.Mutex
@@ -63,13 +74,7 @@ func TestAutoPipelineDirectPath(t *testing.T) {
 	defer bare.Close()
 	require.NoError(t, bare.Ping(ctx).Err())
 
-	// The first commands may take the ordinary path while the socket is
-	// prepared; then the direct path takes over.
-	redistest.Eventually(t, 10*time.Second, "the direct path in use", func() bool {
-		require.NoError(t, h.Set(ctx, "direct:warm", "1", 0).Err())
-		st, _ := c.PipelineStats()
-		return st.Direct > 0
-	})
+	awaitDirectPath(t, h, c)
 	hook := &nameHook{seen: map[string]int{}}
 	h.AddHook(hook)
 	before, _ := c.PipelineStats()
@@ -151,11 +156,7 @@ func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 	c := engine(t, f, "a")
 	ctx := context.Background()
 	other := srv.Client(t)
-	redistest.Eventually(t, 10*time.Second, "the direct path in use", func() bool {
-		require.NoError(t, h.Set(ctx, "warm", "1", 0).Err())
-		st, _ := c.PipelineStats()
-		return st.Direct > 0
-	})
+	awaitDirectPath(t, h, c)
 
 	// fresh checks, for each key, that a write of ours is read at once,
 	// that reads then come from the cache, and that another client's
