@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redisfactory/redisfactory/cache"
 	"github.com/redisfactory/redisfactory/internal/fastcmd"
 	"github.com/redisfactory/redisfactory/internal/mux"
 	"github.com/redisfactory/redisfactory/sch"
@@ -119,7 +120,14 @@ func (h *directHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return err
 		}
 		err := h.mux.DoIf(req, h.deadline(ctx, now), accept, func(frame []byte) error {
-			return h.dec.SetReply(ctx, cmd, frame)
+			err := h.dec.SetReply(ctx, cmd, frame)
+			if redis.IsReadOnlyError(err) {
+				// As go-redis drops a connection that answers READONLY (the
+				// server was demoted; a new dial of a DNS name or a VIP
+				// may reach the new master), the socket serves no more.
+				return mux.RetireAfter(err)
+			}
+			return err
 		})
 		if cap(req) <= 64<<10 {
 			*bp = req[:0]
@@ -196,14 +204,67 @@ var errAnchorSpent = errors.New("redisfactory: the handshake connection of a sha
 // that ran the handshake on it (closing it closes its connection), and,
 // with the cache, whether the tracking it turned on is in force.
 type preparedSocket struct {
-	*redis.Client
-	tracking func() bool // nil: no tracking
+	client *redis.Client
+	cache  *cache.Cache
+	conn   net.Conn // what client's pool holds, every wrapper on
+
+	tracking    atomic.Pointer[func() bool] // nil: not tracked (yet)
+	refreshing  atomic.Bool
+	lastRefresh atomic.Int64   // unix nanoseconds
+	wg          sync.WaitGroup // a refresh under way
+	timeout     time.Duration
+}
+
+// refreshEvery bounds how often a socket's tracking is refreshed (while
+// the cache's invalidation connection is down, a refresh cannot help).
+const refreshEvery = 100 * time.Millisecond
+
+// Close closes the handshake client, after a refresh under way.
+func (ps *preparedSocket) Close() error {
+	err := ps.client.Close() // a refresh under way fails at once
+	ps.wg.Wait()
+	return err
+}
+
+// tracked reports whether the socket's tracking redirects to the cache's
+// current invalidation connection. When it does not (the socket was
+// prepared before that connection was up, or it was replaced since), it
+// has the handshake client send one more command, in the background: the
+// cache's connection wrapper turns tracking on again before it, and the
+// socket serves the cache's reads directly again once it has.
+func (ps *preparedSocket) tracked() bool {
+	if f := ps.tracking.Load(); f != nil && (*f)() {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if now-ps.lastRefresh.Load() >= int64(refreshEvery) && ps.refreshing.CompareAndSwap(false, true) {
+		ps.lastRefresh.Store(now)
+		ps.wg.Add(1)
+		go func() {
+			defer ps.wg.Done()
+			defer ps.refreshing.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), ps.timeout)
+			defer cancel()
+			if ps.client.Echo(ctx, "redisfactory").Err() == nil {
+				ps.track()
+			}
+		}()
+	}
+	return false
+}
+
+// track records the tracking the handshake client's connection has on.
+func (ps *preparedSocket) track() {
+	if f := ps.cache.TrackingOf(ps.conn); f != nil {
+		ps.tracking.Store(&f)
+	}
 }
 
 // trackedSocket is the directHook.tracked of a profile with the cache.
+// It runs under the socket's lock: it only loads, or starts a refresh.
 func trackedSocket(prepared io.Closer) bool {
 	ps, ok := prepared.(*preparedSocket)
-	return ok && ps.tracking != nil && ps.tracking()
+	return ok && ps.cache != nil && ps.tracked()
 }
 
 // prepareSocket is the engine's mux.Config.Prepare: it runs go-redis's
@@ -239,9 +300,10 @@ func (c *Client) prepareSocket(p *schema.Profile, cm common) func(ctx context.Co
 			_ = ac.Close()
 			return nil, err
 		}
-		ps := &preparedSocket{Client: ac}
+		ao := ac.Options() // go-redis's defaults applied
+		ps := &preparedSocket{client: ac, cache: cc, conn: dialed, timeout: ao.DialTimeout + max(ao.ReadTimeout, 0)}
 		if cc != nil {
-			ps.tracking = cc.TrackingOf(dialed)
+			ps.track()
 		}
 		return ps, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -138,7 +139,9 @@ func TestAutoPipelineDirectPath(t *testing.T) {
 // another client's write invalidates it. Writes take the direct path and
 // drop what the cache holds at once. When the invalidation connection is
 // replaced, misses take the engine's virtual connections (which turn
-// tracking on again), and values stay fresh throughout.
+// tracking on again) until the socket's own tracking is refreshed, and
+// values stay fresh throughout (cache.TestTrackingOf checks the rule
+// itself).
 func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	f := newFactory(t, load(t, `profiles:
@@ -157,6 +160,15 @@ func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 	ctx := context.Background()
 	other := srv.Client(t)
 	awaitDirectPath(t, h, c)
+	// Misses take the direct path once the socket's tracking redirects to
+	// the cache's invalidation connection (which may come up after the
+	// socket was prepared: the socket's tracking is then refreshed).
+	redistest.Eventually(t, 10*time.Second, "a miss takes the direct path", func() bool {
+		before, _ := c.PipelineStats()
+		require.ErrorIs(t, h.Get(ctx, fmt.Sprint("absent:", time.Now().UnixNano())).Err(), redis.Nil)
+		after, _ := c.PipelineStats()
+		return after.Direct > before.Direct
+	})
 
 	// fresh checks, for each key, that a write of ours is read at once,
 	// that reads then come from the cache, and that another client's
@@ -199,6 +211,48 @@ func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 		}()
 	})
 	fresh(t, "b")
-	after, _ := c.PipelineStats()
-	assert.Equal(t, uint64(20), after.Direct-mid.Direct, "after the replacement only the SETs took the direct path")
+	// The socket's tracking is refreshed (its handshake client sends one
+	// more command, which the cache's wrapper precedes with tracking), and
+	// misses take the direct path again, still fresh.
+	redistest.Eventually(t, 10*time.Second, "a miss takes the direct path again", func() bool {
+		before, _ := c.PipelineStats()
+		require.ErrorIs(t, h.Get(ctx, fmt.Sprint("absent:", time.Now().UnixNano())).Err(), redis.Nil)
+		after, _ := c.PipelineStats()
+		return after.Direct > before.Direct
+	})
+	fresh(t, "c")
+}
+
+// A server demoted behind the profile's address (a VIP or DNS name now
+// reaching the new master) answers writes with READONLY: the direct path
+// retires its socket, as go-redis drops a connection that answers
+// READONLY, so that the next commands dial the new master instead of
+// failing on the old socket for as long as it lives.
+func TestAutoPipelineDirectPathReadOnlyRetiresSocket(t *testing.T) {
+	oldMaster := redistest.Start(t, redistest.Options{})
+	newMaster := redistest.Start(t, redistest.Options{})
+	proxy := redistest.NewProxy(t, oldMaster.Addr())
+	f := newFactory(t, load(t, `profiles:
+  a:
+    addr: %s
+    retry: {retries: 0}
+    pipeline:
+      auto: true
+`, proxy.Addr()), factory.Options{})
+	h, err := f.Handle("a")
+	require.NoError(t, err)
+	c := engine(t, f, "a")
+	ctx := context.Background()
+	awaitDirectPath(t, h, c)
+
+	host, port, err := net.SplitHostPort(newMaster.Addr())
+	require.NoError(t, err)
+	require.NoError(t, oldMaster.Client(t).ReplicaOf(ctx, host, port).Err())
+	proxy.SetUpstream(newMaster.Addr())
+	err = h.Set(ctx, "ro:k", "v", 0).Err()
+	require.Error(t, err, "the old socket still reaches the demoted server")
+	assert.True(t, redis.IsReadOnlyError(err), "%v", err)
+	require.NoError(t, h.Set(ctx, "ro:k", "v", 0).Err(), "the next write dials the new master")
+	assert.Equal(t, "v", newMaster.Client(t).Get(ctx, "ro:k").Val())
+	awaitDirectPath(t, h, c)
 }

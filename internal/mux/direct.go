@@ -55,11 +55,27 @@ func (d *Dialer) DoIf(req []byte, deadline time.Time, accept func(prepared io.Cl
 	err := c.err
 	if err == nil {
 		err = parse(c.reply)
+		var r *retireError
+		if errors.As(err, &r) {
+			s.retire()
+			err = r.err
+		}
 	}
 	c.reset()
 	callPool.Put(c)
 	return err
 }
+
+// RetireAfter wraps the error a parse function of Do returns when the
+// reply says the socket should serve no more commands (READONLY: the
+// server was demoted, and a new dial may reach the new master): Do
+// retires the socket, as a read deadline does, and returns err.
+func RetireAfter(err error) error { return &retireError{err} }
+
+type retireError struct{ err error }
+
+func (e *retireError) Error() string { return e.err.Error() }
+func (e *retireError) Unwrap() error { return e.err }
 
 // readySocket returns a socket Do may use, or nil.
 func (d *Dialer) readySocket() *socket {
@@ -79,21 +95,18 @@ func (d *Dialer) readySocket() *socket {
 }
 
 // enqueueCall queues c's command on s, unless s is no longer ready for Do
-// or its preparation is not accepted (ErrNotReady), or s is broken (not
-// sent).
+// (broken included) or its preparation is not accepted (ErrNotReady).
 func (s *socket) enqueueCall(c *call, req []byte, accept func(io.Closer) bool) error {
 	s.mu.Lock()
-	switch {
-	case s.err != nil:
-		err := s.err
-		s.mu.Unlock()
-		return &notSentError{err}
-	case !s.ready, accept != nil && !accept(s.anchor):
+	// A broken socket is no longer ready either (fail unreadies it just
+	// after): nothing is queued, and the caller's ordinary path dials.
+	if s.err != nil || !s.ready || (accept != nil && !accept(s.anchor)) {
 		s.mu.Unlock()
 		return ErrNotReady
 	}
 	s.waiting.push(c)
 	s.calls++
+	c.counted = true
 	s.queueLocked(req, 1)
 	return nil
 }
@@ -105,6 +118,9 @@ type call struct {
 	reply []byte
 	err   error
 	timer *time.Timer
+	// counted: the call is in its socket's calls (under the socket's
+	// mu). Whichever of pop, abandon and fail comes first uncounts it.
+	counted bool
 }
 
 const (
@@ -161,7 +177,8 @@ func (c *call) wait(deadline time.Time) bool {
 // abandon gives up on c's reply and reports whether it did: false when
 // the reply (or the socket's error) has just arrived, and c has it. An
 // abandoned call no longer keeps s open (see detach): s closes at once if
-// nothing else uses it. (Under s.mu, as pop, so that c is uncounted once.)
+// nothing else uses it. (Under s.mu, as pop and fail, so that c is
+// uncounted once: pop may have taken c and not yet delivered to it.)
 func (s *socket) abandon(c *call) bool {
 	s.mu.Lock()
 	if !c.state.CompareAndSwap(callWaiting, callAbandoned) {
@@ -170,7 +187,8 @@ func (s *socket) abandon(c *call) bool {
 		return false
 	}
 	unused := false
-	if s.err == nil { // fail uncounts every call itself
+	if c.counted { // not yet uncounted by pop or fail
+		c.counted = false
 		s.calls--
 		unused = s.calls == 0 && len(s.vconns) == 0
 	}
@@ -231,6 +249,14 @@ func (s *socket) prepare() {
 		s.lastRead.Store(time.Now().UnixNano())
 	}
 	s.d.setReady(s, true)
+	// An unready between the lock above and setReady found s off the list
+	// and left it there: take it off again.
+	s.mu.Lock()
+	still := s.ready
+	s.mu.Unlock()
+	if !still {
+		s.d.setReady(s, false)
+	}
 }
 
 // unready takes s off Do's sockets for good (it was retired, broke, or
@@ -270,7 +296,11 @@ func (d *Dialer) setReady(s *socket, ready bool) {
 			next = append(next, x)
 		}
 	}
-	if ready && !d.closed {
+	if d.closed {
+		d.ready.Store(nil)
+		return
+	}
+	if ready {
 		next = append(next, s)
 	}
 	d.ready.Store(&next)

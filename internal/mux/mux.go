@@ -265,8 +265,8 @@ func (d *Dialer) Close() error {
 		all = append(all, s)
 	}
 	d.sockets = map[string][]*socket{}
-	d.mu.Unlock()
 	d.ready.Store(nil)
+	d.mu.Unlock()
 	for _, s := range all {
 		s.fail(ErrClosed)
 	}
@@ -327,7 +327,8 @@ func (s *socket) attach() *vconn {
 // detach is called when a virtual connection closes. A socket without
 // connections is closed: go-redis keeps idle connections in its pool, so
 // this happens when the pool lets them go (idle time, a retired socket's
-// last user, Close).
+// last user, Close). A socket ready for Do keeps its prepared connection
+// until it is retired, breaks or receives a push.
 func (s *socket) detach(v *vconn) {
 	s.mu.Lock()
 	delete(s.vconns, v)
@@ -425,6 +426,11 @@ func (s *socket) fail(err error) {
 	}
 	s.err = err
 	waiting, taken := s.waiting.drain(), s.taken
+	for _, r := range waiting {
+		if c, ok := r.(*call); ok {
+			c.counted = false
+		}
+	}
 	s.out, s.queued, s.taken, s.calls = nil, 0, 0, 0
 	s.mu.Unlock()
 	// While the socket's goroutines still run: unready starts a goroutine
@@ -655,7 +661,8 @@ func (s *socket) pop() (r receiver, unused bool) {
 	}
 	s.taken--
 	r = s.waiting.pop()
-	if c, ok := r.(*call); ok && c.state.Load() != callAbandoned {
+	if c, ok := r.(*call); ok && c.counted {
+		c.counted = false
 		s.calls--
 		unused = s.calls == 0 && len(s.vconns) == 0
 	}
