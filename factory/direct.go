@@ -24,7 +24,7 @@ import (
 // a shared socket itself, and sets the reply on the command, instead of
 // taking a virtual connection from go-redis's pool. Every hook before it
 // runs as for any command (the retry policy, handoff reruns, metrics,
-// tracing, the user's hooks: see stepAside); what it skips is go-redis's
+// tracing, the user's hooks: see addBatchHook); what it skips is go-redis's
 // per-connection work (pool, buffers, deadlines, push checks), which was
 // most of the CPU a command cost with 8 callers.
 //
@@ -41,7 +41,9 @@ import (
 // path only on a socket whose tracking, turned on by its handshake
 // client, still redirects to the cache's current invalidation connection
 // (cache.TrackingOf); when that connection is replaced, such reads take
-// the ordinary path, whose connections turn tracking on again. During a
+// the ordinary path, whose connections turn tracking on again, until the
+// socket's tracking is refreshed (preparedSocket.tracked). A READONLY
+// reply retires the socket, as go-redis drops such a connection. During a
 // maintenance window (sch.Engine.Relaxing) every command takes the
 // ordinary path, whose timeouts the handoff engine relaxes.
 
@@ -78,8 +80,8 @@ type directHook struct {
 	// commands then take the engine's connections, whose timeouts the
 	// handoff engine relaxes.
 	relaxing func(now time.Time) bool
-	// off is set when a hook is added after this one (stepAside): a hook
-	// after it would not see the commands it sends.
+	// off is set when a hook is added after this one (addBatchHook): a
+	// hook after it would not see the commands it sends.
 	off atomic.Bool
 }
 
