@@ -373,7 +373,7 @@ sch: {mode: enabled, relaxed_timeout: 3s}
 func TestSCHRelaxedTimeoutsIdleVirtualConnection(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
-	c, _, _ := schBuildHandle(t, `
+	c, h, _ := schBuildHandle(t, `
 addr: %s
 protocol: 3
 retry: {retries: 0}
@@ -382,6 +382,11 @@ pipeline: {auto: true}
 sch: {mode: enabled, relaxed_timeout: 3s}
 `, p.Addr())
 	ctx := context.Background()
+	// The socket's direct path is prepared (its handshake client has
+	// negotiated notifications) before the maintenance: a negotiation
+	// during it has the proxy replay MIGRATING on the socket, which every
+	// connection on it reads once more.
+	awaitDirectPath(t, h, c)
 	bc := c.Batched().(*redis.Client)
 	idle, busy := bc.Conn(), bc.Conn()
 	defer idle.Close()
@@ -410,7 +415,7 @@ sch: {mode: enabled, relaxed_timeout: 3s}
 func TestSCHRelaxedTimeoutsNewVirtualConnection(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	p := schProxy(t, srv.Addr(), sch.ProxyOptions{})
-	c, _, _ := schBuildHandle(t, `
+	c, h, _ := schBuildHandle(t, `
 addr: %s
 protocol: 3
 retry: {retries: 0}
@@ -419,6 +424,7 @@ pipeline: {auto: true}
 sch: {mode: enabled, relaxed_timeout: 3s}
 `, p.Addr())
 	ctx := context.Background()
+	awaitDirectPath(t, h, c) // before the maintenance (see TestSCHRelaxedTimeoutsIdleVirtualConnection)
 	bc := c.Batched().(*redis.Client)
 	busy := bc.Conn()
 	defer busy.Close()
