@@ -28,6 +28,18 @@ func awaitDirectPath(t *testing.T, h *factory.Handle, c *factory.Client) {
 	})
 }
 
+// awaitDirectMiss waits until a cache miss (GET of a key nobody wrote)
+// takes the direct path: its socket's tracking is current.
+func awaitDirectMiss(t *testing.T, h *factory.Handle, c *factory.Client, what string) {
+	t.Helper()
+	redistest.Eventually(t, 10*time.Second, what, func() bool {
+		before, _ := c.PipelineStats()
+		require.ErrorIs(t, h.Get(context.Background(), fmt.Sprint("absent:", time.Now().UnixNano())).Err(), redis.Nil)
+		after, _ := c.PipelineStats()
+		return after.Direct > before.Direct
+	})
+}
+
 // nameHook counts the commands of each name it sees.
 type nameHook struct {
 	mu   sync.Mutex
@@ -163,12 +175,7 @@ func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 	// Misses take the direct path once the socket's tracking redirects to
 	// the cache's invalidation connection (which may come up after the
 	// socket was prepared: the socket's tracking is then refreshed).
-	redistest.Eventually(t, 10*time.Second, "a miss takes the direct path", func() bool {
-		before, _ := c.PipelineStats()
-		require.ErrorIs(t, h.Get(ctx, fmt.Sprint("absent:", time.Now().UnixNano())).Err(), redis.Nil)
-		after, _ := c.PipelineStats()
-		return after.Direct > before.Direct
-	})
+	awaitDirectMiss(t, h, c, "a miss takes the direct path")
 
 	// fresh checks, for each key, that a write of ours is read at once,
 	// that reads then come from the cache, and that another client's
@@ -214,12 +221,7 @@ func TestAutoPipelineDirectPathWithCache(t *testing.T) {
 	// The socket's tracking is refreshed (its handshake client sends one
 	// more command, which the cache's wrapper precedes with tracking), and
 	// misses take the direct path again, still fresh.
-	redistest.Eventually(t, 10*time.Second, "a miss takes the direct path again", func() bool {
-		before, _ := c.PipelineStats()
-		require.ErrorIs(t, h.Get(ctx, fmt.Sprint("absent:", time.Now().UnixNano())).Err(), redis.Nil)
-		after, _ := c.PipelineStats()
-		return after.Direct > before.Direct
-	})
+	awaitDirectMiss(t, h, c, "a miss takes the direct path again")
 	fresh(t, "c")
 }
 
