@@ -36,6 +36,11 @@ func TestDirectPathStepsAsideWhileRelaxing(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	redistest.Eventually(t, 10*time.Second, "the socket prepared", prepared.Load)
+	// Prepare returns before the socket is listed for Do.
+	redistest.Eventually(t, 10*time.Second, "the socket ready for Do", func() bool {
+		err := d.Do([]byte("*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n"), time.Now().Add(10*time.Second), func([]byte) error { return nil })
+		return !errors.Is(err, mux.ErrNotReady)
+	})
 	dec := fastcmd.NewDecoder()
 	t.Cleanup(func() { _ = dec.Close() })
 

@@ -218,8 +218,8 @@ func TestDoQueuedFailsAsNotSent(t *testing.T) {
 	dial(t, d, "pipe")
 	server := <-servers
 	defer server.Close()
-	readyForDoNoIO := func() bool { return p.prepared.Load() == 1 }
-	redistest.Eventually(t, wait, "prepared", readyForDoNoIO)
+	// Prepare returns before the socket is listed for Do.
+	redistest.Eventually(t, wait, "ready for Do", func() bool { return mux.ReadySockets(d) == 1 })
 
 	first := make(chan error, 1)
 	go func() { _, err := do(d, time.Time{}, "INCR", "n"); first <- err }()
@@ -270,7 +270,7 @@ func TestCloseFailsDo(t *testing.T) {
 	c, err := d.DialContext(context.Background(), "tcp", srv.Addr())
 	require.NoError(t, err)
 	defer c.Close()
-	redistest.Eventually(t, wait, "prepared", func() bool { return p.prepared.Load() == 1 })
+	redistest.Eventually(t, wait, "ready for Do", func() bool { return mux.ReadySockets(d) == 1 })
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() { _, err := do(d, time.Time{}, "PING"); errs <- err }()

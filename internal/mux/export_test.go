@@ -24,3 +24,11 @@ func Holding(d *Dialer) bool {
 
 // HoldAt is holdAt, for the tests.
 const HoldAt = holdAt
+
+// ReadySockets returns how many sockets Do may use now.
+func ReadySockets(d *Dialer) int {
+	if p := d.ready.Load(); p != nil {
+		return len(*p)
+	}
+	return 0
+}
