@@ -41,6 +41,10 @@ func (c *Client) startAutoPipeline(p *schema.Profile, cm common, outer, batchOut
 	c.batchConns = &connSet{conns: map[net.Conn]net.Conn{}}
 	if p.Mode == schema.Standalone {
 		mc := muxConfig(p.Pipeline, c.batchConns.dialer(cm.sockets), cm.write)
+		// go-redis applies the maximum age to its virtual connections,
+		// which cost nothing to replace; the sockets are what the profile
+		// means.
+		mc.MaxLifetime = p.Pool.ConnMaxLifetime
 		if directActive(p) {
 			mc.Prepare = c.prepareSocket(p, cm)
 			mc.PrepareTimeout = max(p.Timeouts.Connect, 0) + max(cm.read, 0)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +258,62 @@ func TestAutoPipelineDirectPathReadOnlyRetiresSocket(t *testing.T) {
 	require.NoError(t, h.Set(ctx, "ro:k", "v", 0).Err(), "the next write dials the new master")
 	assert.Equal(t, "v", newMaster.Client(t).Get(ctx, "ro:k").Val())
 	awaitDirectPath(t, h, c)
+}
+
+// pool.conn_max_lifetime with pipeline.auto replaces the engine's shared
+// sockets, not only go-redis's virtual connections: under a load of
+// direct and ordinary commands, sockets are replaced in turn, no command
+// fails, every INCR is applied once, the direct path resumes on the new
+// sockets, and the old ones close.
+func TestAutoPipelineConnMaxLifetimeReplacesSockets(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	f := newFactory(t, load(t, `profiles:
+  a:
+    addr: %s
+    pool: {conn_max_lifetime: 200ms}
+    pipeline: {auto: true}
+`, srv.Addr()), factory.Options{})
+	h, err := f.Handle("a")
+	require.NoError(t, err)
+	c := engine(t, f, "a")
+	ctx := context.Background()
+	awaitDirectPath(t, h, c)
+	received := func() int64 { return srv.InfoInt(t, "stats", "total_connections_received") }
+	before := received()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var incrs atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !assert.NoError(t, h.Incr(ctx, "life:n").Err()) { // direct
+					return
+				}
+				incrs.Add(1)
+				if !assert.NoError(t, h.Echo(ctx, "x").Err()) { // a virtual connection
+					return
+				}
+			}
+		})
+	}
+	redistest.Eventually(t, 10*time.Second, "three sockets opened in turn", func() bool { return received()-before >= 3 })
+	mid, _ := c.PipelineStats()
+	redistest.Eventually(t, 10*time.Second, "the direct path on a new socket", func() bool {
+		st, _ := c.PipelineStats()
+		return st.Direct > mid.Direct+100
+	})
+	close(stop)
+	wg.Wait()
+	n, err := srv.Client(t).Get(ctx, "life:n").Int64()
+	require.NoError(t, err)
+	assert.Equal(t, incrs.Load(), n, "every INCR was applied once")
+	redistest.Eventually(t, 10*time.Second, "the replaced sockets closed", func() bool {
+		return srv.InfoInt(t, "clients", "connected_clients") <= 3 // a socket, the helpers', the GET's
+	})
 }

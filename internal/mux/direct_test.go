@@ -283,3 +283,67 @@ func TestCloseFailsDo(t *testing.T) {
 	}
 	assert.Less(t, time.Since(start), time.Second)
 }
+
+// TestMaxLifetimeRecyclesSockets: with Config.MaxLifetime, a socket is
+// replaced once it is that old, under load, without a failed command:
+// go-redis's commands and Do's move to a new, prepared socket, and the
+// old one closes (pool.conn_max_lifetime for pipeline.auto's sockets).
+func TestMaxLifetimeRecyclesSockets(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	admin := srv.Client(t)
+	ctx := context.Background()
+	p := &preparer{}
+	d := newDialer(t, mux.Config{Prepare: p.prepare, MaxLifetime: 200 * time.Millisecond})
+	rdb := newClient(t, d, srv.Addr(), 8)
+	received := func() int64 { return srv.InfoInt(t, "stats", "total_connections_received") }
+	before := received()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var incrs, direct atomic.Int64
+	errs := make(chan error, 16)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := rdb.Incr(ctx, "life:n").Err(); err != nil {
+					errs <- err
+					return
+				}
+				incrs.Add(1)
+				got, err := do(d, time.Now().Add(wait), "INCR", "life:n")
+				switch {
+				case errors.Is(err, mux.ErrNotReady): // between sockets: the caller's ordinary path
+				case err != nil:
+					errs <- err
+					return
+				case !strings.HasPrefix(got, ":"):
+					errs <- fmt.Errorf("Do's INCR answered %q", got)
+					return
+				default:
+					incrs.Add(1)
+					direct.Add(1)
+				}
+			}
+		}()
+	}
+	redistest.Eventually(t, wait, "three sockets opened in turn", func() bool { return received()-before >= 3 })
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a command failed while sockets were replaced: %v", err)
+	}
+	n, err := admin.Get(ctx, "life:n").Int64()
+	require.NoError(t, err)
+	assert.Equal(t, incrs.Load(), n, "every INCR that succeeded was applied once, and no other")
+	assert.Positive(t, direct.Load())
+	assert.GreaterOrEqual(t, p.prepared.Load(), int64(3), "each new socket was prepared for Do")
+	redistest.Eventually(t, wait, "the replaced sockets closed", func() bool { return d.Stats().Sockets <= 1 })
+}

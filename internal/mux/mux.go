@@ -78,6 +78,13 @@ type Config struct {
 	// for that long (an idle socket may be dead without anyone knowing;
 	// the caller's ordinary path checks its connections' health).
 	FreshFor time.Duration
+
+	// MaxLifetime, when set, retires a socket that has been open that long
+	// (a pool's maximum connection age, for sockets): new connections and
+	// Do go to a new socket, and the old one closes once its connections
+	// have (go-redis drops an idle one when it next takes it). 0 means
+	// never.
+	MaxLifetime time.Duration
 }
 
 // ErrClosed is returned by a Dialer after Close, and wrapped by the errors
@@ -184,6 +191,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	s := newSocket(d, key, conn)
+	if d.cfg.MaxLifetime > 0 {
+		s.aged = time.AfterFunc(d.cfg.MaxLifetime, s.retire)
+	}
 	v := s.attach()
 	d.sockets[key] = append(d.sockets[key], s)
 	d.all[s] = struct{}{}
@@ -291,6 +301,7 @@ type socket struct {
 	err     error  // set once the socket is broken
 	retired bool   // no new connections
 	vconns  map[*vconn]struct{}
+	aged    *time.Timer // retires the socket at Config.MaxLifetime; set before the socket is shared
 
 	// Do's side (Config.Prepare): ready while Do may use the socket: it is
 	// prepared, not retired, and has received no push (a maintenance
@@ -433,6 +444,9 @@ func (s *socket) fail(err error) {
 	}
 	s.out, s.queued, s.taken, s.calls = nil, 0, 0, 0
 	s.mu.Unlock()
+	if s.aged != nil {
+		s.aged.Stop()
+	}
 	// While the socket's goroutines still run: unready starts a goroutine
 	// counted in d.wg, which must not go from zero during Close's Wait.
 	s.unready()

@@ -404,6 +404,28 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	return c
 }
 
+// InfoInt returns the integer field of INFO's section (for example
+// "stats", "total_connections_received"), read by the helpers' own
+// connection (which INFO "clients" counts).
+func (s *Server) InfoInt(t testing.TB, section, field string) int64 {
+	t.Helper()
+	info, err := s.admin().Info(context.Background(), section).Result()
+	if err != nil {
+		t.Fatalf("redistest: INFO %s on %s: %v", section, s.Addr(), err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("redistest: INFO %s: %q: %v", section, line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("redistest: no %s in INFO %s", field, section)
+	return 0
+}
+
 // admin returns the internal client used by the helpers: RESP2, fail-fast
 // timeouts, no retries. It lives until the test ends.
 func (s *Server) admin() *redis.Client {
