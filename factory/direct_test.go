@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,4 +317,30 @@ func TestAutoPipelineConnMaxLifetimeReplacesSockets(t *testing.T) {
 	redistest.Eventually(t, 10*time.Second, "the replaced sockets closed", func() bool {
 		return srv.InfoInt(t, "clients", "connected_clients") <= 3 // a socket, the helpers', the GET's
 	})
+}
+
+// A server that answers LOADING when the engine's socket is prepared
+// (a service started while Redis reads its dataset) delays the direct
+// path, it does not lose it: the preparation is tried again, and once the
+// server answers, the profile's commands go direct. Meanwhile they take
+// the ordinary path and succeed.
+func TestDirectPathAfterLoading(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.NewProxy(t, srv.Addr())
+	loading := proxy.InjectReply(func(cmd []string) bool {
+		return len(cmd) == 2 && strings.EqualFold(cmd[0], "ECHO") && cmd[1] == "redisfactory" // the preparation's
+	}, []byte("-LOADING Redis is loading the dataset in memory\r\n"), 3)
+	f := newFactory(t, load(t, `profiles:
+  a:
+    addr: %s
+    pipeline: {auto: true}
+`, proxy.Addr()), factory.Options{})
+	h, err := f.Handle("a")
+	require.NoError(t, err)
+	c := engine(t, f, "a")
+	ctx := context.Background()
+	require.NoError(t, h.Set(ctx, "loading:k", "v", 0).Err())
+	awaitDirectPath(t, h, c)
+	assert.Equal(t, 3, loading.Hits(), "the preparation was answered LOADING three times")
+	assert.Equal(t, "v", h.Get(ctx, "loading:k").Val())
 }

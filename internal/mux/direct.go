@@ -211,12 +211,42 @@ func (c *call) reset() {
 }
 
 // prepare runs Config.Prepare on a new socket and, when it succeeds, makes
-// the socket ready for Do.
+// the socket ready for Do. A preparation that fails (a server still
+// LOADING, a handshake refused for a while) is tried again, backing off
+// from prepareRetryMin to prepareRetryMax, for as long as the socket
+// serves: otherwise its commands would never take the direct path.
 func (s *socket) prepare() {
 	defer s.d.wg.Done()
+	for wait := prepareRetryMin; !s.prepareOnce(); wait = min(2*wait, prepareRetryMax) {
+		t := time.NewTimer(wait)
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// The backoff of a failed preparation (see prepare).
+const (
+	prepareRetryMin = 50 * time.Millisecond
+	prepareRetryMax = 5 * time.Second
+)
+
+// prepareOnce runs Config.Prepare once. It returns false when it failed
+// and may be tried again, true when it is done: the socket is ready for
+// Do, or will never be (broken, retired, pushed to).
+func (s *socket) prepareOnce() bool {
+	s.mu.Lock()
+	spent := s.spent
+	s.mu.Unlock()
+	if spent {
+		return true
+	}
 	v := s.attach()
 	if v == nil {
-		return
+		return true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if t := s.d.cfg.PrepareTimeout; t > 0 {
@@ -233,7 +263,10 @@ func (s *socket) prepare() {
 	closer, err := s.d.cfg.Prepare(ctx, v)
 	if err != nil {
 		_ = v.Close()
-		return
+		s.mu.Lock()
+		done := s.err != nil || s.retired || s.spent
+		s.mu.Unlock()
+		return done
 	}
 	s.mu.Lock()
 	ok := s.err == nil && !s.retired && !s.spent
@@ -243,7 +276,7 @@ func (s *socket) prepare() {
 	s.mu.Unlock()
 	if !ok {
 		_ = closer.Close()
-		return
+		return true
 	}
 	if s.d.cfg.FreshFor > 0 {
 		s.lastRead.Store(time.Now().UnixNano())
@@ -257,6 +290,7 @@ func (s *socket) prepare() {
 	if !still {
 		s.d.setReady(s, false)
 	}
+	return true
 }
 
 // unready takes s off Do's sockets for good (it was retired, broke, or

@@ -28,9 +28,15 @@ type preparer struct {
 	handshake []string
 	prepared  atomic.Int64
 	closed    atomic.Int64
+	// failing preparations before the first that succeeds, and attempts
+	failing  atomic.Int64
+	attempts atomic.Int64
 }
 
 func (p *preparer) prepare(ctx context.Context, c net.Conn) (io.Closer, error) {
+	if p.attempts.Add(1) <= p.failing.Load() {
+		return nil, errors.New("LOADING Redis is loading the dataset in memory")
+	}
 	if len(p.handshake) > 0 {
 		if _, err := c.Write(resp.Command(p.handshake...)); err != nil {
 			return nil, err
@@ -99,6 +105,27 @@ func TestDoNeedsAPreparedSocket(t *testing.T) {
 	st := d.Stats()
 	assert.Equal(t, 1, st.Sockets)
 	assert.GreaterOrEqual(t, st.Direct, uint64(2))
+}
+
+// A preparation that fails (the server still loading, say) is tried
+// again, backing off, until it succeeds: the socket is not left off the
+// direct path for good.
+func TestFailedPrepareIsRetried(t *testing.T) {
+	srv := startFake(t, answer(echo))
+	p := &preparer{}
+	p.failing.Store(3)
+	d := newDialer(t, mux.Config{Prepare: p.prepare})
+	c := dial(t, d, srv.Addr())
+	readyForDo(t, d)
+	assert.Equal(t, int64(4), p.attempts.Load(), "three failures, then success")
+	assert.Equal(t, int64(1), p.prepared.Load())
+	got, err := do(d, time.Now().Add(wait), "ECHO", "direct")
+	require.NoError(t, err)
+	assert.Equal(t, bulk("direct"), got)
+	c.send(t, "ECHO", "virtual")
+	assert.Equal(t, bulk("virtual"), c.next(t), "the socket served its connection meanwhile")
+	require.NoError(t, d.Close())
+	assert.Equal(t, int64(1), p.closed.Load())
 }
 
 // Against a real server: Do's commands run in the state the handshake
