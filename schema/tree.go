@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redisfactory/redisfactory/errclass"
@@ -75,7 +76,9 @@ func LoneUserinfo(raw string) string {
 }
 
 // alwaysShown returns the dotted paths of every key with a built-in default.
-func alwaysShown() map[string]bool {
+// It is computed once: parsing the defaults for each profile was three
+// quarters of printing 10,000 profiles. Callers only read it.
+var alwaysShown = sync.OnceValue(func() map[string]bool {
 	out := map[string]bool{}
 	var walk func(prefix string, m map[string]any)
 	walk = func(prefix string, m map[string]any) {
@@ -90,7 +93,7 @@ func alwaysShown() map[string]bool {
 	}
 	walk("", DefaultsTree())
 	return out
-}
+})
 
 func renderStruct(v reflect.Value, prefix string, always map[string]bool) map[string]any {
 	out := map[string]any{}

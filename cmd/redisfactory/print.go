@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/redisfactory/redisfactory/schema"
 )
 
 // runPrint prints the effective configuration, after built-in defaults, the
@@ -32,27 +38,56 @@ func runPrint(c *cli, args []string) int {
 		printIssues(c.stderr, c.stderr, issues)
 		return exitFailed
 	}
-	tree := res.Config.Tree()
-	var out []byte
+	w := bufio.NewWriter(c.stdout)
+	var err error
 	switch *format {
 	case "json":
-		b, err := json.MarshalIndent(tree, "", "  ")
-		if err != nil {
-			fmt.Fprintf(c.stderr, "%s print: %v\n", programName, err)
-			return exitFailed
+		var b []byte
+		if b, err = json.MarshalIndent(res.Config.Tree(), "", "  "); err == nil {
+			_, _ = w.Write(append(b, '\n'))
 		}
-		out = append(b, '\n')
 	default:
-		var buf bytes.Buffer
+		err = printYAML(w, res.Config)
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "%s print: %v\n", programName, err)
+		return exitFailed
+	}
+	_ = w.Flush()
+	return exitOK
+}
+
+// printYAML writes cfg.Tree() as YAML one profile at a time, which is
+// what encoding the whole tree at once prints: yaml.v3's encoder holds
+// about 70 KB per profile until it is done, so 10,000 profiles (the
+// limit) peaked at 860 MB.
+func printYAML(w io.Writer, cfg *schema.Config) error {
+	if len(cfg.Profiles) == 0 {
+		_, err := io.WriteString(w, "profiles: {}\n")
+		return err
+	}
+	if _, err := io.WriteString(w, "profiles:\n"); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	for _, name := range slices.Sorted(maps.Keys(cfg.Profiles)) {
+		buf.Reset()
+		one := schema.Config{Profiles: map[string]*schema.Profile{name: cfg.Profiles[name]}}
 		enc := yaml.NewEncoder(&buf)
 		enc.SetIndent(2)
-		if err := enc.Encode(tree); err != nil {
-			fmt.Fprintf(c.stderr, "%s print: %v\n", programName, err)
-			return exitFailed
+		if err := enc.Encode(one.Tree()["profiles"]); err != nil {
+			return err
 		}
 		_ = enc.Close()
-		out = buf.Bytes()
+		// Each line one level deeper, under "profiles:".
+		for line := range bytes.Lines(buf.Bytes()) {
+			if _, err := w.Write([]byte("  ")); err != nil {
+				return err
+			}
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+		}
 	}
-	_, _ = c.stdout.Write(out)
-	return exitOK
+	return nil
 }
