@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -55,8 +56,8 @@ func (d *Decoder) Close() error {
 // complete reply (optionally preceded by RESP3 attributes) and nothing else.
 //
 // The common frames are decoded here without allocating beyond the value:
-// bulk strings, simple strings, integers (and RESP3 doubles into string
-// commands), and both null forms ("$-1" and "_"), which give redis.Nil.
+// bulk strings, simple strings, integers, RESP3 doubles (into string and
+// float commands), and both null forms ("$-1" and "_"), which give redis.Nil.
 // Every other frame — error replies, attributes, verbatim strings, booleans,
 // big numbers, aggregates, anything non-canonical or that fails to parse — is
 // handed to go-redis's own reader through an in-memory client, so value and
@@ -145,10 +146,20 @@ func setFast(cmd redis.Cmder, frame []byte) bool {
 			c.SetVal(0)
 			c.SetErr(redis.Nil)
 			return true
-		case kindSimple, kindBulk:
-			// RESP3 doubles (',') are not here: go-redis maps "inf"/"nan"
-			// spellings itself before strconv, so they take the slow path.
+		case kindSimple, kindBulk, kindDouble:
 			f, err := strconv.ParseFloat(bytesString(text), 64)
+			if k == kindDouble {
+				// go-redis's readFloat: RESP3's spellings of infinity and
+				// NaN first, then strconv.
+				switch string(text) {
+				case "inf":
+					f, err = math.Inf(1), nil
+				case "-inf":
+					f, err = math.Inf(-1), nil
+				case "nan", "-nan":
+					f, err = math.NaN(), nil
+				}
+			}
 			if err != nil {
 				return false
 			}

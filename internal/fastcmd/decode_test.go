@@ -193,6 +193,16 @@ func TestSetReplyFastPathValues(t *testing.T) {
 	f := redis.NewFloatCmd(ctx, "incrbyfloat", "k", 1)
 	require.NoError(t, d.SetReply(ctx, f, []byte("$4\r\n2.75\r\n")))
 	assert.Equal(t, 2.75, f.Val())
+	// RESP3 doubles (ZSCORE, ZINCRBY on RESP3), go-redis's spellings
+	// of infinity and NaN included.
+	for frame, want := range map[string]float64{",2.75\r\n": 2.75, ",1e3\r\n": 1000, ",inf\r\n": math.Inf(1), ",-inf\r\n": math.Inf(-1)} {
+		require.NoError(t, d.SetReply(ctx, f, []byte(frame)), frame)
+		assert.Equal(t, want, f.Val(), frame)
+	}
+	for _, frame := range []string{",nan\r\n", ",-nan\r\n"} {
+		require.NoError(t, d.SetReply(ctx, f, []byte(frame)), frame)
+		assert.True(t, math.IsNaN(f.Val()), frame)
+	}
 
 	// An error reply is not a fast frame: with the slow path closed it
 	// fails instead of being decoded.
