@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -36,19 +38,68 @@ func Supported(cmd redis.Cmder) bool {
 // Decoder sets replies on commands. The zero value is not usable; create one
 // with NewDecoder. It is safe for concurrent use.
 type Decoder struct {
-	slow *slowPath
+	// slow is the first slow path; concurrent callers get more, up to
+	// maxSlow, made when every one is busy (a server answering LOADING or
+	// MOVED to every command makes every reply slow), and kept in idle.
+	slow    *slowPath
+	idle    chan *slowPath
+	maxSlow int
+
+	mu     sync.Mutex
+	all    []*slowPath
+	closed bool
 }
 
-// NewDecoder returns a Decoder. It owns an in-memory go-redis client for the
-// slow path (no network, no goroutines of its own); release it with Close.
+// NewDecoder returns a Decoder. It owns in-memory go-redis clients for the
+// slow path (no network, no goroutines of their own); release them with
+// Close.
 func NewDecoder() *Decoder {
-	return &Decoder{slow: newSlowPath()}
+	n := min(runtime.GOMAXPROCS(0), 8)
+	d := &Decoder{slow: newSlowPath(), idle: make(chan *slowPath, n), maxSlow: n}
+	d.all = []*slowPath{d.slow}
+	d.idle <- d.slow
+	return d
 }
 
-// Close releases the Decoder's in-memory go-redis client. SetReply calls that
-// need the slow path fail afterwards with go-redis's "client is closed".
+// Close releases the Decoder's in-memory go-redis clients. SetReply calls
+// that need the slow path fail afterwards with go-redis's "client is
+// closed".
 func (d *Decoder) Close() error {
-	return d.slow.close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	var errs []error
+	for _, s := range d.all {
+		errs = append(errs, s.close())
+	}
+	return errors.Join(errs...)
+}
+
+// slowProcess runs the slow path on an idle in-memory client, a new one
+// when all are busy and fewer than maxSlow exist, or else the first to be
+// free.
+func (d *Decoder) slowProcess(ctx context.Context, cmd redis.Cmder, frame []byte) error {
+	var s *slowPath
+	select {
+	case s = <-d.idle:
+	default:
+		d.mu.Lock()
+		switch {
+		case d.closed:
+			s = d.slow // closed: it answers go-redis's "client is closed"
+			d.mu.Unlock()
+			return s.process(ctx, cmd, frame)
+		case len(d.all) < d.maxSlow:
+			s = newSlowPath()
+			d.all = append(d.all, s)
+			d.mu.Unlock()
+		default:
+			d.mu.Unlock()
+			s = <-d.idle
+		}
+	}
+	defer func() { d.idle <- s }()
+	return s.process(ctx, cmd, frame)
 }
 
 // SetReply sets cmd's value and error from frame exactly as go-redis reading
@@ -84,7 +135,7 @@ func (d *Decoder) SetReply(ctx context.Context, cmd redis.Cmder, frame []byte) e
 		cmd.SetErr(err)
 		return err
 	}
-	return d.slow.process(ctx, cmd, frame)
+	return d.slowProcess(ctx, cmd, frame)
 }
 
 // setFast decodes the frames whose go-redis result is certain without running

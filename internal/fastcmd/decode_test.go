@@ -420,6 +420,11 @@ func TestSetReplyConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	d.mu.Lock()
+	made := len(d.all)
+	d.mu.Unlock()
+	assert.LessOrEqual(t, made, d.maxSlow, "in-memory clients are bounded")
+	assert.Len(t, d.idle, made, "every one is idle again")
 }
 
 func BenchmarkSetReplyBulk64(b *testing.B) {
@@ -444,4 +449,21 @@ func BenchmarkSetReplySlowError(b *testing.B) {
 	for b.Loop() {
 		_ = d.SetReply(ctx, cmd, frame)
 	}
+}
+
+// BenchmarkSetReplySlowErrorParallel: error replies from concurrent
+// callers (a server answering LOADING or MOVED to everyone).
+func BenchmarkSetReplySlowErrorParallel(b *testing.B) {
+	d := NewDecoder()
+	defer d.Close()
+	ctx := context.Background()
+	frame := []byte("-LOADING Redis is loading the dataset in memory\r\n")
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		cmd := redis.NewStringCmd(ctx, "get", "k")
+		for pb.Next() {
+			_ = d.SetReply(ctx, cmd, frame)
+		}
+	})
 }
