@@ -82,8 +82,9 @@ type Config struct {
 	// MaxLifetime, when set, retires a socket that has been open that long
 	// (a pool's maximum connection age, for sockets): new connections and
 	// Do go to a new socket, and the old one closes once its connections
-	// have (go-redis drops an idle one when it next takes it). 0 means
-	// never.
+	// have (go-redis drops an idle one when it next takes it from its
+	// pool, as it does with its own connections past their age; until
+	// then, the idle ones keep it open). 0 means never.
 	MaxLifetime time.Duration
 }
 
