@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 
 	"go.yaml.in/yaml/v3"
 
@@ -69,8 +67,12 @@ func printYAML(w io.Writer, cfg *schema.Config) error {
 	if _, err := io.WriteString(w, "profiles:\n"); err != nil {
 		return err
 	}
+	names, err := yamlKeyOrder(cfg.Profiles)
+	if err != nil {
+		return err
+	}
 	var buf bytes.Buffer
-	for _, name := range slices.Sorted(maps.Keys(cfg.Profiles)) {
+	for _, name := range names {
 		buf.Reset()
 		one := schema.Config{Profiles: map[string]*schema.Profile{name: cfg.Profiles[name]}}
 		enc := yaml.NewEncoder(&buf)
@@ -79,10 +81,13 @@ func printYAML(w io.Writer, cfg *schema.Config) error {
 			return err
 		}
 		_ = enc.Close()
-		// Each line one level deeper, under "profiles:".
+		// Each line one level deeper, under "profiles:"; an empty line (in
+		// a literal block) stays empty, as the encoder writes it.
 		for line := range bytes.Lines(buf.Bytes()) {
-			if _, err := w.Write([]byte("  ")); err != nil {
-				return err
+			if len(line) > 1 {
+				if _, err := w.Write([]byte("  ")); err != nil {
+					return err
+				}
 			}
 			if _, err := w.Write(line); err != nil {
 				return err
@@ -90,4 +95,26 @@ func printYAML(w io.Writer, cfg *schema.Config) error {
 		}
 	}
 	return nil
+}
+
+// yamlKeyOrder returns m's keys in the order yaml.v3 writes a map's keys
+// (numbers within names compare as numbers: p9 before p10), which is not
+// the order of bytes.
+func yamlKeyOrder[V any](m map[string]V) ([]string, error) {
+	set := make(map[string]bool, len(m))
+	for k := range m {
+		set[k] = true
+	}
+	var n yaml.Node
+	if err := n.Encode(set); err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(m))
+	for i := 0; i < len(n.Content); i += 2 {
+		keys = append(keys, n.Content[i].Value)
+	}
+	if len(keys) != len(m) {
+		return nil, fmt.Errorf("yaml ordered %d of %d profile names", len(keys), len(m))
+	}
+	return keys, nil
 }

@@ -30,6 +30,11 @@ func TestPrintYAMLIsTheTreesEncoding(t *testing.T) {
 			fmt.Fprintf(&many, "  p%03d: {mode: cluster, addrs: [a:1, b:2], pipeline: {auto: false}}\n", i)
 		}
 	}
+	// Names whose yaml.v3 order is not their byte order (numbers compare
+	// as numbers), and a value the encoder writes as a literal block with
+	// an empty line.
+	many.WriteString("  p9: {addr: 127.0.0.1:1}\n  p10: {addr: 127.0.0.1:1}\n  aB: {addr: 127.0.0.1:1}\n  a_b: {addr: 127.0.0.1:1}\n")
+	many.WriteString("  multi: {addr: 127.0.0.1:1, username: \"x\\n\\ny\"}\n")
 	dir := t.TempDir()
 	paths := map[string]string{"many": write(t, dir, "many.yaml", many.String())}
 	for _, ex := range []string{"webapp", "cluster", "sentinel", "kubernetes"} {
