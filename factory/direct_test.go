@@ -320,6 +320,16 @@ func TestAutoPipelineConnMaxLifetimeReplacesSockets(t *testing.T) {
 	n, err := srv.Client(t).Get(ctx, "life:n").Int64()
 	require.NoError(t, err)
 	assert.Equal(t, incrs.Load(), n, "every INCR was applied once")
+
+	// Idle, the sockets still close at their age (once quiet for a
+	// second), although go-redis holds idle connections on them; the next
+	// commands find new ones.
+	redistest.Eventually(t, 10*time.Second, "every socket closed once quiet past its age", func() bool {
+		st, _ := c.PipelineStats()
+		return st.Sockets == 0
+	})
+	require.NoError(t, h.Incr(ctx, "life:n").Err())
+	require.NoError(t, h.Echo(ctx, "after").Err())
 }
 
 // A server that answers LOADING when the engine's socket is prepared

@@ -219,3 +219,62 @@ func TestWaitingDialsShareTheOutcome(t *testing.T) {
 		assert.Equal(t, int64(1), dials.Load(), "the waiter waited for the dial under way")
 	})
 }
+
+// A socket retired at its maximum age is closed only when quiet: nothing
+// queued since the last look, and no reply awaited. Otherwise it is
+// looked at again later.
+func TestCloseWhenQuiet(t *testing.T) {
+	l := listenSilent(t) // never answers
+	var dials atomic.Int64
+	d := New(Config{Dial: slowDial(0, &dials), Sockets: 3})
+	defer d.Close()
+	addr := l.ln.Addr().String()
+	socketOf := func() (*vconn, *socket) {
+		c, err := d.DialContext(context.Background(), "tcp", addr)
+		require.NoError(t, err)
+		v := c.(*vconn)
+		return v, v.s
+	}
+	state := func(s *socket) (queues uint64, err error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.queues, s.err
+	}
+	stopLooking := func(s *socket) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.aged != nil {
+			s.aged.Stop()
+		}
+	}
+
+	_, quiet := socketOf()
+	seen, _ := state(quiet)
+	quiet.retire()
+	quiet.closeWhenQuiet(seen)
+	_, err := state(quiet)
+	require.ErrorIs(t, err, errAged, "quiet: closed")
+
+	busy, awaiting := socketOf()
+	_, err = busy.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+	require.NoError(t, err)
+	seen, _ = state(awaiting)
+	awaiting.retire()
+	awaiting.closeWhenQuiet(seen)
+	_, err = state(awaiting)
+	require.NoError(t, err, "a reply awaited: left open")
+	stopLooking(awaiting)
+
+	_, active := socketOf()
+	before, _ := state(active)
+	active.enqueue(nil, []byte("*1\r\n$4\r\nPING\r\n"), 0) // queued, no reply to wait for
+	active.retire()
+	active.closeWhenQuiet(before)
+	_, err = state(active)
+	require.NoError(t, err, "queued since the last look: left open")
+	stopLooking(active)
+	after, _ := state(active)
+	active.closeWhenQuiet(after)
+	_, err = state(active)
+	require.ErrorIs(t, err, errAged, "quiet since: closed")
+}

@@ -300,6 +300,14 @@ func (s *socket) unready() {
 	s.spent = true // a socket is prepared once, at its start
 	was, anchor := s.ready, s.anchor
 	s.ready, s.anchor = false, nil
+	if anchor != nil {
+		// Counted under s.mu, while the socket's own goroutines are still
+		// counted in d.wg: fail calls unready, which waits for s.mu, before
+		// it lets them end. Counted later, a retire (MaxLifetime's timer
+		// is on no goroutine of d's) could add to d.wg after Close's Wait
+		// found it at zero.
+		s.d.wg.Add(1)
+	}
 	s.mu.Unlock()
 	if !was {
 		return
@@ -308,7 +316,6 @@ func (s *socket) unready() {
 	if anchor != nil {
 		// Closing it closes a virtual connection of s, which takes s.mu
 		// (and may close s): not from under a lock of a caller.
-		s.d.wg.Add(1)
 		go func() {
 			defer s.d.wg.Done()
 			_ = anchor.Close()

@@ -361,10 +361,8 @@ func TestMaxLifetimeRecyclesSockets(t *testing.T) {
 		}()
 	}
 	redistest.Eventually(t, wait, "three sockets opened in turn", func() bool { return received()-before >= 3 })
-	// The replaced ones close once go-redis has dropped their connections,
-	// which it does when it next takes each from its pool (as it does
-	// with its own connections past their maximum age): under the load,
-	// at once. (Idle, they wait for go-redis's next use.)
+	// The replaced ones close as go-redis drops their connections, which
+	// under the load it does at once: they do not pile up.
 	redistest.Eventually(t, wait, "the replaced sockets closed", func() bool { return d.Stats().Sockets <= 2 })
 	close(stop)
 	wg.Wait()
@@ -377,4 +375,11 @@ func TestMaxLifetimeRecyclesSockets(t *testing.T) {
 	assert.Equal(t, incrs.Load(), n, "every INCR that succeeded was applied once, and no other")
 	assert.Positive(t, direct.Load())
 	assert.GreaterOrEqual(t, p.prepared.Load(), int64(3), "each new socket was prepared for Do")
+
+	// Idle, go-redis keeps its connections on the old sockets until it
+	// next takes them; the sockets close anyway once they have been quiet
+	// for a second past their age, and the next command finds a new one.
+	redistest.Eventually(t, wait, "every socket closed once quiet past its age", func() bool { return d.Stats().Sockets == 0 })
+	assert.LessOrEqual(t, srv.InfoInt(t, "clients", "connected_clients"), int64(2), "no connection left on the server but admin's and the helpers'")
+	require.NoError(t, rdb.Incr(ctx, "life:n").Err(), "a command after the sockets closed")
 }

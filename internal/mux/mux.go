@@ -36,6 +36,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -80,11 +82,10 @@ type Config struct {
 	FreshFor time.Duration
 
 	// MaxLifetime, when set, retires a socket that has been open that long
-	// (a pool's maximum connection age, for sockets): new connections and
-	// Do go to a new socket, and the old one closes once its connections
-	// have (go-redis drops an idle one when it next takes it from its
-	// pool, as it does with its own connections past their age; until
-	// then, the idle ones keep it open). 0 means never.
+	// (less up to a tenth, so that sockets dialed together are not
+	// replaced together): new connections and Do go to a new socket, and
+	// the old one closes once its connections have, or once it has been
+	// quiet for a second (see retireAged). 0 means never.
 	MaxLifetime time.Duration
 }
 
@@ -192,8 +193,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	s := newSocket(d, key, conn)
-	if d.cfg.MaxLifetime > 0 {
-		s.aged = time.AfterFunc(d.cfg.MaxLifetime, s.retire)
+	if life := d.cfg.MaxLifetime; life > 0 {
+		// Up to a tenth earlier, so that the sockets of an address, dialed
+		// together, are not all replaced at once.
+		if life >= 10 {
+			life -= rand.N(life / 10)
+		}
+		s.aged = time.AfterFunc(life, s.retireAged)
 	}
 	v := s.attach()
 	d.sockets[key] = append(d.sockets[key], s)
@@ -302,7 +308,8 @@ type socket struct {
 	err     error  // set once the socket is broken
 	retired bool   // no new connections
 	vconns  map[*vconn]struct{}
-	aged    *time.Timer // retires the socket at Config.MaxLifetime; set before the socket is shared
+	aged    *time.Timer // Config.MaxLifetime's: set before the socket is shared, then under mu
+	queues  uint64      // how many times commands were queued, for closeWhenQuiet
 
 	// Do's side (Config.Prepare): ready while Do may use the socket: it is
 	// prepared, not retired, and has received no push (a maintenance
@@ -377,6 +384,44 @@ func (s *socket) retire() {
 	s.unready()
 }
 
+// retireAged retires s at Config.MaxLifetime, and closes it once it has
+// been quiet for agedQuiet. Its connections would keep it open otherwise:
+// go-redis drops an idle connection of a retired socket only when it next
+// takes it from its pool, which holds up to a thousand of them, last in
+// first out, and has no reaper.
+func (s *socket) retireAged() {
+	s.retire()
+	s.closeWhenQuiet(math.MaxUint64)
+}
+
+// agedQuiet is how long a socket retired for its age must go without a
+// command before it is closed. A connection that go-redis took from its
+// pool before the socket was retired writes its command within
+// microseconds; one that it had not written after a whole second would
+// fail as not sent (and be sent again by the retry policy).
+const agedQuiet = time.Second
+
+// closeWhenQuiet closes s if nothing was queued on it since the last look
+// (queues was seen then) and nothing is waiting for a reply; otherwise it
+// looks again after agedQuiet.
+func (s *socket) closeWhenQuiet(seen uint64) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	if s.queues != seen || s.waiting.n > 0 || s.queued > 0 || s.calls > 0 {
+		seen = s.queues
+		s.aged = time.AfterFunc(agedQuiet, func() { s.closeWhenQuiet(seen) })
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.fail(errAged)
+}
+
+var errAged = errors.New("mux: socket closed at its maximum age")
+
 // enqueue queues the complete commands in b (n of them) for v and wakes
 // the writer. (A caller writing the batch itself, to save the writer's
 // wake-up, measured no faster: the write system call dominates.)
@@ -396,6 +441,7 @@ func (s *socket) enqueue(v *vconn, b []byte, n int) error {
 
 // queueLocked queues b (n commands) and wakes the writer; it unlocks s.mu.
 func (s *socket) queueLocked(b []byte, n int) {
+	s.queues++
 	s.out = append(s.out, b...)
 	s.queued += n
 	idle := !s.writing
@@ -444,10 +490,10 @@ func (s *socket) fail(err error) {
 		}
 	}
 	s.out, s.queued, s.taken, s.calls = nil, 0, 0, 0
-	s.mu.Unlock()
 	if s.aged != nil {
 		s.aged.Stop()
 	}
+	s.mu.Unlock()
 	// While the socket's goroutines still run: unready starts a goroutine
 	// counted in d.wg, which must not go from zero during Close's Wait.
 	s.unready()

@@ -612,11 +612,13 @@ func TestClose(t *testing.T) {
 			t.Fatal("a read still waits after Close")
 		}
 	}
-	// Close waited for the sockets' goroutines.
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	assert.NotContains(t, stacks, "mux.(*socket).readLoop")
-	assert.NotContains(t, stacks, "mux.(*socket).writeLoop")
+	// Close waited for the sockets' goroutines: they have returned (a
+	// goroutine's frame may show for a moment after its deferred Done).
+	redistest.Eventually(t, time.Second, "the sockets' goroutines ended", func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return !strings.Contains(stacks, "mux.(*socket).readLoop") && !strings.Contains(stacks, "mux.(*socket).writeLoop")
+	})
 	assert.Equal(t, 0, d.Stats().Sockets)
 
 	_, err := d.DialContext(context.Background(), "tcp", srv.Addr())
