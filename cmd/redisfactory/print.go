@@ -42,16 +42,18 @@ func runPrint(c *cli, args []string) int {
 	case "json":
 		var b []byte
 		if b, err = json.MarshalIndent(res.Config.Tree(), "", "  "); err == nil {
-			_, _ = w.Write(append(b, '\n'))
+			_, err = w.Write(append(b, '\n'))
 		}
 	default:
 		err = printYAML(w, res.Config)
+	}
+	if err == nil {
+		err = w.Flush() // a closed pipe, a full disk: not a success
 	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s print: %v\n", programName, err)
 		return exitFailed
 	}
-	_ = w.Flush()
 	return exitOK
 }
 

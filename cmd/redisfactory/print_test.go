@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -55,5 +56,22 @@ func TestPrintYAMLIsTheTreesEncoding(t *testing.T) {
 			assert.Equal(t, want.String(), r.stdout)
 			assert.NotContains(t, r.stdout, secret)
 		})
+	}
+}
+
+// failingWriter fails every write, as a full disk or a closed pipe does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A configuration that cannot be written out is not printed: print says
+// why and exits 1, in both formats.
+func TestPrintFailsWhenItCannotWrite(t *testing.T) {
+	path := filepath.Join("..", "..", "examples", "configs", "webapp")
+	for _, format := range []string{"yaml", "json"} {
+		var errb bytes.Buffer
+		code := run([]string{"print", "--format", format, path}, failingWriter{}, &errb, nil)
+		assert.Equal(t, exitFailed, code, format)
+		assert.Contains(t, errb.String(), "no space left on device", format)
 	}
 }
