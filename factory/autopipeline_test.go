@@ -50,6 +50,15 @@ func (b *cmdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	}
 }
 
+// engineHandle returns the profile's handle and its client, which runs the
+// factory's engine (see engine).
+func engineHandle(t *testing.T, f *factory.Factory, name string) (*factory.Handle, *factory.Client) {
+	t.Helper()
+	h, err := f.Handle(name)
+	require.NoError(t, err)
+	return h, engine(t, f, name)
+}
+
 // engine returns the profile's client and checks that it runs the
 // factory's pipelining engine (a standalone profile with pipeline.auto),
 // not go-redis's auto-pipeliner.
@@ -312,9 +321,7 @@ func TestAutoPipelineServerKilledUnderLoad(t *testing.T) {
     pipeline:
       auto: true
 `, srv.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 
 	var ops, incrOK, incrFailed atomic.Int64
@@ -466,9 +473,7 @@ func TestAutoPipelineDeadlineBoundsCommand(t *testing.T) {
     pipeline:
       auto: true
 `, proxy.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 	require.NoError(t, h.Set(ctx, "dl:k", "v", 0).Err())
 	warmEngine(t, c, 4) // idle virtual connections on the socket
@@ -479,7 +484,7 @@ func TestAutoPipelineDeadlineBoundsCommand(t *testing.T) {
 	proxy.Blackhole(true)
 	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	start := time.Now()
-	err = h.Get(dctx, "dl:k").Err()
+	err := h.Get(dctx, "dl:k").Err()
 	took := time.Since(start)
 	cancel()
 	require.Error(t, err)

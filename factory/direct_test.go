@@ -81,9 +81,7 @@ func TestAutoPipelineDirectPath(t *testing.T) {
     pipeline:
       auto: true
 `, srv.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 	bare := redis.NewClient(&redis.Options{Addr: srv.Addr(), DB: 2})
 	defer bare.Close()
@@ -168,9 +166,7 @@ func TestAutoPipelineDirectPathWithCache(t *testing.T) {
     pipeline:
       auto: true
 `, srv.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 	other := srv.Client(t)
 	awaitDirectPath(t, h, c)
@@ -243,9 +239,7 @@ func TestAutoPipelineDirectPathReadOnlyRetiresSocket(t *testing.T) {
     pipeline:
       auto: true
 `, proxy.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 	awaitDirectPath(t, h, c)
 
@@ -274,9 +268,7 @@ func TestAutoPipelineConnMaxLifetimeReplacesSockets(t *testing.T) {
     pool: {conn_max_lifetime: 200ms}
     pipeline: {auto: true}
 `, srv.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 	awaitDirectPath(t, h, c)
 	received := func() int64 { return srv.InfoInt(t, "stats", "total_connections_received") }
@@ -348,9 +340,7 @@ func TestDirectPathAfterLoading(t *testing.T) {
     addr: %s
     pipeline: {auto: true}
 `, proxy.Addr()), factory.Options{})
-	h, err := f.Handle("a")
-	require.NoError(t, err)
-	c := engine(t, f, "a")
+	h, c := engineHandle(t, f, "a")
 	ctx := context.Background()
 	require.NoError(t, h.Set(ctx, "loading:k", "v", 0).Err())
 	awaitDirectPath(t, h, c)
